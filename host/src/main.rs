@@ -1,0 +1,2 @@
+//! The `mitoken` binary.
+fn main() {}

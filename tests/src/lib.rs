@@ -1,0 +1,1 @@
+//! Helpers shared by mitoken's end-to-end tests.
