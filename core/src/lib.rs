@@ -21,5 +21,6 @@ pub mod query;
 pub mod request;
 pub mod server;
 pub mod token;
+pub mod write;
 
 pub use error::Error;
