@@ -1,1 +1,129 @@
-fn main() {}
+//! mitoken's project tasks, run as `cargo xtask <task>`.
+//!
+//! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
+//!
+//! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
+//!   the no_std proof.
+//! - `nostd`: only the no_std proof.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+mod nostd;
+
+/// A failed step: what ran and why it failed.
+#[derive(Debug)]
+pub struct StepFailed {
+    step: String,
+    reason: String,
+}
+
+impl std::fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.reason)
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, StepFailed>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let task = args.first().map_or("help", String::as_str);
+    let outcome = match task {
+        "ci" => ci(),
+        "nostd" => nostd::prove(&root()),
+        "help" | "--help" | "-h" => {
+            print_help();
+            Ok(())
+        }
+        other => Err(StepFailed {
+            step: "xtask".into(),
+            reason: format!("unknown task `{other}` (try `cargo xtask help`)"),
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <task>\n\n\
+         tasks:\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof\n  \
+         nostd   build a #![no_std] staticlib that links mitoken-core"
+    );
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn ci() -> Result {
+    let root = root();
+    let started = Instant::now();
+    step("format check", || {
+        run(cargo(&root).args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("clippy", || {
+        run(cargo(&root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("tests", || {
+        run(cargo(&root).args(["test", "--workspace", "--all-targets"]))
+    })?;
+    step("doc tests", || {
+        run(cargo(&root).args(["test", "--workspace", "--doc"]))
+    })?;
+    step("no_std proof", || nostd::prove(&root))?;
+    println!("xtask ci: all green in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Runs one named step, printing its name and duration.
+pub fn step(name: &str, f: impl FnOnce() -> Result) -> Result {
+    println!("==> {name}");
+    let t = Instant::now();
+    f()?;
+    println!("<== {name}: ok ({:.1?})", t.elapsed());
+    Ok(())
+}
+
+/// A `cargo` command rooted at `dir`.
+pub fn cargo(dir: &Path) -> Command {
+    let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(dir);
+    c
+}
+
+/// Runs `cmd`, failing unless it exits 0.
+pub fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().map_err(|e| StepFailed {
+        step: shown.clone(),
+        reason: format!("could not start: {e}"),
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(StepFailed {
+            step: shown,
+            reason: format!("exited with {status}"),
+        })
+    }
+}
