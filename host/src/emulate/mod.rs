@@ -1,0 +1,8 @@
+//! Building blocks of `mitoken emulate`, an IMDS-compatible emulator for development and tests.
+//!
+//! Each module is self-contained and I/O-free apart from reading/writing files it is asked to:
+//! time (`now`, `Instant`) and randomness come in as arguments so tests run on a virtual clock.
+//!
+//! - [`config`]: the TOML identity configuration (`--config`, `--flavor`).
+
+pub mod config;
