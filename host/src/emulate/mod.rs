@@ -5,4 +5,9 @@
 //!
 //! - [`config`]: the TOML identity configuration (`--config`, `--flavor`).
 
+pub mod cache;
 pub mod config;
+pub mod faults;
+pub mod jwks;
+pub mod jwt;
+pub mod signing;
