@@ -7,7 +7,9 @@
 
 pub mod cache;
 pub mod config;
+pub mod counters;
 pub mod faults;
 pub mod jwks;
 pub mod jwt;
 pub mod signing;
+pub mod throttle;
