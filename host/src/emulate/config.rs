@@ -125,7 +125,7 @@ impl FromStr for Guid {
                 b'A'..=b'F' => c - b'A' + 10,
                 _ => return Err(InvalidGuid),
             };
-            out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+            out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
             nibbles += 1;
         }
         Ok(Self(out))
@@ -529,6 +529,7 @@ struct RawSystemAssigned {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[expect(clippy::struct_field_names, reason = "the names are the TOML keys")]
 struct RawUserAssigned {
     client_id: Spanned<String>,
     object_id: Spanned<String>,
@@ -593,7 +594,7 @@ impl Ctx<'_> {
     }
 
     /// Turns a TOML/serde error into a located error, naming the field as well as the text allows.
-    fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
         let span = err.span().unwrap_or(0..0);
         let message = err.message();
         let backticked = message
@@ -655,10 +656,10 @@ fn table_path_at(source: &str, offset: usize) -> String {
                 current = format!("user_assigned[{user_assigned}]");
                 user_assigned += 1;
             } else {
-                current = name.to_owned();
+                name.clone_into(&mut current);
             }
         } else if let Some(inner) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            current = inner.trim().to_owned();
+            inner.trim().clone_into(&mut current);
         }
         pos += line.len();
     }
@@ -702,7 +703,7 @@ impl EmulatorConfig {
     /// Parses and validates configuration text; `path` is only used in error messages.
     pub fn parse(source: &str, path: &Path, flavor: Flavor) -> Result<Self, ConfigError> {
         let ctx = Ctx { path, source };
-        let raw: RawConfig = toml::from_str(source).map_err(|e| ctx.from_toml(&e))?;
+        let raw: RawConfig = toml::from_str(source).map_err(|e| ctx.toml_error(&e))?;
 
         let tenant_id = match &raw.tenant_id {
             Some(t) => ctx.guid(t, "tenant_id")?,
@@ -852,6 +853,8 @@ impl EmulatorConfig {
 
 #[cfg(test)]
 mod tests {
+    use core::fmt::Write as _;
+
     use super::*;
 
     const RID: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg-1/providers/Microsoft.ManagedIdentity/userAssignedIdentities/";
@@ -977,17 +980,21 @@ mod tests {
         assert_eq!(c.user_assigned.len(), 2);
         let mut src = format!("tenant_id = \"{}\"\n", c.tenant_id);
         let sa = c.system_assigned.as_ref().unwrap();
-        src += &format!(
-            "[system_assigned]\nclient_id = \"{}\"\nobject_id = \"{}\"\n",
+        writeln!(
+            src,
+            "[system_assigned]\nclient_id = \"{}\"\nobject_id = \"{}\"",
             sa.client_id, sa.object_id
-        );
+        )
+        .unwrap();
         for u in &c.user_assigned {
-            src += &format!(
-                "[[user_assigned]]\nclient_id = \"{}\"\nobject_id = \"{}\"\nresource_id = \"{}\"\n",
+            writeln!(
+                src,
+                "[[user_assigned]]\nclient_id = \"{}\"\nobject_id = \"{}\"\nresource_id = \"{}\"",
                 u.client_id,
                 u.object_id,
                 u.resource_id().unwrap()
-            );
+            )
+            .unwrap();
         }
         assert_eq!(parse(&src).unwrap(), c);
         assert_eq!(

@@ -144,8 +144,8 @@ impl FaultRule {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FaultSpecError {
-    /// A key other than status, count, percent, delay, path, identity, error, description,
-    /// retry_after, close.
+    /// A key other than `status`, `count`, `percent`, `delay`, `path`, `identity`, `error`,
+    /// `description`, `retry_after`, `close`.
     #[error(
         "unknown key `{0}` (expected status, count, percent, delay, path, identity, error, description, retry_after, close)"
     )]
@@ -435,7 +435,7 @@ impl fmt::Display for FaultPlan {
 }
 
 /// Derives an independent-looking 32-bit draw per rule from the request's one random value
-/// (SplitMix64 finaliser).
+/// (the `SplitMix64` finaliser).
 fn mix(random: u32, index: usize) -> u32 {
     let mut z = (u64::from(random) << 32 | (index as u64 & 0xffff_ffff))
         .wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -1,12 +1,12 @@
 //! The documents a service under test needs to validate emulator tokens: a JWKS with the public
-//! signing key and an OpenID Connect discovery document whose `jwks_uri` points at it, both served
+//! signing key and an OIDC discovery document whose `jwks_uri` points at it, both served
 //! on the emulator's listener.
 
 use serde::{Deserialize, Serialize};
 
 use super::signing::{Jwk, SigningKey};
 
-/// Path of the OpenID configuration document.
+/// Path of the OIDC discovery document.
 pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
 /// Path of the JWKS document.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -32,7 +32,7 @@ impl Jwks {
     }
 }
 
-/// The subset of an OpenID Provider Metadata document (OpenID Connect Discovery 1.0 §3) that
+/// The subset of an OIDC provider metadata document (OIDC Discovery 1.0 §3) that
 /// token validators read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenIdConfiguration {

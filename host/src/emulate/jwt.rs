@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
-use super::config::{Guid, IdentityConfig};
+use super::config::{Guid, IdentityConfig, ResourceId};
 use super::signing::{KeyError, SigningKey};
 
 /// Seconds from minting until `exp`.
@@ -99,7 +99,7 @@ impl TokenMinter {
         }
     }
 
-    /// Replaces the issuer (`iss` and `idp`); the OpenID configuration must announce the same.
+    /// Replaces the issuer (`iss` and `idp`); the OIDC discovery document must announce the same.
     #[must_use]
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = issuer.into();
@@ -155,7 +155,7 @@ impl TokenMinter {
             tid: self.tenant_id.to_string(),
             uti: URL_SAFE_NO_PAD.encode(uti),
             ver: "1.0",
-            xms_mirid: identity.resource_id().map(|r| r.as_str()),
+            xms_mirid: identity.resource_id().map(ResourceId::as_str),
         };
         let mut jwt = String::with_capacity(1024);
         URL_SAFE_NO_PAD.encode_string(to_json(&header), &mut jwt);

@@ -118,7 +118,7 @@ impl fmt::Debug for SigningKey {
             .field("kid", &self.jwk.kid)
             .field("bits", &self.bits())
             .field("private_key", &"<redacted>")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -186,7 +186,7 @@ impl SigningKey {
         let pem = self
             .key
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Pkcs8(e.into()))?;
+            .map_err(KeyError::Pkcs8)?;
         let write_err = |source| KeyError::Write {
             path: path.to_owned(),
             source,

@@ -65,11 +65,11 @@ impl Throttled {
     /// The answer to send: `429 too_many_requests` with `Retry-After`.
     pub fn response(&self) -> FaultResponse {
         let mut response = FaultResponse::for_status(429);
-        response.error_description = match self.reason {
+        let description = match self.reason {
             ThrottleReason::Rate => "Too many requests: more than the allowed requests per second",
             ThrottleReason::Concurrency => "Too many requests: too many concurrent requests",
-        }
-        .to_owned();
+        };
+        description.clone_into(&mut response.error_description);
         response.retry_after = Some(self.retry_after_secs());
         response
     }
