@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: the TOML identity configuration (`--config`, `--flavor`).
 
+pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod counters;
