@@ -1089,7 +1089,7 @@ mod tests {
         let (line, field, kind, _) = err(&src);
         assert_eq!(kind, ConfigErrorKind::MissingField);
         assert_eq!(field, "user_assigned[1].object_id");
-        assert!((5..=7).contains(&line), "line {line}");
+        assert_eq!(line, 5, "the second [[user_assigned]] header");
 
         let src = "[system_assigned]\nclient_id = \"20000000-0000-4000-8000-000000000000\"\nobject_id = \"30000000-0000-4000-8000-000000000000\"\nclientid = \"x\"\n";
         let (line, field, kind, _) = err(src);
