@@ -39,7 +39,10 @@ res!(fixture_token_content_length, TOKEN, |r| {
     assert!(r.keep_alive);
     assert_eq!(r.retry_after, None);
     assert_eq!(r.headers.len(), 4);
-    assert_eq!(header(&r, "content-type"), Some(&b"application/json; charset=utf-8"[..]));
+    assert_eq!(
+        header(&r, "content-type"),
+        Some(&b"application/json; charset=utf-8"[..])
+    );
     assert_eq!(header(&r, "SERVER"), Some(&b"IMDS/150.870.65.1854"[..]));
     assert_eq!(r.body, TOKEN_BODY);
     assert_eq!(r.len, TOKEN.len());
@@ -66,12 +69,18 @@ res!(fixture_error_400, ERROR_400, |r| {
 res!(fixture_error_400_no_metadata, ERROR_400_NO_METADATA, |r| {
     let r = r.unwrap();
     assert_eq!(r.status, 400);
-    assert!(r.body.ends_with(b"Required metadata header not specified\"}"));
+    assert!(
+        r.body
+            .ends_with(b"Required metadata header not specified\"}")
+    );
 });
 
 res!(fixture_error_429, ERROR_429, |r| {
     let r = r.unwrap();
-    assert_eq!((r.status, r.reason.as_slice()), (429, &b"Too Many Requests"[..]));
+    assert_eq!(
+        (r.status, r.reason.as_slice()),
+        (429, &b"Too Many Requests"[..])
+    );
     assert_eq!(r.retry_after, None);
     assert!(r.body.starts_with(br#"{"error":"too_many_requests""#));
 });
@@ -217,9 +226,13 @@ res!(
     }
 );
 
-res!(truncated_head_at_eof, b"HTTP/1.1 200 OK\r\nContent-Le", |r| {
-    assert_eq!(r, Err(HttpError::TruncatedHead));
-});
+res!(
+    truncated_head_at_eof,
+    b"HTTP/1.1 200 OK\r\nContent-Le",
+    |r| {
+        assert_eq!(r, Err(HttpError::TruncatedHead));
+    }
+);
 
 res!(empty_input_at_eof, b"", |r| {
     assert_eq!(r, Err(HttpError::TruncatedHead));
@@ -227,7 +240,12 @@ res!(empty_input_at_eof, b"", |r| {
 
 res!(
     oversized_head_line,
-    &[b"HTTP/1.1 200 OK\r\nX-Big: ".as_slice(), &[b'a'; 200], b"\r\n\r\n"].concat(),
+    &[
+        b"HTTP/1.1 200 OK\r\nX-Big: ".as_slice(),
+        &[b'a'; 200],
+        b"\r\n\r\n"
+    ]
+    .concat(),
     Limits::default().with_max_line_len(100),
     |r| {
         assert_eq!(r, Err(HttpError::LineTooLong));
@@ -282,6 +300,14 @@ res!(
 res!(garbage, b"\x00\xff\x13garbage\r\n\r\n", |r| {
     assert_eq!(r, Err(HttpError::InvalidStatusLine));
 });
+
+res!(
+    binary_garbage_without_line_end,
+    b"\x16\x03\x01\x02\x00",
+    |r| {
+        assert_eq!(r, Err(HttpError::InvalidStatusLine));
+    }
+);
 
 res!(http2_preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", |r| {
     assert_eq!(r, Err(HttpError::InvalidStatusLine));
@@ -406,9 +432,15 @@ fn line_too_long_is_reported_before_its_end_arrives() {
 fn too_many_headers_is_reported_when_the_next_line_starts() {
     let mut p = ResponseParser::new(Limits::default().with_max_headers(1));
     assert_eq!(p.parse(b"HTTP/1.1 200 OK\r\nA: 1\r\n"), Ok(Status::Partial));
-    assert_eq!(p.parse(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r"), Ok(Status::Partial));
+    assert_eq!(
+        p.parse(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r"),
+        Ok(Status::Partial)
+    );
     let mut p = ResponseParser::new(Limits::default().with_max_headers(1));
-    assert_eq!(p.parse(b"HTTP/1.1 200 OK\r\nA: 1\r\nB"), Err(HttpError::TooManyHeaders));
+    assert_eq!(
+        p.parse(b"HTTP/1.1 200 OK\r\nA: 1\r\nB"),
+        Err(HttpError::TooManyHeaders)
+    );
 }
 
 #[test]
@@ -418,7 +450,9 @@ fn validated_lines_are_not_parsed_again() {
     let mut p = ResponseParser::default();
     assert_eq!(p.parse(b"HTTP/1.1 200 OK\r\nA: 1\r\n"), Ok(Status::Partial));
     let head = p.parse(b"XXXXXXXXXXXXXXXXXA: 1\r\n\r\n").unwrap();
-    let Status::Complete { value, len } = head else { panic!("expected complete") };
+    let Status::Complete { value, len } = head else {
+        panic!("expected complete")
+    };
     assert_eq!((value.status, len), (200, 25));
     // A shrunk buffer is detected.
     assert_eq!(p.parse(b"HTTP"), Err(HttpError::BufferMismatch));
@@ -439,7 +473,11 @@ fn complete_is_idempotent() {
 fn head_parser_partial_until_exactly_the_blank_line() {
     for (name, input) in FIXTURES {
         let mut whole = ResponseParser::default();
-        let Status::Complete { len: head_len, value } = whole.parse(input).unwrap() else {
+        let Status::Complete {
+            len: head_len,
+            value,
+        } = whole.parse(input).unwrap()
+        else {
             panic!("{name}: head incomplete")
         };
         let mut p = ResponseParser::default();
@@ -448,7 +486,10 @@ fn head_parser_partial_until_exactly_the_blank_line() {
         }
         assert_eq!(
             p.parse(&input[..head_len]),
-            Ok(Status::Complete { value, len: head_len }),
+            Ok(Status::Complete {
+                value,
+                len: head_len
+            }),
             "{name}"
         );
     }
@@ -475,11 +516,16 @@ fn reader_body_is_contiguous_in_the_callers_buffer() {
     let mut buf = TOKEN_CHUNKED.to_vec();
     let mut r = ResponseReader::default();
     let n = buf.len();
-    let Status::Complete { value, len } = r.feed(&mut buf, n).unwrap() else { panic!() };
+    let Status::Complete { value, len } = r.feed(&mut buf, n).unwrap() else {
+        panic!()
+    };
     assert_eq!(len, n);
     assert_eq!(value.body_range().len(), TOKEN_BODY.len());
     assert_eq!(value.body(&buf), TOKEN_BODY);
     assert!(r.is_complete());
     let head = r.head(&buf).unwrap();
-    assert_eq!(head.headers.get_str("date"), Some("Mon, 30 Nov 2026 01:00:00 GMT"));
+    assert_eq!(
+        head.headers.get_str("date"),
+        Some("Mon, 30 Nov 2026 01:00:00 GMT")
+    );
 }

@@ -60,6 +60,9 @@ struct Core {
     /// Where to resume looking for the end of that line.
     scan: usize,
     skipped_blank: bool,
+    /// Request method bytes are known to be token characters up to here.
+    method_scan: usize,
+    method_done: bool,
     minor: u8,
     status: u16,
     reason: Span,
@@ -89,6 +92,8 @@ impl Core {
             pos: 0,
             scan: 0,
             skipped_blank: false,
+            method_scan: 0,
+            method_done: false,
             minor: 0,
             status: 0,
             reason: Span { start: 0, end: 0 },
@@ -127,6 +132,10 @@ impl Core {
                     return Err(HttpError::TooManyHeaders);
                 }
                 _ => {}
+            }
+            if self.phase == Phase::StartLine {
+                // Refuse binary garbage (TLS, HTTP/2 to a client…) without waiting for a line.
+                self.check_start_prefix(buf)?;
             }
             let lf_ok = self.kind == Kind::Response;
             let Some(line) = next_line(
@@ -168,6 +177,39 @@ impl Core {
             self.pos = line.next;
             self.scan = line.next;
         }
+    }
+
+    /// Early check of an incomplete start line: a response must begin with `HTTP/`, a
+    /// request with a token. Runs before the line is split so that the outcome does not depend
+    /// on how the bytes were cut.
+    fn check_start_prefix(&mut self, buf: &[u8]) -> Result<(), HttpError> {
+        let rest = buf.get(self.pos..).ok_or(HttpError::BufferMismatch)?;
+        match self.kind {
+            Kind::Response => {
+                let n = rest.len().min(5);
+                if rest.get(..n) != b"HTTP/".get(..n) {
+                    return Err(HttpError::InvalidStatusLine);
+                }
+            }
+            Kind::Request if !self.method_done => {
+                let from = self.method_scan.max(self.pos);
+                let mut i = from;
+                for &b in buf.get(from..).ok_or(HttpError::BufferMismatch)? {
+                    match b {
+                        b' ' => {
+                            self.method_done = true;
+                            return Ok(());
+                        }
+                        b'\r' | b'\n' => break,
+                        b if is_tchar(b) => i = i.saturating_add(1),
+                        _ => return Err(HttpError::InvalidMethod),
+                    }
+                }
+                self.method_scan = i;
+            }
+            Kind::Request => {}
+        }
+        Ok(())
     }
 
     fn start_headers(&mut self, at: usize) {

@@ -9,7 +9,11 @@ use mitoken_core::http::{
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/", $name))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/",
+            $name
+        ))
     };
 }
 
@@ -43,7 +47,12 @@ pub struct Res {
     pub len: usize,
 }
 
-fn summarize(reader: &ResponseReader, buf: &[u8], resp: mitoken_core::http::Response, len: usize) -> Res {
+fn summarize(
+    reader: &ResponseReader,
+    buf: &[u8],
+    resp: mitoken_core::http::Response,
+    len: usize,
+) -> Res {
     let head = reader.head(buf).expect("head available once complete");
     Res {
         status: resp.status,
@@ -76,7 +85,11 @@ pub fn read_cuts(input: &[u8], cuts: &[usize], limits: Limits) -> Result<Res, Ht
         match reader.feed(&mut buf, filled)? {
             Status::Complete { value, len } => {
                 assert!(len <= filled);
-                assert_eq!(&buf[len..filled], &input[len..filled], "bytes after the response altered");
+                assert_eq!(
+                    &buf[len..filled],
+                    &input[len..filled],
+                    "bytes after the response altered"
+                );
                 return Ok(summarize(&reader, &buf, value, len));
             }
             Status::Partial => {
@@ -104,9 +117,17 @@ pub fn read_bytewise(input: &[u8], limits: Limits) -> Result<Res, HttpError> {
 /// Asserts that byte-wise feeding and every two-piece split give the whole-buffer result.
 pub fn assert_split_invariant(input: &[u8], limits: Limits) -> Result<Res, HttpError> {
     let whole = read_whole(input, limits);
-    assert_eq!(read_bytewise(input, limits), whole, "byte-wise feeding differs");
+    assert_eq!(
+        read_bytewise(input, limits),
+        whole,
+        "byte-wise feeding differs"
+    );
     for k in 0..=input.len() {
-        assert_eq!(read_cuts(input, &[k], limits), whole, "split at {k} differs");
+        assert_eq!(
+            read_cuts(input, &[k], limits),
+            whole,
+            "split at {k} differs"
+        );
     }
     whole
 }
@@ -229,9 +250,17 @@ pub fn assert_requests_split_invariant(
 ) -> Vec<Result<Option<Req>, HttpError>> {
     let whole = requests_whole(input, limits);
     let cuts: Vec<usize> = (0..=input.len()).collect();
-    assert_eq!(requests_cuts(input, &cuts, limits), whole, "byte-wise feeding differs");
+    assert_eq!(
+        requests_cuts(input, &cuts, limits),
+        whole,
+        "byte-wise feeding differs"
+    );
     for k in 0..=input.len() {
-        assert_eq!(requests_cuts(input, &[k], limits), whole, "split at {k} differs");
+        assert_eq!(
+            requests_cuts(input, &[k], limits),
+            whole,
+            "split at {k} differs"
+        );
     }
     whole
 }
