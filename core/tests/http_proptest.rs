@@ -78,7 +78,8 @@ fn check(input: &[u8], cuts: &[usize], limits: Limits) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 512,
+        // PROPTEST_CASES scales the run up (e.g. in a nightly job); 512 by default.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -183,7 +183,12 @@ impl Core {
     /// request with a token. Runs before the line is split so that the outcome does not depend
     /// on how the bytes were cut.
     fn check_start_prefix(&mut self, buf: &[u8]) -> Result<(), HttpError> {
-        let rest = buf.get(self.pos..).ok_or(HttpError::BufferMismatch)?;
+        // Only bytes a line may hold are looked at, so a too-long line is reported the same
+        // way however the input was split.
+        let end = buf
+            .len()
+            .min(self.pos.saturating_add(self.limits.max_line_len));
+        let rest = buf.get(self.pos..end).ok_or(HttpError::BufferMismatch)?;
         match self.kind {
             Kind::Response => {
                 let n = rest.len().min(5);
@@ -194,7 +199,7 @@ impl Core {
             Kind::Request if !self.method_done => {
                 let from = self.method_scan.max(self.pos);
                 let mut i = from;
-                for &b in buf.get(from..).ok_or(HttpError::BufferMismatch)? {
+                for &b in buf.get(from..end).unwrap_or(&[]) {
                     match b {
                         b' ' => {
                             self.method_done = true;

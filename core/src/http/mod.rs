@@ -13,6 +13,53 @@
 //! - [`write_request_line`], [`write_status_line`], [`write_header`] … write heads through a
 //!   [`SliceWriter`](crate::write::SliceWriter) and refuse values that would break the framing.
 //!
+//! # Example: a client reading a response as it arrives
+//!
+//! ```
+//! use mitoken_core::http::{ResponseReader, Status};
+//!
+//! let wire: &[&[u8]] = &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe", b"llo\r\n0\r\n\r\n"];
+//! let mut buf = [0u8; 512];
+//! let mut filled = 0;
+//! let mut reader = ResponseReader::default();
+//! for read in wire {
+//!     // A socket read would append here.
+//!     buf[filled..filled + read.len()].copy_from_slice(read);
+//!     filled += read.len();
+//!     if let Status::Complete { value, len } = reader.feed(&mut buf, filled)? {
+//!         assert_eq!(value.status, 200);
+//!         assert_eq!(value.body(&buf), b"hello");
+//!         assert_eq!(len, filled);
+//!     }
+//! }
+//! assert!(reader.is_complete());
+//! # Ok::<(), mitoken_core::http::HttpError>(())
+//! ```
+//!
+//! # Example: a server parsing pipelined requests
+//!
+//! ```
+//! use mitoken_core::http::{BodyDecoder, Limits, Method, RequestParser, Status};
+//!
+//! let mut buf = *b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+//! let mut start = 0;
+//! let mut parser = RequestParser::default();
+//! while start < buf.len() {
+//!     let Status::Complete { value: head, len } = parser.parse(&buf[start..])? else { break };
+//!     let framing = head.framing;
+//!     let (method, path) = (head.method, head.target.path);
+//!     assert!(matches!((method, path), (Method::Get, "/a") | (Method::Post, "/b")));
+//!     let body_at = start + len;
+//!     let mut body = BodyDecoder::new(framing, Limits::default());
+//!     let Status::Complete { value: body_len, len: body_used } = body.decode(&mut buf[body_at..])? else { break };
+//!     assert!(body_len == 0 || &buf[body_at..body_at + body_len] == b"hi");
+//!     start = body_at + body_used;
+//!     parser.reset();
+//! }
+//! assert_eq!(start, buf.len());
+//! # Ok::<(), mitoken_core::http::HttpError>(())
+//! ```
+//!
 //! # Strictness
 //!
 //! The parsers refuse everything that could let two HTTP implementations disagree on where a
