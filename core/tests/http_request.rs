@@ -500,3 +500,14 @@ fn request_head_accessors() {
     assert_eq!(value.headers.get_str("HOST"), Some("169.254.169.254"));
     assert_eq!(value.headers.get_all("metadata").count(), 1);
 }
+
+// Regression (found by proptest): the early method check must not look past the line limit,
+// or the error would depend on how the input was split.
+req!(
+    long_token_then_garbage_is_line_too_long,
+    b"GETGETGETGET\x00 / HTTP/1.1\r\n\r\n",
+    Limits::default().with_max_line_len(8),
+    |r| {
+        assert_eq!(r, vec![Err(HttpError::LineTooLong)]);
+    }
+);

@@ -529,3 +529,13 @@ fn reader_body_is_contiguous_in_the_callers_buffer() {
         Some("Mon, 30 Nov 2026 01:00:00 GMT")
     );
 }
+
+// Regression: the early `HTTP/` check must not look past the line limit either.
+res!(
+    short_line_limit_before_bad_prefix,
+    b"HTx",
+    Limits::default().with_max_line_len(2),
+    |r| {
+        assert_eq!(r, Err(HttpError::LineTooLong));
+    }
+);
