@@ -519,7 +519,7 @@ impl<'a> TokenRequest<'a> {
         }
     }
 
-    /// A request for an OAuth2 *scope*, as Azure SDKs take them: a trailing `/.default` is
+    /// A request for an `OAuth2` *scope*, as Azure SDKs take them: a trailing `/.default` is
     /// stripped (`https://vault.azure.net/.default` → `https://vault.azure.net`).
     ///
     /// A scope with whitespace (a space-separated list) is [`RequestError::MultipleScopes`];
