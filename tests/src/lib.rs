@@ -47,3 +47,46 @@ pub fn mitoken_bin() -> &'static Path {
         target.join("debug").join("mitoken")
     })
 }
+
+/// A Python interpreter with `azure-identity` and `PyJWT[crypto]` installed: a virtual
+/// environment under `target/py-venv`, created (from PyPI) on first use. `MITOKEN_PYTHON`
+/// overrides it with an interpreter that already has both.
+///
+/// # Panics
+/// If the environment cannot be created (no `python3`, no network to PyPI).
+pub fn python_with_azure_identity() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MITOKEN_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let venv = workspace_root().join("target/py-venv");
+        let python = venv.join("bin/python");
+        let ready = Command::new(&python)
+            .args(["-c", "import azure.identity, jwt, cryptography"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ready {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("start python3 -m venv");
+            assert!(made.success(), "python3 -m venv {} failed", venv.display());
+            let pip = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "azure-identity>=1.15",
+                    "PyJWT[crypto]>=2.8",
+                ])
+                .status()
+                .expect("start pip");
+            assert!(pip.success(), "pip install azure-identity PyJWT failed");
+        }
+        python
+    })
+}
