@@ -1,0 +1,10 @@
+//! mitoken-host: the tokio shell around mitoken-core for ordinary VMs.
+//!
+//! The binary `mitoken` is a thin front over these modules; tests and other programs can use
+//! them as a library.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod exit;
+pub mod logging;
+pub mod token_cmd;
