@@ -16,14 +16,18 @@
 //! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
 //! HTTP stack. Every error answer, its text and its source is listed in `docs/server-errors.md`.
 
+mod conn;
 mod params;
 mod reject;
-mod shim;
+mod respond;
 
 use core::fmt;
 
+pub use conn::{Handled, Outcome, Response, ServerConnection};
 pub use reject::{Provenance, Rejection};
+pub use respond::CONTENT_TYPE;
 
+use crate::http::Limits;
 use crate::identity::{Flavor, IdentityTable, Resolved};
 
 /// Most parameters (query and form together) a request may carry.
@@ -88,6 +92,8 @@ pub struct Config<'s> {
     pub default_retry_after: u32,
     /// Value of a `Server` response header, e.g. `IMDS/150.870.65.1234`. Default `None`.
     pub server_header: Option<&'s str>,
+    /// Bounds on request heads and bodies: 8 KiB lines, 64 headers, 8 KiB bodies by default.
+    pub limits: Limits,
 }
 
 impl<'s> Config<'s> {
@@ -100,7 +106,15 @@ impl<'s> Config<'s> {
             ext_expires_in: 86_399,
             default_retry_after: 1,
             server_header: None,
+            limits: Limits::DEFAULT.with_max_body(8192),
         }
+    }
+
+    /// Sets [`Config::limits`].
+    #[must_use]
+    pub const fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets [`Config::tenant_id`].
@@ -261,7 +275,9 @@ impl fmt::Display for IssueError<'_> {
             IssueError::BufferTooSmall { required } => {
                 write!(f, "token buffer too small: {required} bytes required")
             }
-            IssueError::Fault(fault) => write!(f, "fault injected: {} {}", fault.status, fault.error),
+            IssueError::Fault(fault) => {
+                write!(f, "fault injected: {} {}", fault.status, fault.error)
+            }
         }
     }
 }
@@ -286,7 +302,11 @@ pub trait Issuer {
     /// [`Slot`](crate::identity::Slot) in `request.resolved` lets the shell keep per-identity
     /// counters and faults. May be called again for the same request if the caller retries
     /// after [`HandleError::OutputTooSmall`].
-    fn issue(&mut self, request: &IssueRequest<'_, '_>, out: &mut [u8]) -> Result<Issued, IssueError<'_>>;
+    fn issue(
+        &mut self,
+        request: &IssueRequest<'_, '_>,
+        out: &mut [u8],
+    ) -> Result<Issued, IssueError<'_>>;
 
     /// Called for every well-formed request before validation; returning a [`Fault`] answers
     /// the request with it (e.g. a 410 while "IMDS is updating", or a 429 when over the rate
@@ -380,19 +400,37 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
         req: &RequestView<'_>,
         work: &'w mut [u8],
     ) -> (Decision<'a, 'w>, &'w mut [u8]) {
-        match self.decide_inner(req, work) {
-            Ok(done) => done,
-            Err((rejection, work)) => (Decision::Reject(rejection), work),
-        }
+        decide_with(self.table, &self.config, req, work)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn decide_inner<'w>(
-        &self,
-        req: &RequestView<'_>,
-        work: &'w mut [u8],
-    ) -> Result<(Decision<'a, 'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
-        let flavor = self.config.flavor;
+    /// A fresh [`ServerConnection`] with this server's limits.
+    pub fn connection(&self) -> ServerConnection {
+        ServerConnection::new(self.config.limits)
+    }
+}
+
+/// [`Server::decide`] without borrowing the server.
+pub(crate) fn decide_with<'a, 'w, const N: usize>(
+    table: &IdentityTable<'a, N>,
+    config: &Config<'_>,
+    req: &RequestView<'_>,
+    work: &'w mut [u8],
+) -> (Decision<'a, 'w>, &'w mut [u8]) {
+    match decide_inner(table, config, req, work) {
+        Ok(done) => done,
+        Err((rejection, work)) => (Decision::Reject(rejection), work),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn decide_inner<'a, 'w, const N: usize>(
+    table: &IdentityTable<'a, N>,
+    config: &Config<'_>,
+    req: &RequestView<'_>,
+    work: &'w mut [u8],
+) -> Result<(Decision<'a, 'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
+    {
+        let flavor = config.flavor;
         let route = match (flavor, req.path) {
             (Flavor::Extension, EXTENSION_TOKEN_PATH) | (Flavor::Imds, IMDS_TOKEN_PATH) => {
                 Route::Token
@@ -409,7 +447,10 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
         if !method_ok {
             return Err((Rejection::MethodNotAllowed, work));
         }
-        if !req.metadata.is_some_and(|v| v.eq_ignore_ascii_case(b"true")) {
+        if !req
+            .metadata
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
+        {
             return Err((Rejection::MetadataHeaderMissing, work));
         }
         if flavor == Flavor::Imds && req.forwarded_for {
@@ -432,12 +473,12 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
         if flavor == Flavor::Imds
             && !params
                 .api_version
-                .is_some_and(|v| self.config.api_versions.contains(&v))
+                .is_some_and(|v| config.api_versions.contains(&v))
         {
             return Err((Rejection::ApiVersion, rest));
         }
         if route == Route::Info {
-            return if self.table.system_assigned().is_some() && self.config.tenant_id.is_some() {
+            return if table.system_assigned().is_some() && config.tenant_id.is_some() {
                 Ok((Decision::Info, rest))
             } else {
                 Err((Rejection::IdentityNotFound, rest))
@@ -449,7 +490,7 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
         if params.selectors > 1 {
             return Err((Rejection::MultipleSelectors, rest));
         }
-        match self.table.resolve(&params.selector) {
+        match table.resolve(&params.selector) {
             Ok(resolved) => Ok((
                 Decision::Token(Grant {
                     resolved,

@@ -3,9 +3,9 @@
 
 use heapless::Vec;
 
-use super::shim::{Pairs, Plus, QueryError, decode_into};
 use super::{MAX_PARAMS, Rejection};
 use crate::identity::Selector;
+use crate::query::{Pairs, Plus, QueryError, decode_into};
 
 /// The parameters the server looks at; others are ignored (after the duplicate check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,7 @@ pub(crate) struct Params<'w> {
 }
 
 /// Decodes one raw name or value into the front of `rest` and advances `rest` past it.
+#[allow(clippy::mut_mut)] // a cursor over the work buffer
 fn take_decoded<'w>(rest: &mut &'w mut [u8], raw: &[u8]) -> Result<&'w str, Rejection> {
     let buf = core::mem::take(rest);
     let n = match decode_into(raw, &mut *buf, Plus::Space) {

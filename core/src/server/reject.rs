@@ -130,9 +130,10 @@ impl Rejection {
             (Rejection::Unavailable, _) => "service_unavailable",
             (Rejection::IssueFailed, Flavor::Extension) => "unknown",
             (Rejection::IssueFailed, _) => "server_error",
-            (Rejection::MalformedRequest | Rejection::HeadTooLarge | Rejection::BodyTooLarge, _) => {
-                "bad_request"
-            }
+            (
+                Rejection::MalformedRequest | Rejection::HeadTooLarge | Rejection::BodyTooLarge,
+                _,
+            ) => "bad_request",
             _ => "invalid_request",
         }
     }
@@ -157,7 +158,9 @@ impl Rejection {
             (Rejection::DuplicateParameter, _) => "Duplicate query parameters are not allowed",
             (Rejection::TooManyParameters, _) => "Too many query parameters",
             (Rejection::ParametersTooLong, _) => "Query parameters are too long",
-            (Rejection::InvalidEncoding, _) => "Query parameters are not valid percent-encoded UTF-8",
+            (Rejection::InvalidEncoding, _) => {
+                "Query parameters are not valid percent-encoded UTF-8"
+            }
             (Rejection::ApiVersion, _) => {
                 "Bad request. api-version is invalid or was not specified in the request. \
                  For more information refer to aka.ms/azureimds"
