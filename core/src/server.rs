@@ -467,8 +467,7 @@ fn decide_inner<'a, 'w, const N: usize>(
         };
         let (params, rest) = match params::parse(&[req.query, form], work) {
             Ok(ok) => ok,
-            // None of these errors has a text that needs the work buffer.
-            Err(r) => return Err((r, &mut [])),
+            Err(failed) => return Err(failed),
         };
         if flavor == Flavor::Imds
             && !params

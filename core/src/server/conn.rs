@@ -255,8 +255,8 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         let grant = match decision {
             Decision::Token(grant) => grant,
             Decision::Info => {
-                let body_len = respond::info_json(config.tenant_id.unwrap_or_default(), rest)?;
-                let body = rest.get(..body_len).unwrap_or_default();
+                let tenant = config.tenant_id.unwrap_or_default();
+                let body = |o: &mut [u8]| respond::info_json(tenant, o);
                 return finish(&config, 200, None, ctx, body, Outcome::Info, out);
             }
             Decision::Reject(rejection) => {
@@ -354,8 +354,7 @@ fn write_token<'a>(
         Flavor::Extension => TokenShape::Extension,
         _ => TokenShape::Imds,
     };
-    let body_len = respond::token_json(&fields, shape, json_area)?;
-    let body = json_area.get(..body_len).unwrap_or_default();
+    let body = |o: &mut [u8]| respond::token_json(&fields, shape, o);
     let outcome = Outcome::Token {
         resolved,
         bypass_cache: grant.bypass_cache,
@@ -387,7 +386,7 @@ fn finish<'a>(
     status: u16,
     retry_after: Option<u32>,
     ctx: &Ctx,
-    body: &[u8],
+    body: impl FnOnce(&mut [u8]) -> Result<usize, HandleError>,
     outcome: Outcome<'a>,
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
@@ -432,34 +431,30 @@ fn write_rejection_retry<'a>(
 ) -> Result<Response<'a>, HandleError> {
     let flavor = config.flavor;
     let description = rejection.description(flavor);
-    // Render the description (static, or with the path / resource / tenant filled in) at the
-    // front of `area`, then the JSON after it.
-    let mut w = SliceWriter::new(area);
-    if let Some(d) = description {
-        match rejection {
-            Rejection::UnknownSource => {
-                w.put_str(d);
-                w.put_str(texts.path);
-            }
-            Rejection::InvalidResource => fill(
-                &mut w,
-                d,
-                &[("<resource>", texts.resource), ("<tenant>", texts.tenant)],
-            ),
-            _ => w.put_str(d),
+    // A description with the path / resource / tenant filled in is rendered into `area`.
+    let dynamic = match rejection {
+        Rejection::UnknownSource | Rejection::InvalidResource => description,
+        _ => None,
+    };
+    let description = if let Some(template) = dynamic {
+        let mut w = SliceWriter::new(&mut *area);
+        if rejection == Rejection::UnknownSource {
+            w.put_str(template);
+            w.put_str(texts.path);
+        } else {
+            let subs = [("<resource>", texts.resource), ("<tenant>", texts.tenant)];
+            fill(&mut w, template, &subs);
         }
-    }
-    let text_len = w.finish().map_err(|e| HandleError::WorkTooSmall {
-        required: e.required.saturating_mul(7).saturating_add(MIN_JSON_ROOM),
-    })?;
-    let (text, json_area) = split(area, text_len);
-    let text = core::str::from_utf8(text).unwrap_or_default();
-    let body_len = respond::error_json(
-        rejection.error(flavor),
-        description.map(|_| text),
-        json_area,
-    )?;
-    let body = json_area.get(..body_len).unwrap_or_default();
+        let text_len = w.finish().map_err(|e| HandleError::WorkTooSmall {
+            required: e.required,
+        })?;
+        let text = area.get(..text_len).unwrap_or_default();
+        Some(core::str::from_utf8(text).unwrap_or_default())
+    } else {
+        description
+    };
+    let error = rejection.error(flavor);
+    let body = |o: &mut [u8]| respond::error_json(error, description, o);
     let retry_after = rejection
         .has_retry_after()
         .then(|| retry_after.unwrap_or(config.default_retry_after));
@@ -490,8 +485,8 @@ fn write_fault<'a>(
     area: &mut [u8],
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
-    let body_len = respond::error_json(fault.error, fault.description, area)?;
-    let body = area.get(..body_len).unwrap_or_default();
+    let _ = area;
+    let body = |o: &mut [u8]| respond::error_json(fault.error, fault.description, o);
     let retry_after = match fault.status {
         429 | 503 => Some(fault.retry_after.unwrap_or(config.default_retry_after)),
         _ => fault.retry_after,

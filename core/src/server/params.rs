@@ -24,12 +24,20 @@ fn take_decoded<'w>(rest: &mut &'w mut [u8], raw: &[u8]) -> Result<&'w str, Reje
     let buf = core::mem::take(rest);
     let n = match decode_into(raw, &mut *buf, Plus::Space) {
         Ok(s) => s.len(),
-        Err(QueryError::BufferTooSmall { .. }) => return Err(Rejection::ParametersTooLong),
-        Err(_) => return Err(Rejection::InvalidEncoding),
+        Err(e) => {
+            *rest = buf;
+            return Err(match e {
+                QueryError::BufferTooSmall { .. } => Rejection::ParametersTooLong,
+                _ => Rejection::InvalidEncoding,
+            });
+        }
     };
-    let (head, tail) = buf
-        .split_at_mut_checked(n)
-        .ok_or(Rejection::ParametersTooLong)?;
+    if n > buf.len() {
+        *rest = buf;
+        return Err(Rejection::ParametersTooLong);
+    }
+    #[allow(clippy::indexing_slicing)] // n <= buf.len(), checked above
+    let (head, tail) = buf.split_at_mut(n);
     *rest = tail;
     let head: &'w [u8] = head;
     core::str::from_utf8(head).map_err(|_| Rejection::InvalidEncoding)
@@ -40,26 +48,34 @@ fn take_decoded<'w>(rest: &mut &'w mut [u8], raw: &[u8]) -> Result<&'w str, Reje
 /// rest of `work` is returned.
 ///
 /// Errors: more than [`MAX_PARAMS`] pairs, a name that appears twice (compared after decoding,
-/// across sources), a bad `%` escape or non-UTF-8 result, or a `work` buffer too small.
+/// across sources), a bad `%` escape or non-UTF-8 result, or a `work` buffer too small; the
+/// unused rest of `work` comes back with the error.
+#[allow(clippy::type_complexity)]
 pub(crate) fn parse<'w>(
     sources: &[&[u8]],
     work: &'w mut [u8],
-) -> Result<(Params<'w>, &'w mut [u8]), Rejection> {
+) -> Result<(Params<'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
     let mut pairs: Vec<(&'w str, &'w str), MAX_PARAMS> = Vec::new();
     let mut rest = work;
     for src in sources {
         for (raw_name, raw_value) in Pairs::new(*src) {
             if pairs.is_full() {
-                return Err(Rejection::TooManyParameters);
+                return Err((Rejection::TooManyParameters, rest));
             }
-            let name = take_decoded(&mut rest, raw_name)?;
-            let value = take_decoded(&mut rest, raw_value)?;
+            let name = match take_decoded(&mut rest, raw_name) {
+                Ok(name) => name,
+                Err(r) => return Err((r, rest)),
+            };
+            let value = match take_decoded(&mut rest, raw_value) {
+                Ok(value) => value,
+                Err(r) => return Err((r, rest)),
+            };
             if pairs.iter().any(|&(n, _)| n == name) {
-                return Err(Rejection::DuplicateParameter);
+                return Err((Rejection::DuplicateParameter, rest));
             }
-            pairs
-                .push((name, value))
-                .map_err(|_| Rejection::TooManyParameters)?;
+            if pairs.push((name, value)).is_err() {
+                return Err((Rejection::TooManyParameters, rest));
+            }
         }
     }
     let mut params = Params {

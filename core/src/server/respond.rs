@@ -18,14 +18,19 @@ fn json_bound(fields: &[&str]) -> usize {
     })
 }
 
+/// Longest response head we write (the `Server` header is dropped if it would not fit).
+const HEAD_MAX: usize = 384;
+
 /// Serializes `value` into `out`; `bound` is the `required` size reported when it does not fit.
 pub(crate) fn json<T: Serialize>(
     value: &T,
     out: &mut [u8],
     bound: usize,
 ) -> Result<usize, HandleError> {
-    serde_json_core::to_slice(value, out).map_err(|_| HandleError::WorkTooSmall {
-        required: bound.max(out.len().saturating_add(1)),
+    serde_json_core::to_slice(value, out).map_err(|_| HandleError::OutputTooSmall {
+        required: bound
+            .max(out.len().saturating_add(1))
+            .saturating_add(HEAD_MAX),
     })
 }
 
@@ -80,47 +85,60 @@ pub(crate) struct HeadParams {
     pub head_only: bool,
 }
 
-/// Writes the whole response: status line, `Content-Type`, `Content-Length`, optional `Server`,
-/// `Retry-After`, `Connection: close`, then `body`.
-pub(crate) fn response(
-    config: &Config<'_>,
-    head: HeadParams,
-    body: &[u8],
-    out: &mut [u8],
-) -> Result<usize, HandleError> {
-    let mut w = SliceWriter::new(out);
+/// Writes the head into `w`: status line, `Content-Type`, `Content-Length`, optional `Server`,
+/// `Retry-After`, `Connection: close`.
+fn write_head(w: &mut SliceWriter<'_>, config: &Config<'_>, head: HeadParams, body_len: usize) {
     let reason = match reason_phrase(head.status) {
         "" => "Error",
         r => r,
     };
     // Statuses come from the catalogue or a shell `Fault`; an out-of-range one becomes a 500.
-    if write_status_line(&mut w, head.status, reason).is_err() {
-        let _ = write_status_line(&mut w, 500, "Internal Server Error");
+    if write_status_line(w, head.status, reason).is_err() {
+        let _ = write_status_line(w, 500, "Internal Server Error");
     }
-    let _ = write_header(&mut w, "Content-Type", CONTENT_TYPE);
-    write_content_length(&mut w, u64::try_from(body.len()).unwrap_or(u64::MAX));
-    if let Some(server) = config.server_header {
-        // A value with CR/LF is refused by the writer and simply not sent.
-        let _ = write_header(&mut w, "Server", server);
-    }
+    let _ = write_header(w, "Content-Type", CONTENT_TYPE);
+    write_content_length(w, u64::try_from(body_len).unwrap_or(u64::MAX));
     if let Some(secs) = head.retry_after {
         let mut digits = [0u8; 10];
         let mut d = SliceWriter::new(&mut digits);
         d.put_u64(u64::from(secs));
         if let Ok(n) = d.finish() {
-            let _ = write_header(&mut w, "Retry-After", digits.get(..n).unwrap_or_default());
+            let _ = write_header(w, "Retry-After", digits.get(..n).unwrap_or_default());
         }
     }
     if !head.keep_alive {
-        let _ = write_header(&mut w, "Connection", "close");
+        let _ = write_header(w, "Connection", "close");
     }
-    end_head(&mut w);
-    if !head.head_only {
-        w.put(body);
+    if let Some(server) = config.server_header.filter(|s| s.len() <= HEAD_MAX / 2) {
+        // A value with CR/LF is refused by the writer and simply not sent.
+        let _ = write_header(w, "Server", server);
     }
-    w.finish().map_err(|e| HandleError::OutputTooSmall {
-        required: e.required,
-    })
+    end_head(w);
+}
+
+/// Writes a whole response into `out`: `body` writes the JSON body at the start of the buffer
+/// it is given and returns its length; the head is then put in front of it.
+pub(crate) fn response(
+    config: &Config<'_>,
+    head: HeadParams,
+    body: impl FnOnce(&mut [u8]) -> Result<usize, HandleError>,
+    out: &mut [u8],
+) -> Result<usize, HandleError> {
+    let body_len = body(&mut *out)?;
+    let mut head_buf = [0u8; HEAD_MAX];
+    let mut w = SliceWriter::new(&mut head_buf);
+    write_head(&mut w, config, head, body_len);
+    let head_len = w.len().min(HEAD_MAX);
+    let sent_body = if head.head_only { 0 } else { body_len };
+    let total = head_len.saturating_add(sent_body);
+    if total > out.len() {
+        return Err(HandleError::OutputTooSmall { required: total });
+    }
+    out.copy_within(..sent_body.min(out.len()), head_len.min(out.len()));
+    if let (Some(dst), Some(src)) = (out.get_mut(..head_len), head_buf.get(..head_len)) {
+        dst.copy_from_slice(src);
+    }
+    Ok(total)
 }
 
 /// The JSON shape of a token answer.
