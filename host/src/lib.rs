@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod emulate;
 pub mod exit;
 pub mod logging;
 pub mod token_cmd;
