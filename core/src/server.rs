@@ -465,10 +465,7 @@ fn decide_inner<'a, 'w, const N: usize>(
         } else {
             &[]
         };
-        let (params, rest) = match params::parse(&[req.query, form], work) {
-            Ok(ok) => ok,
-            Err(failed) => return Err(failed),
-        };
+        let (params, rest) = params::parse(&[req.query, form], work)?;
         if flavor == Flavor::Imds
             && !params
                 .api_version

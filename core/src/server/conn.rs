@@ -1,12 +1,13 @@
 //! Per-connection parsing state and [`Server::handle`]: request bytes in, response bytes out.
 
-use super::respond::{self, HeadParams, TokenFields, TokenShape};
+use super::respond::{self, HeadParams, Shape, TokenJson};
 use super::{
     Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, Rejection,
     RequestView, Server,
 };
 use crate::http::{BodyDecoder, HttpError, Limits, Method, RequestParser, Status};
 use crate::identity::{Flavor, Resolved};
+use crate::token::Secret;
 use crate::write::SliceWriter;
 
 /// The parsing state of one client connection: where the current request's head and body are.
@@ -341,8 +342,8 @@ fn write_token<'a>(
             out,
         );
     };
-    let fields = TokenFields {
-        access_token: token,
+    let fields = TokenJson {
+        access_token: Secret::new(token),
         client_id: resolved.identity.client_id,
         expires_in: minted.expires_on.saturating_sub(now),
         expires_on: minted.expires_on,
@@ -351,10 +352,11 @@ fn write_token<'a>(
         resource: grant.resource,
     };
     let shape = match config.flavor {
-        Flavor::Extension => TokenShape::Extension,
-        _ => TokenShape::Imds,
+        Flavor::Extension => Shape::Extension,
+        _ => Shape::Imds,
     };
-    let body = |o: &mut [u8]| respond::token_json(&fields, shape, o);
+    let body =
+        |o: &mut [u8]| respond::write_token_json(&fields, shape, o).map_err(respond::too_small);
     let outcome = Outcome::Token {
         resolved,
         bypass_cache: grant.bypass_cache,

@@ -1,54 +1,35 @@
-//! Response writing: JSON bodies (serde-json-core) and the HTTP head, into caller buffers.
-
-use serde::Serialize;
+//! Response writing: the HTTP head (`core::http` writers) in front of a JSON body
+//! (`core::token` writers), into the caller's buffer.
 
 use super::{Config, HandleError};
 use crate::http::{end_head, reason_phrase, write_content_length, write_header, write_status_line};
-use crate::write::SliceWriter;
+use crate::token::write_json_string;
+use crate::write::{BufferTooSmall, SliceWriter};
+
+pub(crate) use crate::token::{Shape, TokenJson, write_error_json, write_token_json};
 
 /// The media type of every answer.
 pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
-/// An upper bound of the JSON length of `fields` (every byte escaped as `\u00XX`), used as the
-/// `required` size when serde-json-core runs out of room (it does not say how much it needed).
-fn json_bound(fields: &[&str]) -> usize {
-    fields.iter().fold(16usize, |n, f| {
-        n.saturating_add(f.len().saturating_mul(6))
-            .saturating_add(8)
-    })
-}
-
 /// Longest response head we write (the `Server` header is dropped if it would not fit).
 const HEAD_MAX: usize = 384;
 
-/// Serializes `value` into `out`; `bound` is the `required` size reported when it does not fit.
-pub(crate) fn json<T: Serialize>(
-    value: &T,
-    out: &mut [u8],
-    bound: usize,
-) -> Result<usize, HandleError> {
-    serde_json_core::to_slice(value, out).map_err(|_| HandleError::OutputTooSmall {
-        required: bound
-            .max(out.len().saturating_add(1))
-            .saturating_add(HEAD_MAX),
-    })
+/// A body that did not fit `out`: the response needs its size plus a head.
+pub(crate) fn too_small(e: BufferTooSmall) -> HandleError {
+    HandleError::OutputTooSmall {
+        required: e.required.saturating_add(HEAD_MAX),
+    }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'e> {
-    error: &'e str,
-    error_description: &'e str,
-}
-
-#[derive(Serialize)]
-struct PlainErrorBody<'e> {
-    error: &'e str,
-}
-
-#[derive(Serialize)]
-struct InfoBody<'e> {
-    #[serde(rename = "tenantId")]
-    tenant_id: &'e str,
+/// Writes `{"<key>":"<value>"}`.
+fn one_member(key: &str, value: &str, out: &mut [u8]) -> Result<usize, HandleError> {
+    let mut w = SliceWriter::new(out);
+    w.put_byte(b'{');
+    write_json_string(key, &mut w);
+    w.put_byte(b':');
+    write_json_string(value, &mut w);
+    w.put_byte(b'}');
+    w.finish().map_err(too_small)
 }
 
 /// Writes `{"error":…,"error_description":…}`, or `{"error":…}` when `description` is `None`.
@@ -58,21 +39,14 @@ pub(crate) fn error_json(
     out: &mut [u8],
 ) -> Result<usize, HandleError> {
     match description {
-        Some(d) => json(
-            &ErrorBody {
-                error,
-                error_description: d,
-            },
-            out,
-            json_bound(&[error, d]),
-        ),
-        None => json(&PlainErrorBody { error }, out, json_bound(&[error])),
+        Some(d) => write_error_json(error, d, out).map_err(too_small),
+        None => one_member("error", error, out),
     }
 }
 
 /// Writes `{"tenantId":…}`.
 pub(crate) fn info_json(tenant_id: &str, out: &mut [u8]) -> Result<usize, HandleError> {
-    json(&InfoBody { tenant_id }, out, json_bound(&[tenant_id]))
+    one_member("tenantId", tenant_id, out)
 }
 
 /// What goes in the head besides the body length.
@@ -139,108 +113,4 @@ pub(crate) fn response(
         dst.copy_from_slice(src);
     }
     Ok(total)
-}
-
-/// The JSON shape of a token answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenShape {
-    /// Modern IMDS (protocol.md §1.7, keys in the observed alphabetical order).
-    Imds,
-    /// Legacy VM extension (§2.3): `refresh_token:""`, no `client_id` / `ext_expires_in`.
-    Extension,
-}
-
-/// The fields of a token answer, numbers already as decimal text.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TokenFields<'t> {
-    pub access_token: &'t str,
-    pub client_id: &'t str,
-    pub expires_in: u64,
-    pub expires_on: u64,
-    pub ext_expires_in: u64,
-    pub not_before: u64,
-    pub resource: &'t str,
-}
-
-#[derive(Serialize)]
-struct ImdsTokenBody<'t> {
-    access_token: &'t str,
-    client_id: &'t str,
-    expires_in: &'t str,
-    expires_on: &'t str,
-    ext_expires_in: &'t str,
-    not_before: &'t str,
-    resource: &'t str,
-    token_type: &'t str,
-}
-
-#[derive(Serialize)]
-struct ExtensionTokenBody<'t> {
-    access_token: &'t str,
-    refresh_token: &'t str,
-    expires_in: &'t str,
-    expires_on: &'t str,
-    not_before: &'t str,
-    resource: &'t str,
-    token_type: &'t str,
-}
-
-/// Decimal text of a `u64` in a stack buffer.
-struct Num([u8; 20], usize);
-
-impl Num {
-    fn new(n: u64) -> Self {
-        let mut buf = [0u8; 20];
-        let mut w = SliceWriter::new(&mut buf);
-        w.put_u64(n);
-        let len = w.len();
-        Num(buf, len)
-    }
-
-    fn as_str(&self) -> &str {
-        self.0
-            .get(..self.1)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or("0")
-    }
-}
-
-/// Writes a token answer of `shape`; every value is a JSON string.
-pub(crate) fn token_json(
-    t: &TokenFields<'_>,
-    shape: TokenShape,
-    out: &mut [u8],
-) -> Result<usize, HandleError> {
-    let (lifetime, expiry) = (Num::new(t.expires_in), Num::new(t.expires_on));
-    let (ext, not_before) = (Num::new(t.ext_expires_in), Num::new(t.not_before));
-    let bound = json_bound(&[t.access_token, t.client_id, t.resource]).saturating_add(256);
-    match shape {
-        TokenShape::Imds => json(
-            &ImdsTokenBody {
-                access_token: t.access_token,
-                client_id: t.client_id,
-                expires_in: lifetime.as_str(),
-                expires_on: expiry.as_str(),
-                ext_expires_in: ext.as_str(),
-                not_before: not_before.as_str(),
-                resource: t.resource,
-                token_type: "Bearer",
-            },
-            out,
-            bound,
-        ),
-        TokenShape::Extension => json(
-            &ExtensionTokenBody {
-                access_token: t.access_token,
-                refresh_token: "",
-                expires_in: lifetime.as_str(),
-                expires_on: expiry.as_str(),
-                not_before: not_before.as_str(),
-                resource: t.resource,
-                token_type: "Bearer",
-            },
-            out,
-            bound,
-        ),
-    }
 }
