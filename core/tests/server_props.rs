@@ -4,6 +4,8 @@
 //! - every request the client writer produces parses here to the same fields;
 //! - no input makes any parser (HTTP, parameters, GUIDs, resource ids) panic.
 
+#![allow(clippy::single_match_else)]
+
 mod server_common;
 
 use mitoken_core::identity::{
@@ -46,7 +48,7 @@ fn guid_text(g: u128, upper: bool) -> String {
 fn vm_spec() -> impl Strategy<Value = VmSpec> {
     (any::<bool>(), 0usize..12, any::<u64>()).prop_map(|(sami, n, seed)| {
         let base = u128::from(seed) << 32;
-        let g = |i: usize| guid_text(base + i as u128, i % 3 == 0);
+        let g = |i: usize| guid_text(base + i as u128, i.is_multiple_of(3));
         VmSpec {
             sami: sami.then(|| (g(100), g(101))),
             uamis: (0..n)
@@ -73,7 +75,7 @@ fn selector_for(spec: &VmSpec, kind: u8, pick: usize, flip_case: bool) -> String
         .chain(spec.sami.iter().flat_map(|(c, o)| [c, o]))
         .collect();
     let s = if all.is_empty() || kind == 3 {
-        format!("{:032x}", pick)
+        format!("{pick:032x}")
     } else {
         all[pick % all.len()].clone()
     };
