@@ -1,1 +1,649 @@
-//! TODO
+//! Token requests: a [`TokenRequest`] written as HTTP/1.1 bytes for an [`Endpoint`].
+//!
+//! ```
+//! use mitoken_core::request::{Endpoint, Selector, TokenRequest};
+//!
+//! let req = TokenRequest::new("https://management.azure.com/")
+//!     .with_selector(Selector::ClientId("b9c48cb0-1720-400e-8ca8-2984fcb042d9"));
+//! let mut buf = [0u8; 512];
+//! let n = req.write(&Endpoint::Imds, &mut buf).unwrap();
+//! assert!(buf[..n].starts_with(
+//!     b"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2F"
+//! ));
+//! ```
+//!
+//! Every value is validated before anything is written: CR, LF and every other control
+//! character (bytes `0x00–0x1F` and `0x7F`) in the resource, a selector, the api-version, the
+//! host or the path is rejected with [`RequestError::ControlCharacter`] naming the field, so no
+//! value can smuggle a header or a second request. Query values are then percent-encoded
+//! ([`crate::query::encode`]).
+
+use core::fmt;
+
+use crate::query;
+use crate::write::{BufferTooSmall, SliceWriter};
+
+/// IMDS address (link-local, plain HTTP).
+pub const IMDS_HOST: &str = "169.254.169.254";
+/// IMDS port.
+pub const IMDS_PORT: u16 = 80;
+/// Path of the IMDS managed-identity token endpoint.
+pub const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
+/// Host of the legacy managed-identity VM extension.
+pub const EXTENSION_HOST: &str = "localhost";
+/// Default port of the legacy managed-identity VM extension.
+pub const EXTENSION_PORT: u16 = 50342;
+/// Path of the legacy VM extension's token endpoint.
+pub const EXTENSION_TOKEN_PATH: &str = "/oauth2/token";
+/// The `api-version` every Microsoft SDK sends to IMDS.
+pub const DEFAULT_API_VERSION: &str = "2018-02-01";
+/// The `User-Agent` mitoken sends.
+pub const USER_AGENT: &str = concat!("mitoken/", env!("CARGO_PKG_VERSION"));
+
+/// Which value of a request an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestField {
+    /// The `resource` (or the scope it came from).
+    Resource,
+    /// The `client_id` selector.
+    ClientId,
+    /// The `object_id` selector.
+    ObjectId,
+    /// The `msi_res_id` / `mi_res_id` selector.
+    ResourceId,
+    /// The `api-version`.
+    ApiVersion,
+    /// The endpoint host.
+    Host,
+    /// The endpoint path.
+    Path,
+    /// The endpoint URL given to [`Endpoint::parse_url`].
+    Url,
+}
+
+impl RequestField {
+    /// The field's name as a person would look for it (query parameter names where there is one).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Resource => "resource",
+            Self::ClientId => "client_id",
+            Self::ObjectId => "object_id",
+            Self::ResourceId => "resource id (msi_res_id/mi_res_id)",
+            Self::ApiVersion => "api-version",
+            Self::Host => "host",
+            Self::Path => "path",
+            Self::Url => "endpoint URL",
+        }
+    }
+}
+
+impl fmt::Display for RequestField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a token request or an endpoint could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The output buffer is too small; `required` bytes hold the whole request.
+    BufferTooSmall {
+        /// Exact size of the request in bytes.
+        required: usize,
+    },
+    /// `field` contains CR, LF or another control character (`0x00–0x1F`, `0x7F`).
+    ControlCharacter {
+        /// The offending value.
+        field: RequestField,
+    },
+    /// `field` is empty but must have a value.
+    Empty {
+        /// The empty value.
+        field: RequestField,
+    },
+    /// The scope contains whitespace: a managed-identity request takes exactly one scope.
+    MultipleScopes,
+    /// The host has characters other than letters, digits, `-._~` (or, for an IPv6
+    /// literal, hex digits, `:` and `.`).
+    InvalidHost,
+    /// The path does not start with `/`, or has a space, `?`, `#` or a non-ASCII byte.
+    InvalidPath,
+    /// The port is missing after `:`, not a number, 0, or above 65535.
+    InvalidPort,
+    /// The URL is `https://…`; managed-identity endpoints of this kind speak plain HTTP only.
+    HttpsNotSupported,
+    /// The URL does not start with `http://`.
+    NotHttpUrl,
+    /// The URL has no host (`http://` or `http:///path`).
+    MissingHost,
+    /// The URL has user information (`user@host`), which is not supported.
+    UserInfoInUrl,
+    /// The URL has a query (`?`) or fragment (`#`); give only scheme, host, port and path.
+    QueryInUrl,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BufferTooSmall { required } => {
+                write!(f, "request buffer too small: {required} bytes required")
+            }
+            Self::ControlCharacter { field } => {
+                write!(f, "{field} contains CR, LF or another control character")
+            }
+            Self::Empty { field } => write!(f, "{field} is empty"),
+            Self::MultipleScopes => f.write_str(
+                "scope contains whitespace: managed identity takes exactly one scope/resource",
+            ),
+            Self::InvalidHost => f.write_str(
+                "invalid host: use letters, digits and '-._~', or an IP address literal",
+            ),
+            Self::InvalidPath => f.write_str(
+                "invalid path: must start with '/' and contain no space, '?', '#' or non-ASCII",
+            ),
+            Self::InvalidPort => f.write_str("invalid port: must be a number from 1 to 65535"),
+            Self::HttpsNotSupported => {
+                f.write_str("https URLs are not supported: the endpoint must be http://")
+            }
+            Self::NotHttpUrl => f.write_str("endpoint URL must start with http://"),
+            Self::MissingHost => f.write_str("endpoint URL has no host"),
+            Self::UserInfoInUrl => f.write_str("endpoint URL must not contain user@"),
+            Self::QueryInUrl => {
+                f.write_str("endpoint URL must not contain a query ('?') or fragment ('#')")
+            }
+        }
+    }
+}
+
+impl core::error::Error for RequestError {}
+
+impl From<BufferTooSmall> for RequestError {
+    fn from(e: BufferTooSmall) -> Self {
+        Self::BufferTooSmall {
+            required: e.required,
+        }
+    }
+}
+
+/// Query-parameter name used for an ARM resource-ID selector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResIdParam {
+    /// `msi_res_id`: the documented IMDS name, and the only one Azure Container Instances honour.
+    #[default]
+    MsiResId,
+    /// `mi_res_id`: honoured by IMDS (undocumented) and the only one App Service honours.
+    MiResId,
+}
+
+impl ResIdParam {
+    /// The query-parameter name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MsiResId => "msi_res_id",
+            Self::MiResId => "mi_res_id",
+        }
+    }
+}
+
+/// Selects a user-assigned identity. Without one, the endpoint picks its default identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selector<'a> {
+    /// By Entra client (application) ID: `client_id=…`.
+    ClientId(&'a str),
+    /// By Entra object (principal) ID: `object_id=…`.
+    ObjectId(&'a str),
+    /// By ARM resource ID (`/subscriptions/…/userAssignedIdentities/<name>`).
+    ResourceId {
+        /// The ARM resource ID, unencoded.
+        id: &'a str,
+        /// The query-parameter name to send it under.
+        param: ResIdParam,
+    },
+}
+
+impl<'a> Selector<'a> {
+    /// The query-parameter name this selector is sent as.
+    pub const fn param(&self) -> &'static str {
+        match self {
+            Self::ClientId(_) => "client_id",
+            Self::ObjectId(_) => "object_id",
+            Self::ResourceId { param, .. } => param.as_str(),
+        }
+    }
+
+    /// The selector's value, unencoded.
+    pub const fn value(&self) -> &'a str {
+        match *self {
+            Self::ClientId(v) | Self::ObjectId(v) | Self::ResourceId { id: v, .. } => v,
+        }
+    }
+
+    const fn field(&self) -> RequestField {
+        match self {
+            Self::ClientId(_) => RequestField::ClientId,
+            Self::ObjectId(_) => RequestField::ObjectId,
+            Self::ResourceId { .. } => RequestField::ResourceId,
+        }
+    }
+}
+
+/// Which protocol dialect an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Style {
+    /// IMDS: `api-version` first in the query, `bypass_cache` honoured.
+    #[default]
+    Imds,
+    /// Legacy VM extension: no `api-version`, no `bypass_cache`.
+    Extension,
+}
+
+/// Where a token request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// IMDS: `169.254.169.254:80`, path [`IMDS_TOKEN_PATH`].
+    Imds,
+    /// Legacy VM extension: `localhost:50342`, path [`EXTENSION_TOKEN_PATH`].
+    ///
+    /// A resource-ID selector is sent as given (as legacy SDKs did), although the extension
+    /// documented only `client_id` and `object_id`: a genuine extension may ignore it and answer
+    /// for its default identity, so check the identity of the returned token when it matters.
+    Extension,
+    /// Any other server (an emulator, a bridge, an IMDS override).
+    Custom {
+        /// Host name or IP address; an IPv6 address without brackets.
+        host: &'a str,
+        /// TCP port.
+        port: u16,
+        /// Token path, starting with `/` (no query).
+        path: &'a str,
+        /// Protocol dialect.
+        style: Style,
+    },
+}
+
+impl<'a> Endpoint<'a> {
+    /// Parses `http://host[:port][/path]`, e.g. an `AZURE_POD_IDENTITY_AUTHORITY_HOST` value.
+    ///
+    /// The scheme must be `http` (any case). The port defaults to 80. An empty path or `/`
+    /// means [`IMDS_TOKEN_PATH`] (as Azure SDKs treat the IMDS override); any other path is used
+    /// verbatim as the token path. An IPv6 host is written in brackets (`http://[::1]:8080`).
+    /// The result speaks [`Style::Imds`]; change it with [`Endpoint::with_style`].
+    pub fn parse_url(url: &'a str) -> Result<Self, RequestError> {
+        if has_control(url) {
+            return Err(RequestError::ControlCharacter {
+                field: RequestField::Url,
+            });
+        }
+        let (scheme, rest) = url.split_once("://").ok_or(RequestError::NotHttpUrl)?;
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(RequestError::HttpsNotSupported);
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(RequestError::NotHttpUrl);
+        }
+        if rest.contains(['?', '#']) {
+            return Err(RequestError::QueryInUrl);
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(RequestError::UserInfoInUrl);
+        }
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or(RequestError::InvalidHost)?;
+            if !host.contains(':') {
+                return Err(RequestError::InvalidHost);
+            }
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or(RequestError::InvalidHost)?),
+            };
+            (host, port)
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(RequestError::MissingHost);
+        }
+        check_host(host)?;
+        let port = match port {
+            None => 80,
+            Some(p) => parse_port(p)?,
+        };
+        let path = match path {
+            "" | "/" => IMDS_TOKEN_PATH,
+            p => {
+                check_path(p)?;
+                p
+            }
+        };
+        Ok(Self::Custom {
+            host,
+            port,
+            path,
+            style: Style::Imds,
+        })
+    }
+
+    /// The same server, speaking `style`.
+    #[must_use]
+    pub fn with_style(self, style: Style) -> Self {
+        Self::Custom {
+            host: self.host(),
+            port: self.port(),
+            path: self.path(),
+            style,
+        }
+    }
+
+    /// Host to connect to (an IPv6 address comes without brackets).
+    pub fn host(&self) -> &'a str {
+        match self {
+            Self::Imds => IMDS_HOST,
+            Self::Extension => EXTENSION_HOST,
+            Self::Custom { host, .. } => host,
+        }
+    }
+
+    /// TCP port to connect to.
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Imds => IMDS_PORT,
+            Self::Extension => EXTENSION_PORT,
+            Self::Custom { port, .. } => *port,
+        }
+    }
+
+    /// `(host, port)` to connect to.
+    pub fn connect_addr(&self) -> (&'a str, u16) {
+        (self.host(), self.port())
+    }
+
+    /// Token path.
+    pub fn path(&self) -> &'a str {
+        match self {
+            Self::Imds => IMDS_TOKEN_PATH,
+            Self::Extension => EXTENSION_TOKEN_PATH,
+            Self::Custom { path, .. } => path,
+        }
+    }
+
+    /// Protocol dialect.
+    pub fn style(&self) -> Style {
+        match self {
+            Self::Imds => Style::Imds,
+            Self::Extension => Style::Extension,
+            Self::Custom { style, .. } => *style,
+        }
+    }
+
+    /// Checks host, port and path of a [`Endpoint::Custom`] (the built-in ones are valid).
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if let Self::Custom {
+            host, port, path, ..
+        } = self
+        {
+            if host.is_empty() {
+                return Err(RequestError::Empty {
+                    field: RequestField::Host,
+                });
+            }
+            check_host(host)?;
+            if *port == 0 {
+                return Err(RequestError::InvalidPort);
+            }
+            check_path(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the `Host` header value: host (bracketed if IPv6), then `:port` unless it is 80.
+    fn write_host_header(&self, w: &mut SliceWriter<'_>) {
+        let host = self.host();
+        if host.contains(':') {
+            w.put_byte(b'[');
+            w.put_str(host);
+            w.put_byte(b']');
+        } else {
+            w.put_str(host);
+        }
+        if self.port() != 80 {
+            w.put_byte(b':');
+            w.put_u64(u64::from(self.port()));
+        }
+    }
+}
+
+/// Bytes that may never appear in any value: C0 controls and DEL.
+const fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7F
+}
+
+fn has_control(s: &str) -> bool {
+    s.bytes().any(is_control)
+}
+
+fn check_host(host: &str) -> Result<(), RequestError> {
+    if has_control(host) {
+        return Err(RequestError::ControlCharacter {
+            field: RequestField::Host,
+        });
+    }
+    let ok = if host.contains(':') {
+        host.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        host.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::InvalidHost)
+    }
+}
+
+fn check_path(path: &str) -> Result<(), RequestError> {
+    if has_control(path) {
+        return Err(RequestError::ControlCharacter {
+            field: RequestField::Path,
+        });
+    }
+    let ok = path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::InvalidPath)
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, RequestError> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RequestError::InvalidPort);
+    }
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(RequestError::InvalidPort),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// Whether the server should keep the connection open after answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connection {
+    /// `Connection: close` (the default; one request per connection).
+    #[default]
+    Close,
+    /// `Connection: keep-alive`.
+    KeepAlive,
+}
+
+/// A managed-identity token request.
+///
+/// Build one with [`TokenRequest::new`] or [`TokenRequest::from_scope`] and the `with_*`
+/// methods, then [`TokenRequest::write`] it for an [`Endpoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRequest<'a> {
+    /// App ID URI of the target resource, unencoded (e.g. `https://management.azure.com/`).
+    pub resource: &'a str,
+    /// User-assigned identity to use; `None` lets the endpoint pick its default identity.
+    pub selector: Option<Selector<'a>>,
+    /// `api-version` for IMDS-style endpoints; ignored by the extension style.
+    pub api_version: &'a str,
+    /// Sends `bypass_cache=true` (IMDS style only): IMDS fetches a fresh token from Entra ID.
+    pub bypass_cache: bool,
+    /// `Connection` header.
+    pub connection: Connection,
+}
+
+impl<'a> TokenRequest<'a> {
+    /// A request for `resource` with the default identity, api-version [`DEFAULT_API_VERSION`],
+    /// IMDS cache allowed, `Connection: close`.
+    pub const fn new(resource: &'a str) -> Self {
+        Self {
+            resource,
+            selector: None,
+            api_version: DEFAULT_API_VERSION,
+            bypass_cache: false,
+            connection: Connection::Close,
+        }
+    }
+
+    /// A request for an `OAuth2` *scope*, as Azure SDKs take them: a trailing `/.default` is
+    /// stripped (`https://vault.azure.net/.default` → `https://vault.azure.net`).
+    ///
+    /// A scope with whitespace (a space-separated list) is [`RequestError::MultipleScopes`];
+    /// an empty one is [`RequestError::Empty`].
+    pub fn from_scope(scope: &'a str) -> Result<Self, RequestError> {
+        if scope.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(RequestError::MultipleScopes);
+        }
+        let resource = scope.strip_suffix("/.default").unwrap_or(scope);
+        if resource.is_empty() {
+            return Err(RequestError::Empty {
+                field: RequestField::Resource,
+            });
+        }
+        Ok(Self::new(resource))
+    }
+
+    /// Selects a user-assigned identity.
+    #[must_use]
+    pub const fn with_selector(mut self, selector: Selector<'a>) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// Sets the `api-version` (IMDS style only).
+    #[must_use]
+    pub const fn with_api_version(mut self, api_version: &'a str) -> Self {
+        self.api_version = api_version;
+        self
+    }
+
+    /// Asks IMDS to bypass its token cache (`bypass_cache=true`; IMDS style only).
+    #[must_use]
+    pub const fn with_bypass_cache(mut self, bypass: bool) -> Self {
+        self.bypass_cache = bypass;
+        self
+    }
+
+    /// Sets the `Connection` header.
+    #[must_use]
+    pub const fn with_connection(mut self, connection: Connection) -> Self {
+        self.connection = connection;
+        self
+    }
+
+    /// Checks every value this request would send to `endpoint`, without writing anything.
+    pub fn validate(&self, endpoint: &Endpoint<'_>) -> Result<(), RequestError> {
+        endpoint.validate()?;
+        check_value(self.resource, RequestField::Resource)?;
+        if endpoint.style() == Style::Imds {
+            check_value(self.api_version, RequestField::ApiVersion)?;
+        }
+        if let Some(sel) = &self.selector {
+            check_value(sel.value(), sel.field())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the complete HTTP/1.1 request for `endpoint` into `out`; returns its length.
+    ///
+    /// ```text
+    /// GET <path>?[api-version=<v>&]resource=<r>[&<selector>=<id>][&bypass_cache=true] HTTP/1.1
+    /// Host: <host>[:<port>]
+    /// Metadata: true
+    /// Connection: close | keep-alive
+    /// Accept: application/json
+    /// User-Agent: mitoken/<version>
+    /// ```
+    ///
+    /// Lines end in CRLF and a blank line ends the head (a GET has no body). Values are
+    /// validated first (see the module docs). If `out` is too small nothing useful is in it and
+    /// the error is [`RequestError::BufferTooSmall`] with the exact size; if this returned `Ok`
+    /// for one buffer, it returns `Ok` with the same length for any buffer at least that long.
+    pub fn write(&self, endpoint: &Endpoint<'_>, out: &mut [u8]) -> Result<usize, RequestError> {
+        self.validate(endpoint)?;
+        let mut w = SliceWriter::new(out);
+        w.put_str("GET ");
+        w.put_str(endpoint.path());
+        w.put_byte(b'?');
+        let imds = endpoint.style() == Style::Imds;
+        if imds {
+            w.put_str("api-version=");
+            query::encode(self.api_version.as_bytes(), &mut w);
+            w.put_byte(b'&');
+        }
+        w.put_str("resource=");
+        query::encode(self.resource.as_bytes(), &mut w);
+        if let Some(sel) = &self.selector {
+            w.put_byte(b'&');
+            w.put_str(sel.param());
+            w.put_byte(b'=');
+            query::encode(sel.value().as_bytes(), &mut w);
+        }
+        if imds && self.bypass_cache {
+            w.put_str("&bypass_cache=true");
+        }
+        w.put_str(" HTTP/1.1\r\nHost: ");
+        endpoint.write_host_header(&mut w);
+        w.put_str("\r\nMetadata: true\r\nConnection: ");
+        w.put_str(match self.connection {
+            Connection::Close => "close",
+            Connection::KeepAlive => "keep-alive",
+        });
+        w.put_str("\r\nAccept: application/json\r\nUser-Agent: ");
+        w.put_str(USER_AGENT);
+        w.put_str("\r\n\r\n");
+        Ok(w.finish()?)
+    }
+
+    /// The exact length [`TokenRequest::write`] needs for `endpoint` (or the validation error).
+    pub fn encoded_len(&self, endpoint: &Endpoint<'_>) -> Result<usize, RequestError> {
+        match self.write(endpoint, &mut []) {
+            Ok(n) | Err(RequestError::BufferTooSmall { required: n }) => Ok(n),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn check_value(value: &str, field: RequestField) -> Result<(), RequestError> {
+    if value.is_empty() {
+        Err(RequestError::Empty { field })
+    } else if has_control(value) {
+        Err(RequestError::ControlCharacter { field })
+    } else {
+        Ok(())
+    }
+}
