@@ -263,6 +263,9 @@ pub enum IssueError<'f> {
     },
     /// Answer with this shell-chosen error instead.
     Fault(Fault<'f>),
+    /// Close the connection without answering (fault injection). [`Server::handle`] then
+    /// returns a response of length 0, status 0, `keep_alive: false`, [`Outcome::Closed`].
+    Close,
 }
 
 impl fmt::Display for IssueError<'_> {
@@ -278,6 +281,7 @@ impl fmt::Display for IssueError<'_> {
             IssueError::Fault(fault) => {
                 write!(f, "fault injected: {} {}", fault.status, fault.error)
             }
+            IssueError::Close => f.write_str("close the connection without answering"),
         }
     }
 }

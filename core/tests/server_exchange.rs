@@ -345,3 +345,22 @@ fn malformed_and_oversized_requests_close() {
         assert!(!head.keep_alive, "Connection: close is sent");
     }
 }
+
+#[test]
+fn issuer_can_close_without_answering() {
+    let t = table(Flavor::Imds, SAMI_UA2);
+    let mut work = Vec::new();
+    let mut server = new_server(Flavor::Imds, &t, &mut work);
+    let mut bytes = vec![0u8; 1024];
+    let n = TokenRequest::new(RESOURCE)
+        .write(&Endpoint::Imds, &mut bytes)
+        .unwrap();
+    bytes.truncate(n);
+    let (r, out) = serve_split(&mut server, &bytes, n, &mut TestIssuer::new(Mode::Close));
+    assert!(out.is_empty());
+    assert_eq!(
+        (r.len, r.status, r.keep_alive, r.consumed),
+        (0, 0, false, n)
+    );
+    assert!(matches!(r.outcome, Outcome::Closed { .. }));
+}

@@ -90,6 +90,11 @@ pub enum Outcome<'a> {
         /// The identity, when the fault came from [`Issuer::issue`].
         resolved: Option<Resolved<'a>>,
     },
+    /// [`IssueError::Close`]: nothing to send; close the connection.
+    Closed {
+        /// The identity the request resolved to.
+        resolved: Resolved<'a>,
+    },
 }
 
 /// Maps an HTTP parse failure to its answer.
@@ -278,6 +283,15 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         };
         let minted = match issuer.issue(&request, rest) {
             Ok(minted) => minted,
+            Err(IssueError::Close) => {
+                return Ok(Response {
+                    consumed: ctx.consumed,
+                    len: 0,
+                    status: 0,
+                    keep_alive: false,
+                    outcome: Outcome::Closed { resolved },
+                });
+            }
             Err(IssueError::Fault(fault)) => {
                 return write_fault(&config, &fault, Some(resolved), ctx, rest, out);
             }

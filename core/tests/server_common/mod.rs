@@ -82,6 +82,7 @@ pub enum Mode {
     Failed,
     Fault(u16),
     AdmitFault(u16),
+    Close,
 }
 
 /// Issues `tok-<slot>` tokens valid from `now − 300` to `now + 86400 − age` (a cached token of
@@ -119,6 +120,7 @@ impl Issuer for TestIssuer {
             Mode::Throttled(r) => return Err(IssueError::Throttled { retry_after: r }),
             Mode::Unavailable(r) => return Err(IssueError::Unavailable { retry_after: r }),
             Mode::Failed => return Err(IssueError::Failed),
+            Mode::Close => return Err(IssueError::Close),
             Mode::Fault(status) => {
                 return Err(IssueError::Fault(Fault {
                     status,
