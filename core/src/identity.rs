@@ -1,1 +1,754 @@
-//! TODO
+//! The managed identities of a VM, the selectors a token request can carry, and the default rules
+//! that pick one (protocol.md §3).
+//!
+//! An [`IdentityTable`] holds at most one system-assigned identity and up to `N` user-assigned
+//! ones, borrowing every string from storage the shell owns (the emulator's parsed TOML config).
+//! GUIDs are parsed to `u128` once, when an identity is inserted, and kept in sorted indexes, so
+//! [`IdentityTable::resolve`] is a binary search (`O(log n)`), not a scan, even at IMDS's limit of
+//! 1000 user-assigned identities.
+//!
+//! Comparisons follow Azure: GUIDs compare by value (so `ABCD…` and `abcd…` are the same client
+//! id) and ARM resource ids compare ASCII-case-insensitively.
+
+use core::cmp::Ordering;
+use core::fmt;
+
+use heapless::Vec;
+
+/// Largest number of user-assigned identities IMDS allows on one VM (protocol.md §2.3, §7 #3).
+pub const IMDS_MAX_USER_ASSIGNED: usize = 1000;
+
+/// Largest number of user-assigned identities the legacy VM extension allows (protocol.md §2.3).
+pub const EXTENSION_MAX_USER_ASSIGNED: usize = 32;
+
+/// Which service a server (and its identity table) imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Flavor {
+    /// The Instance Metadata Service at `169.254.169.254` (`/metadata/identity/oauth2/token`).
+    Imds,
+    /// The legacy managed-identity VM extension at `localhost:50342` (`/oauth2/token`).
+    Extension,
+}
+
+impl Flavor {
+    /// How many user-assigned identities this flavor allows: 1000 (IMDS) or 32 (extension).
+    pub const fn max_user_assigned(self) -> usize {
+        match self {
+            Flavor::Imds => IMDS_MAX_USER_ASSIGNED,
+            Flavor::Extension => EXTENSION_MAX_USER_ASSIGNED,
+        }
+    }
+
+    /// A short human name: `IMDS` or `VM extension`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Flavor::Imds => "IMDS",
+            Flavor::Extension => "VM extension",
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A GUID as a number, parsed from its `8-4-4-4-12` hexadecimal text form.
+///
+/// Hex digits are accepted in either case, so equal GUIDs compare equal whatever their spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Guid(pub u128);
+
+impl Guid {
+    /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits of either case).
+    ///
+    /// Anything else (braces, missing hyphens, surrounding spaces, wrong length) is `None`.
+    pub fn parse(s: &str) -> Option<Guid> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 36 {
+            return None;
+        }
+        let mut value: u128 = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if b != b'-' {
+                    return None;
+                }
+                continue;
+            }
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                _ => return None,
+            };
+            value = (value << 4) | u128::from(digit);
+        }
+        Some(Guid(value))
+    }
+}
+
+impl fmt::Display for Guid {
+    /// Lower-case `8-4-4-4-12` form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            v >> 96,
+            (v >> 80) & 0xffff,
+            (v >> 64) & 0xffff,
+            (v >> 48) & 0xffff,
+            v & 0xffff_ffff_ffff
+        )
+    }
+}
+
+/// Compares two strings ASCII-case-insensitively (the order used for ARM resource ids).
+pub fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+/// The kind of a managed identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdentityKind {
+    /// Tied to the VM's lifetime; at most one per VM.
+    SystemAssigned,
+    /// A standalone ARM resource (`Microsoft.ManagedIdentity/userAssignedIdentities`).
+    UserAssigned,
+}
+
+/// One managed identity, borrowing its strings from storage the shell owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity<'a> {
+    /// System- or user-assigned.
+    pub kind: IdentityKind,
+    /// Entra client (application) id, a GUID.
+    pub client_id: &'a str,
+    /// Entra object id (principal id), a GUID.
+    pub object_id: &'a str,
+    /// ARM resource id; required for a user-assigned identity, `None` for the system-assigned one.
+    pub resource_id: Option<&'a str>,
+}
+
+impl<'a> Identity<'a> {
+    /// A system-assigned identity.
+    pub const fn system_assigned(client_id: &'a str, object_id: &'a str) -> Self {
+        Identity {
+            kind: IdentityKind::SystemAssigned,
+            client_id,
+            object_id,
+            resource_id: None,
+        }
+    }
+
+    /// A user-assigned identity with its ARM resource id
+    /// (`/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`).
+    pub const fn user_assigned(
+        client_id: &'a str,
+        object_id: &'a str,
+        resource_id: &'a str,
+    ) -> Self {
+        Identity {
+            kind: IdentityKind::UserAssigned,
+            client_id,
+            object_id,
+            resource_id: Some(resource_id),
+        }
+    }
+
+    /// True when `selector` names this identity: GUIDs by value, resource ids ignoring ASCII case.
+    /// [`Selector::Default`] names no identity in particular and matches every one.
+    pub fn matches(&self, selector: &Selector<'_>) -> bool {
+        match *selector {
+            Selector::Default => true,
+            Selector::ClientId(s) => guid_eq(self.client_id, s),
+            Selector::ObjectId(s) => guid_eq(self.object_id, s),
+            Selector::ResourceId(s) => self.resource_id.is_some_and(|r| r.eq_ignore_ascii_case(s)),
+        }
+    }
+}
+
+fn guid_eq(a: &str, b: &str) -> bool {
+    matches!((Guid::parse(a), Guid::parse(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// How a token request names the identity it wants (protocol.md §1.3–1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Selector<'s> {
+    /// No selector: apply the default rules of protocol.md §3.
+    Default,
+    /// `client_id=<guid>`.
+    ClientId(&'s str),
+    /// `object_id=<guid>`.
+    ObjectId(&'s str),
+    /// `msi_res_id=<ARM id>` (or its alternative spelling `mi_res_id`).
+    ResourceId(&'s str),
+}
+
+/// Where an identity sits in its table: a stable handle for per-identity state in the shell
+/// (request counters, fault plans, token caches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    /// The system-assigned identity.
+    SystemAssigned,
+    /// The user-assigned identity inserted `n`-th (from 0), in insertion order.
+    UserAssigned(usize),
+}
+
+impl Slot {
+    /// A dense index: 0 for the system-assigned identity, `n + 1` for user-assigned `n`.
+    /// A shell can keep per-identity state in an array of `N + 1` entries.
+    pub const fn index(self) -> usize {
+        match self {
+            Slot::SystemAssigned => 0,
+            Slot::UserAssigned(n) => n.saturating_add(1),
+        }
+    }
+}
+
+/// The identity a request resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Resolved<'a> {
+    /// Its place in the table.
+    pub slot: Slot,
+    /// The identity itself.
+    pub identity: Identity<'a>,
+}
+
+/// Why an identity could not be added to an [`IdentityTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TableError {
+    /// More user-assigned identities than the flavor allows.
+    TooManyUserAssigned {
+        /// The table's flavor.
+        flavor: Flavor,
+        /// Its limit (1000 for IMDS, 32 for the extension).
+        limit: usize,
+    },
+    /// More user-assigned identities than the table's const-generic capacity `N`.
+    CapacityExceeded {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// A second system-assigned identity.
+    DuplicateSystemAssigned,
+    /// The client id is not a GUID.
+    InvalidClientId,
+    /// The object id is not a GUID.
+    InvalidObjectId,
+    /// A user-assigned identity without a resource id, or one that is not an ARM id of a
+    /// `Microsoft.ManagedIdentity/userAssignedIdentities` resource.
+    InvalidResourceId,
+    /// A system-assigned identity that carries a resource id.
+    UnexpectedResourceId,
+    /// The client id is already used by another identity of the table.
+    DuplicateClientId,
+    /// The object id is already used by another identity of the table.
+    DuplicateObjectId,
+    /// The resource id (compared ignoring ASCII case) is already in the table.
+    DuplicateResourceId,
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TableError::TooManyUserAssigned { flavor, limit } => write!(
+                f,
+                "too many user-assigned identities: {flavor} allows at most {limit} per VM"
+            ),
+            TableError::CapacityExceeded { capacity } => write!(
+                f,
+                "identity table is full: capacity is {capacity} user-assigned identities"
+            ),
+            TableError::DuplicateSystemAssigned => {
+                f.write_str("a VM has at most one system-assigned identity")
+            }
+            TableError::InvalidClientId => {
+                f.write_str("client_id is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+            }
+            TableError::InvalidObjectId => {
+                f.write_str("object_id is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+            }
+            TableError::InvalidResourceId => f.write_str(
+                "resource_id must be /subscriptions/<sub>/resourceGroups/<rg>/providers/\
+                 Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
+            ),
+            TableError::UnexpectedResourceId => {
+                f.write_str("a system-assigned identity has no user-assigned resource_id")
+            }
+            TableError::DuplicateClientId => f.write_str("client_id is used by two identities"),
+            TableError::DuplicateObjectId => f.write_str("object_id is used by two identities"),
+            TableError::DuplicateResourceId => {
+                f.write_str("resource_id is used by two identities (ARM ids ignore case)")
+            }
+        }
+    }
+}
+
+impl core::error::Error for TableError {}
+
+/// Why a selector resolved to no identity (protocol.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The selector names no identity of the VM (or the VM has none): IMDS's `Identity not found`.
+    NotFound,
+    /// No selector, no system-assigned identity and several user-assigned ones.
+    MultipleUserAssigned,
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResolveError::NotFound => "identity not found",
+            ResolveError::MultipleUserAssigned => {
+                "several user-assigned identities and no system-assigned one: name one"
+            }
+        })
+    }
+}
+
+impl core::error::Error for ResolveError {}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry<'a> {
+    identity: Identity<'a>,
+    client: Guid,
+    object: Guid,
+}
+
+/// The identities of one VM: an optional system-assigned identity and up to `N` user-assigned
+/// ones (never more than the flavor's limit), with sorted indexes for `O(log n)` resolution.
+///
+/// `N` only sizes the storage; the flavor's limit (1000 / 32) is enforced on top of it. About
+/// `100 × N` bytes; put an IMDS-sized table in a `static` or a `Box` rather than on a small stack.
+#[derive(Debug, Clone)]
+pub struct IdentityTable<'a, const N: usize> {
+    flavor: Flavor,
+    system: Option<Entry<'a>>,
+    /// User-assigned identities in insertion order (their [`Slot::UserAssigned`] numbers).
+    users: Vec<Entry<'a>, N>,
+    /// Positions in `users`, sorted by client id.
+    by_client: Vec<u16, N>,
+    /// Positions in `users`, sorted by object id.
+    by_object: Vec<u16, N>,
+    /// Positions in `users`, sorted by resource id ignoring ASCII case.
+    by_resource: Vec<u16, N>,
+}
+
+impl<'a, const N: usize> IdentityTable<'a, N> {
+    /// An empty table for `flavor`.
+    pub const fn new(flavor: Flavor) -> Self {
+        IdentityTable {
+            flavor,
+            system: None,
+            users: Vec::new(),
+            by_client: Vec::new(),
+            by_object: Vec::new(),
+            by_resource: Vec::new(),
+        }
+    }
+
+    /// A table holding `identities` (in order), or the first error.
+    pub fn from_identities(
+        flavor: Flavor,
+        identities: &[Identity<'a>],
+    ) -> Result<Self, TableError> {
+        let mut table = Self::new(flavor);
+        for identity in identities {
+            table.insert(*identity)?;
+        }
+        Ok(table)
+    }
+
+    /// The flavor whose limit the table enforces.
+    pub const fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The system-assigned identity, if the VM has one.
+    pub fn system_assigned(&self) -> Option<&Identity<'a>> {
+        self.system.as_ref().map(|e| &e.identity)
+    }
+
+    /// The user-assigned identities, in insertion order.
+    pub fn user_assigned(&self) -> impl ExactSizeIterator<Item = &Identity<'a>> + '_ {
+        self.users.iter().map(|e| &e.identity)
+    }
+
+    /// Number of user-assigned identities.
+    pub fn user_assigned_len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The identity at `slot`, if there is one.
+    pub fn get(&self, slot: Slot) -> Option<&Identity<'a>> {
+        match slot {
+            Slot::SystemAssigned => self.system_assigned(),
+            Slot::UserAssigned(n) => self.users.get(n).map(|e| &e.identity),
+        }
+    }
+
+    /// Adds `identity`, validating its ids and refusing duplicates and tables over the flavor's
+    /// limit. Returns the identity's slot. On error the table is unchanged.
+    pub fn insert(&mut self, identity: Identity<'a>) -> Result<Slot, TableError> {
+        let client = Guid::parse(identity.client_id).ok_or(TableError::InvalidClientId)?;
+        let object = Guid::parse(identity.object_id).ok_or(TableError::InvalidObjectId)?;
+        let entry = Entry {
+            identity,
+            client,
+            object,
+        };
+        if let Some(sys) = &self.system {
+            if sys.client == client {
+                return Err(TableError::DuplicateClientId);
+            }
+            if sys.object == object {
+                return Err(TableError::DuplicateObjectId);
+            }
+        }
+        match identity.kind {
+            IdentityKind::SystemAssigned => {
+                if identity.resource_id.is_some() {
+                    return Err(TableError::UnexpectedResourceId);
+                }
+                if self.system.is_some() {
+                    return Err(TableError::DuplicateSystemAssigned);
+                }
+                if self.find_client(client).is_ok() {
+                    return Err(TableError::DuplicateClientId);
+                }
+                if self.find_object(object).is_ok() {
+                    return Err(TableError::DuplicateObjectId);
+                }
+                self.system = Some(entry);
+                Ok(Slot::SystemAssigned)
+            }
+            IdentityKind::UserAssigned => self.insert_user(entry),
+        }
+    }
+
+    fn insert_user(&mut self, entry: Entry<'a>) -> Result<Slot, TableError> {
+        let limit = self.flavor.max_user_assigned();
+        let n = self.users.len();
+        if n >= limit {
+            return Err(TableError::TooManyUserAssigned {
+                flavor: self.flavor,
+                limit,
+            });
+        }
+        if n >= N {
+            return Err(TableError::CapacityExceeded { capacity: N });
+        }
+        // n < limit <= 1000, so the position fits in a u16.
+        let pos = u16::try_from(n).map_err(|_| TableError::CapacityExceeded { capacity: N })?;
+        let resource = match entry.identity.resource_id {
+            Some(r) if is_user_assigned_resource_id(r) => r,
+            _ => return Err(TableError::InvalidResourceId),
+        };
+        let Err(at_client) = self.find_client(entry.client) else {
+            return Err(TableError::DuplicateClientId);
+        };
+        let Err(at_object) = self.find_object(entry.object) else {
+            return Err(TableError::DuplicateObjectId);
+        };
+        let Err(at_resource) = self.find_resource(resource) else {
+            return Err(TableError::DuplicateResourceId);
+        };
+        // Capacity was checked above, so none of these pushes/inserts can fail.
+        let full = TableError::CapacityExceeded { capacity: N };
+        self.users.push(entry).map_err(|_| full)?;
+        self.by_client.insert(at_client, pos).map_err(|_| full)?;
+        self.by_object.insert(at_object, pos).map_err(|_| full)?;
+        self.by_resource
+            .insert(at_resource, pos)
+            .map_err(|_| full)?;
+        Ok(Slot::UserAssigned(n))
+    }
+
+    fn user(&self, pos: u16) -> Option<&Entry<'a>> {
+        self.users.get(usize::from(pos))
+    }
+
+    /// Binary search of `by_client`: `Ok(position in users)` or `Err(insertion point)`.
+    fn find_client(&self, g: Guid) -> Result<usize, usize> {
+        self.by_client
+            .binary_search_by(|&p| self.user(p).map_or(Ordering::Less, |e| e.client.cmp(&g)))
+            .and_then(|i| self.by_client.get(i).map(|&p| usize::from(p)).ok_or(i))
+    }
+
+    fn find_object(&self, g: Guid) -> Result<usize, usize> {
+        self.by_object
+            .binary_search_by(|&p| self.user(p).map_or(Ordering::Less, |e| e.object.cmp(&g)))
+            .and_then(|i| self.by_object.get(i).map(|&p| usize::from(p)).ok_or(i))
+    }
+
+    fn find_resource(&self, r: &str) -> Result<usize, usize> {
+        self.by_resource
+            .binary_search_by(|&p| {
+                self.user(p)
+                    .and_then(|e| e.identity.resource_id)
+                    .map_or(Ordering::Less, |x| cmp_ignore_ascii_case(x, r))
+            })
+            .and_then(|i| self.by_resource.get(i).map(|&p| usize::from(p)).ok_or(i))
+    }
+
+    fn resolved_user(&self, pos: usize) -> Result<Resolved<'a>, ResolveError> {
+        self.users
+            .get(pos)
+            .map(|e| Resolved {
+                slot: Slot::UserAssigned(pos),
+                identity: e.identity,
+            })
+            .ok_or(ResolveError::NotFound)
+    }
+
+    fn resolved_system(&self) -> Option<Resolved<'a>> {
+        self.system.as_ref().map(|e| Resolved {
+            slot: Slot::SystemAssigned,
+            identity: e.identity,
+        })
+    }
+
+    /// Picks the identity `selector` names, applying protocol.md §3 when there is none:
+    ///
+    /// 1. no selector and a system-assigned identity → the system-assigned identity;
+    /// 2. no selector, no system-assigned identity, exactly one user-assigned → that one;
+    /// 3. no selector, no system-assigned identity, several user-assigned →
+    ///    [`ResolveError::MultipleUserAssigned`];
+    /// 4. no identity at all, or a selector that matches nothing (including one that is not a
+    ///    GUID) → [`ResolveError::NotFound`].
+    ///
+    /// `client_id` / `object_id` selectors also match the system-assigned identity's ids.
+    /// The result always [`matches`](Identity::matches) `selector`.
+    pub fn resolve(&self, selector: &Selector<'_>) -> Result<Resolved<'a>, ResolveError> {
+        match *selector {
+            Selector::Default => {
+                if let Some(r) = self.resolved_system() {
+                    return Ok(r);
+                }
+                match self.users.len() {
+                    0 => Err(ResolveError::NotFound),
+                    1 => self.resolved_user(0),
+                    _ => Err(ResolveError::MultipleUserAssigned),
+                }
+            }
+            Selector::ClientId(s) => {
+                let g = Guid::parse(s).ok_or(ResolveError::NotFound)?;
+                if let Some(r) = self
+                    .resolved_system()
+                    .filter(|_| self.system_is(|e| e.client == g))
+                {
+                    return Ok(r);
+                }
+                let pos = self.find_client(g).map_err(|_| ResolveError::NotFound)?;
+                self.resolved_user(pos)
+            }
+            Selector::ObjectId(s) => {
+                let g = Guid::parse(s).ok_or(ResolveError::NotFound)?;
+                if let Some(r) = self
+                    .resolved_system()
+                    .filter(|_| self.system_is(|e| e.object == g))
+                {
+                    return Ok(r);
+                }
+                let pos = self.find_object(g).map_err(|_| ResolveError::NotFound)?;
+                self.resolved_user(pos)
+            }
+            Selector::ResourceId(s) => {
+                let pos = self.find_resource(s).map_err(|_| ResolveError::NotFound)?;
+                self.resolved_user(pos)
+            }
+        }
+    }
+
+    fn system_is(&self, f: impl FnOnce(&Entry<'a>) -> bool) -> bool {
+        self.system.as_ref().is_some_and(f)
+    }
+}
+
+/// True for `/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/
+/// userAssignedIdentities/<name>` (ASCII case ignored, no empty segment, no query or fragment).
+pub fn is_user_assigned_resource_id(s: &str) -> bool {
+    let mut parts = s.split('/');
+    let expected = [
+        Some(""),
+        Some("subscriptions"),
+        None,
+        Some("resourcegroups"),
+        None,
+        Some("providers"),
+        Some("microsoft.managedidentity"),
+        Some("userassignedidentities"),
+        None,
+    ];
+    for want in expected {
+        let Some(part) = parts.next() else {
+            return false;
+        };
+        match want {
+            Some(lit) => {
+                if !part.eq_ignore_ascii_case(lit) {
+                    return false;
+                }
+            }
+            None => {
+                if part.is_empty() || part.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#') {
+                    return false;
+                }
+            }
+        }
+    }
+    parts.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec as StdVec;
+
+    const RID: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/one";
+
+    #[test]
+    fn guid_parse_and_display() {
+        let g = Guid::parse("0123ABCD-4567-89ab-cdef-0123456789AB").unwrap();
+        assert_eq!(g.0, 0x0123_abcd_4567_89ab_cdef_0123_4567_89ab);
+        assert_eq!(format!("{g}"), "0123abcd-4567-89ab-cdef-0123456789ab");
+        for bad in [
+            "",
+            "0123abcd456789abcdef0123456789ab",
+            "{0123abcd-4567-89ab-cdef-0123456789ab}",
+            "0123abcd-4567-89ab-cdef-0123456789ag",
+            "0123abcd+4567-89ab-cdef-0123456789ab",
+            " 123abcd-4567-89ab-cdef-0123456789ab",
+            "0123abcd-4567-89ab-cdef-0123456789a\u{e9}",
+        ] {
+            assert_eq!(Guid::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn resource_id_shape() {
+        assert!(is_user_assigned_resource_id(RID));
+        assert!(is_user_assigned_resource_id(&RID.to_ascii_lowercase()));
+        assert!(!is_user_assigned_resource_id(
+            "/subscriptions/s/resourceGroups/rg"
+        ));
+        assert!(!is_user_assigned_resource_id(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
+        ));
+        assert!(!is_user_assigned_resource_id(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
+        ));
+        assert!(!is_user_assigned_resource_id(&format!("{RID}/x")));
+    }
+
+    #[test]
+    fn flavor_limits_are_enforced() {
+        let names: StdVec<String> = (0..33).map(|i| format!("{RID}{i}")).collect();
+        let guids: StdVec<String> = (0..66u128).map(|i| format!("{}", Guid(i + 7))).collect();
+        let mut t: IdentityTable<'_, 40> = IdentityTable::new(Flavor::Extension);
+        for i in 0..33usize {
+            let r = t.insert(Identity::user_assigned(
+                &guids[2 * i],
+                &guids[2 * i + 1],
+                &names[i],
+            ));
+            if i < 32 {
+                assert_eq!(r, Ok(Slot::UserAssigned(i)));
+            } else {
+                let e = r.unwrap_err();
+                assert_eq!(
+                    e,
+                    TableError::TooManyUserAssigned {
+                        flavor: Flavor::Extension,
+                        limit: 32
+                    }
+                );
+                assert_eq!(
+                    format!("{e}"),
+                    "too many user-assigned identities: VM extension allows at most 32 per VM"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::many_single_char_names)]
+    fn duplicates_and_invalid_ids_are_refused() {
+        let a = "11111111-1111-1111-1111-11111111111a";
+        let b = "22222222-2222-2222-2222-222222222222";
+        let c = "33333333-3333-3333-3333-333333333333";
+        let d = "44444444-4444-4444-4444-444444444444";
+        let e = "55555555-5555-5555-5555-555555555555";
+        let upper_a = a.to_ascii_uppercase();
+        let lower = RID.to_ascii_lowercase();
+        let f = "66666666-6666-6666-6666-666666666666";
+        let mut t: IdentityTable<'_, 4> = IdentityTable::new(Flavor::Imds);
+        assert_eq!(
+            t.insert(Identity::system_assigned(a, b)),
+            Ok(Slot::SystemAssigned)
+        );
+        assert_eq!(
+            t.insert(Identity::system_assigned(c, d)),
+            Err(TableError::DuplicateSystemAssigned)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(c, d, RID)),
+            Ok(Slot::UserAssigned(0))
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(&upper_a, e, RID)),
+            Err(TableError::DuplicateClientId)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(e, d, RID)),
+            Err(TableError::DuplicateObjectId)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(e, b, RID)),
+            Err(TableError::DuplicateObjectId)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(e, f, &lower)),
+            Err(TableError::DuplicateResourceId)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned("nope", e, RID)),
+            Err(TableError::InvalidClientId)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(e, "nope", RID)),
+            Err(TableError::InvalidObjectId)
+        );
+        assert_eq!(
+            t.insert(Identity::user_assigned(e, f, "/x")),
+            Err(TableError::InvalidResourceId)
+        );
+        assert_eq!(t.user_assigned_len(), 1);
+    }
+
+    #[test]
+    fn capacity_below_flavor_limit() {
+        let mut t: IdentityTable<'_, 0> = IdentityTable::new(Flavor::Imds);
+        assert_eq!(
+            t.insert(Identity::user_assigned(
+                "11111111-1111-1111-1111-111111111111",
+                "22222222-2222-2222-2222-222222222222",
+                RID
+            )),
+            Err(TableError::CapacityExceeded { capacity: 0 })
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! Per-connection parsing state and [`Server::handle`]: request bytes in, response bytes out.
+
+use super::respond::{self, HeadParams, Shape, TokenJson};
+use super::{
+    Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, Rejection,
+    RequestView, Server,
+};
+use crate::http::{BodyDecoder, HttpError, Limits, Method, RequestParser, Status};
+use crate::identity::{Flavor, Resolved};
+use crate::token::Secret;
+use crate::write::SliceWriter;
+
+/// The parsing state of one client connection: where the current request's head and body are.
+///
+/// Keep one per connection and pass it to every [`Server::handle`] call for that connection.
+#[derive(Debug, Clone)]
+pub struct ServerConnection {
+    parser: RequestParser,
+    limits: Limits,
+    /// Length of the completed head and the decoder of the body that follows it.
+    body: Option<(usize, BodyDecoder)>,
+}
+
+impl ServerConnection {
+    /// A fresh connection parsing requests within `limits` (default: 8 KiB lines, 64 headers;
+    /// [`Config::limits`](super::Config::limits)).
+    pub const fn new(limits: Limits) -> Self {
+        ServerConnection {
+            parser: RequestParser::new(limits),
+            limits,
+            body: None,
+        }
+    }
+
+    /// Forgets the request in progress; the next call parses from the start of its buffer.
+    pub fn reset(&mut self) {
+        self.parser.reset();
+        self.body = None;
+    }
+}
+
+/// What [`Server::handle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a response must be sent, and `consumed` bytes dropped from the input"]
+pub enum Handled<'a> {
+    /// The request is not complete: read more bytes, append them to the same buffer, call again.
+    Partial,
+    /// A response is ready in the output buffer.
+    Response(Response<'a>),
+}
+
+/// A response written by [`Server::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response<'a> {
+    /// Bytes of the input the request took; drop them and call again with what follows
+    /// (pipelined requests) if `keep_alive`.
+    pub consumed: usize,
+    /// The response is the first `len` bytes of the output buffer.
+    pub len: usize,
+    /// Its HTTP status.
+    pub status: u16,
+    /// False: close the connection after sending the response.
+    pub keep_alive: bool,
+    /// What the request was and how it was answered (for logs and per-identity counters).
+    pub outcome: Outcome<'a>,
+}
+
+/// How a request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome<'a> {
+    /// A token was issued.
+    Token {
+        /// For this identity.
+        resolved: Resolved<'a>,
+        /// `bypass_cache=true` was asked for.
+        bypass_cache: bool,
+    },
+    /// `/metadata/identity/info` was answered.
+    Info,
+    /// An error from the catalogue.
+    Rejected {
+        /// Which one.
+        rejection: Rejection,
+        /// The identity, when the request resolved to one (issuer failures).
+        resolved: Option<Resolved<'a>>,
+    },
+    /// A [`Fault`] from the issuer.
+    Fault {
+        /// The identity, when the fault came from [`Issuer::issue`].
+        resolved: Option<Resolved<'a>>,
+    },
+    /// [`IssueError::Close`]: nothing to send; close the connection.
+    Closed {
+        /// The identity the request resolved to.
+        resolved: Resolved<'a>,
+    },
+}
+
+/// Maps an HTTP parse failure to its answer.
+fn http_rejection(e: HttpError) -> Rejection {
+    match e {
+        HttpError::LineTooLong | HttpError::TooManyHeaders => Rejection::HeadTooLarge,
+        HttpError::BodyTooLarge => Rejection::BodyTooLarge,
+        _ => Rejection::MalformedRequest,
+    }
+}
+
+/// Writes `template` with each `(placeholder, value)` substituted once, in order.
+fn fill(w: &mut SliceWriter<'_>, template: &str, subs: &[(&str, &str)]) {
+    let mut rest = template;
+    for (placeholder, value) in subs {
+        if let Some((before, after)) = rest.split_once(placeholder) {
+            w.put_str(before);
+            w.put_str(value);
+            rest = after;
+        }
+    }
+    w.put_str(rest);
+}
+
+/// Splits `buf` after `n` bytes (or at its end).
+fn split(buf: &mut [u8], n: usize) -> (&mut [u8], &mut [u8]) {
+    let n = n.min(buf.len());
+    buf.split_at_mut(n)
+}
+
+impl<'a, const N: usize> Server<'_, 'a, N> {
+    /// Handles the request at the start of `input` on connection `conn`.
+    ///
+    /// `input` holds the connection's unconsumed bytes: pass the same buffer, grown at its end,
+    /// until a [`Handled::Response`]; then send `out[..len]`, drop `consumed` bytes from the
+    /// front of the input, and (if `keep_alive`) call again for the next pipelined request.
+    /// A chunked body is decoded in place inside `input`.
+    ///
+    /// Every input is answered: malformed HTTP with 400 (431 for oversized heads, 413 for
+    /// oversized bodies) and `keep_alive: false`; nothing panics.
+    ///
+    /// On [`HandleError`] nothing is consumed and `conn` keeps its state: grow the named buffer
+    /// and call again (the issuer may then be called a second time).
+    pub fn handle<I: Issuer + ?Sized>(
+        &mut self,
+        conn: &mut ServerConnection,
+        input: &mut [u8],
+        now: u64,
+        issuer: &mut I,
+        out: &mut [u8],
+    ) -> Result<Handled<'a>, HandleError> {
+        let head_len = if let Some((len, _)) = conn.body {
+            len
+        } else {
+            match conn.parser.parse(input) {
+                Ok(Status::Partial) => return Ok(Handled::Partial),
+                Ok(Status::Complete { value, len }) => {
+                    conn.body = Some((len, BodyDecoder::new(value.framing, conn.limits)));
+                    len
+                }
+                Err(e) => return self.fail(conn, http_rejection(e), input.len(), out),
+            }
+        };
+        let decoded = match conn.body.as_mut() {
+            Some((_, decoder)) => {
+                let tail = input.get_mut(head_len..).unwrap_or_default();
+                decoder.decode(tail)
+            }
+            None => Err(HttpError::BufferMismatch),
+        };
+        let (body_len, body_raw) = match decoded {
+            Ok(Status::Partial) => return Ok(Handled::Partial),
+            Ok(Status::Complete { value, len }) => (value, len),
+            Err(e) => return self.fail(conn, http_rejection(e), input.len(), out),
+        };
+        let consumed = head_len.saturating_add(body_raw);
+        let input: &[u8] = input;
+        let Some(head) = conn.parser.head(input) else {
+            return self.fail(conn, Rejection::MalformedRequest, input.len(), out);
+        };
+        let body = input
+            .get(head_len..head_len.saturating_add(body_len))
+            .unwrap_or_default();
+        let view = RequestView {
+            method: head.method.as_str(),
+            path: head.target.path,
+            query: head.target.query.unwrap_or_default().as_bytes(),
+            metadata: head.headers.get("Metadata"),
+            forwarded_for: head.headers.get("X-Forwarded-For").is_some(),
+            content_type: head.headers.get("Content-Type"),
+            body,
+        };
+        let ctx = Ctx {
+            keep_alive: head.keep_alive,
+            head_only: head.method == Method::Head,
+            consumed,
+        };
+        let response = self.respond(&view, &ctx, now, issuer, out)?;
+        conn.reset();
+        Ok(Handled::Response(response))
+    }
+
+    /// Answers a request whose framing failed, and closes.
+    fn fail(
+        &mut self,
+        conn: &mut ServerConnection,
+        rejection: Rejection,
+        consumed: usize,
+        out: &mut [u8],
+    ) -> Result<Handled<'a>, HandleError> {
+        let ctx = Ctx {
+            keep_alive: false,
+            head_only: false,
+            consumed,
+        };
+        let config = self.config;
+        let texts = Texts::default();
+        let response = write_rejection(&config, rejection, None, &texts, &ctx, self.work, out)?;
+        conn.reset();
+        Ok(Handled::Response(response))
+    }
+
+    /// Writes `fault` as a complete response (`Connection: close` unless `keep_alive`), e.g.
+    /// to turn a connection away before reading it. Returns the response length.
+    pub fn write_fault(
+        &mut self,
+        fault: &Fault<'_>,
+        keep_alive: bool,
+        out: &mut [u8],
+    ) -> Result<usize, HandleError> {
+        let ctx = Ctx {
+            keep_alive,
+            head_only: false,
+            consumed: 0,
+        };
+        let config = self.config;
+        write_fault(&config, fault, None, &ctx, self.work, out).map(|r| r.len)
+    }
+
+    fn respond<I: Issuer + ?Sized>(
+        &mut self,
+        view: &RequestView<'_>,
+        ctx: &Ctx,
+        now: u64,
+        issuer: &mut I,
+        out: &mut [u8],
+    ) -> Result<Response<'a>, HandleError> {
+        let config = self.config;
+        let admission = Admission {
+            method: view.method,
+            path: view.path,
+            now,
+        };
+        if let Some(fault) = issuer.admit(&admission) {
+            return write_fault(&config, &fault, None, ctx, self.work, out);
+        }
+        let work_len = self.work.len();
+        let (decision, rest) = super::decide_with(self.table, &config, view, &mut *self.work);
+        let texts = Texts {
+            path: view.path,
+            resource: "",
+            tenant: config.tenant_id.unwrap_or("the VM's tenant"),
+        };
+        let grant = match decision {
+            Decision::Token(grant) => grant,
+            Decision::Info => {
+                let tenant = config.tenant_id.unwrap_or_default();
+                let body = |o: &mut [u8]| respond::info_json(tenant, o);
+                return finish(&config, 200, None, ctx, body, Outcome::Info, out);
+            }
+            Decision::Reject(rejection) => {
+                return write_rejection(&config, rejection, None, &texts, ctx, rest, out);
+            }
+        };
+        let Grant {
+            resolved,
+            resource,
+            bypass_cache,
+        } = grant;
+        let request = IssueRequest {
+            resolved,
+            resource,
+            now,
+            bypass_cache,
+            flavor: config.flavor,
+        };
+        let minted = match issuer.issue(&request, rest) {
+            Ok(minted) => minted,
+            Err(IssueError::Close) => {
+                return Ok(Response {
+                    consumed: ctx.consumed,
+                    len: 0,
+                    status: 0,
+                    keep_alive: false,
+                    outcome: Outcome::Closed { resolved },
+                });
+            }
+            Err(IssueError::Fault(fault)) => {
+                return write_fault(&config, &fault, Some(resolved), ctx, rest, out);
+            }
+            Err(IssueError::BufferTooSmall { required }) => {
+                let used = work_len.saturating_sub(rest.len());
+                return Err(HandleError::WorkTooSmall {
+                    required: used.saturating_add(required).saturating_add(MIN_JSON_ROOM),
+                });
+            }
+            Err(e) => {
+                let (rejection, retry_after) = match e {
+                    IssueError::UnknownResource => (Rejection::InvalidResource, None),
+                    IssueError::Throttled { retry_after } => (Rejection::Throttled, retry_after),
+                    IssueError::Unavailable { retry_after } => {
+                        (Rejection::Unavailable, retry_after)
+                    }
+                    _ => (Rejection::IssueFailed, None),
+                };
+                let texts = Texts { resource, ..texts };
+                return write_rejection_retry(
+                    &config,
+                    rejection,
+                    Some(resolved),
+                    &texts,
+                    retry_after,
+                    ctx,
+                    rest,
+                    out,
+                );
+            }
+        };
+        write_token(&config, &grant, &minted, now, &texts, ctx, rest, out)
+    }
+}
+
+/// Writes the 200 answer for a token the issuer wrote at the front of `area`.
+#[allow(clippy::too_many_arguments)]
+fn write_token<'a>(
+    config: &super::Config<'_>,
+    grant: &Grant<'a, '_>,
+    minted: &super::Issued,
+    now: u64,
+    texts: &Texts<'_>,
+    ctx: &Ctx,
+    area: &mut [u8],
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    let resolved = grant.resolved;
+    let (token, json_area) = split(area, minted.token_len);
+    let token = (token.len() == minted.token_len)
+        .then_some(&*token)
+        .and_then(|t| core::str::from_utf8(t).ok());
+    let Some(token) = token else {
+        // The issuer claimed more than its buffer, or wrote non-UTF-8: a broken issuer.
+        return write_rejection(
+            config,
+            Rejection::IssueFailed,
+            Some(resolved),
+            texts,
+            ctx,
+            json_area,
+            out,
+        );
+    };
+    let fields = TokenJson {
+        access_token: Secret::new(token),
+        client_id: resolved.identity.client_id,
+        expires_in: minted.expires_on.saturating_sub(now),
+        expires_on: minted.expires_on,
+        ext_expires_in: config.ext_expires_in,
+        not_before: minted.not_before,
+        resource: grant.resource,
+    };
+    let shape = match config.flavor {
+        Flavor::Extension => Shape::Extension,
+        _ => Shape::Imds,
+    };
+    let body =
+        |o: &mut [u8]| respond::write_token_json(&fields, shape, o).map_err(respond::too_small);
+    let outcome = Outcome::Token {
+        resolved,
+        bypass_cache: grant.bypass_cache,
+    };
+    finish(config, 200, None, ctx, body, outcome, out)
+}
+
+/// Room a JSON answer needs beyond the token, for the `WorkTooSmall` estimate.
+const MIN_JSON_ROOM: usize = 1024;
+
+/// Request facts that outlive parsing.
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
+    keep_alive: bool,
+    head_only: bool,
+    consumed: usize,
+}
+
+/// Values substituted into dynamic error descriptions.
+#[derive(Debug, Clone, Copy, Default)]
+struct Texts<'t> {
+    path: &'t str,
+    resource: &'t str,
+    tenant: &'t str,
+}
+
+fn finish<'a>(
+    config: &super::Config<'_>,
+    status: u16,
+    retry_after: Option<u32>,
+    ctx: &Ctx,
+    body: impl FnOnce(&mut [u8]) -> Result<usize, HandleError>,
+    outcome: Outcome<'a>,
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    let head = HeadParams {
+        status,
+        retry_after,
+        keep_alive: ctx.keep_alive,
+        head_only: ctx.head_only,
+    };
+    let len = respond::response(config, head, body, out)?;
+    Ok(Response {
+        consumed: ctx.consumed,
+        len,
+        status,
+        keep_alive: ctx.keep_alive,
+        outcome,
+    })
+}
+
+fn write_rejection<'a>(
+    config: &super::Config<'_>,
+    rejection: Rejection,
+    resolved: Option<Resolved<'a>>,
+    texts: &Texts<'_>,
+    ctx: &Ctx,
+    area: &mut [u8],
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    write_rejection_retry(config, rejection, resolved, texts, None, ctx, area, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_rejection_retry<'a>(
+    config: &super::Config<'_>,
+    rejection: Rejection,
+    resolved: Option<Resolved<'a>>,
+    texts: &Texts<'_>,
+    retry_after: Option<u32>,
+    ctx: &Ctx,
+    area: &mut [u8],
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    let flavor = config.flavor;
+    let description = rejection.description(flavor);
+    // A description with the path / resource / tenant filled in is rendered into `area`.
+    let dynamic = match rejection {
+        Rejection::UnknownSource | Rejection::InvalidResource => description,
+        _ => None,
+    };
+    let description = if let Some(template) = dynamic {
+        let mut w = SliceWriter::new(&mut *area);
+        if rejection == Rejection::UnknownSource {
+            w.put_str(template);
+            w.put_str(texts.path);
+        } else {
+            let subs = [("<resource>", texts.resource), ("<tenant>", texts.tenant)];
+            fill(&mut w, template, &subs);
+        }
+        let text_len = w.finish().map_err(|e| HandleError::WorkTooSmall {
+            required: e.required,
+        })?;
+        let text = area.get(..text_len).unwrap_or_default();
+        Some(core::str::from_utf8(text).unwrap_or_default())
+    } else {
+        description
+    };
+    let error = rejection.error(flavor);
+    let body = |o: &mut [u8]| respond::error_json(error, description, o);
+    let retry_after = rejection
+        .has_retry_after()
+        .then(|| retry_after.unwrap_or(config.default_retry_after));
+    let ctx = Ctx {
+        keep_alive: ctx.keep_alive && !rejection.closes_connection(),
+        ..*ctx
+    };
+    let outcome = Outcome::Rejected {
+        rejection,
+        resolved,
+    };
+    finish(
+        config,
+        rejection.status(flavor),
+        retry_after,
+        &ctx,
+        body,
+        outcome,
+        out,
+    )
+}
+
+fn write_fault<'a>(
+    config: &super::Config<'_>,
+    fault: &Fault<'_>,
+    resolved: Option<Resolved<'a>>,
+    ctx: &Ctx,
+    area: &mut [u8],
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    let _ = area;
+    let body = |o: &mut [u8]| respond::error_json(fault.error, fault.description, o);
+    let retry_after = match fault.status {
+        429 | 503 => Some(fault.retry_after.unwrap_or(config.default_retry_after)),
+        _ => fault.retry_after,
+    };
+    finish(
+        config,
+        fault.status,
+        retry_after,
+        ctx,
+        body,
+        Outcome::Fault { resolved },
+        out,
+    )
+}
