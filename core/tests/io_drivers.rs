@@ -35,7 +35,10 @@ impl Script {
     }
 
     fn read_into(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.read_step).min(self.response.len() - self.at);
+        let n = buf
+            .len()
+            .min(self.read_step)
+            .min(self.response.len() - self.at);
         buf[..n].copy_from_slice(&self.response[self.at..self.at + n]);
         self.at += n;
         n

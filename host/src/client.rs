@@ -215,10 +215,6 @@ pub async fn fetch_once(
                 description: e.description.map(str::to_owned),
                 retry_after: e.retry_after,
             })),
-            Ok(_) => Err(FetchFailure::Protocol {
-                addr: addr.clone(),
-                error: ClientError::Misuse,
-            }),
             Err(FetchError::Io(source)) => Err(FetchFailure::Io {
                 addr: addr.clone(),
                 source,
@@ -234,7 +230,8 @@ pub async fn fetch_once(
                 addr: addr.clone(),
                 error,
             }),
-            Err(_) => Err(FetchFailure::Protocol {
+            // `Outcome` and `FetchError` are non-exhaustive: anything new is not a token.
+            Ok(_) | Err(_) => Err(FetchFailure::Protocol {
                 addr: addr.clone(),
                 error: ClientError::Misuse,
             }),

@@ -49,11 +49,11 @@ pub fn mitoken_bin() -> &'static Path {
 }
 
 /// A Python interpreter with `azure-identity` and `PyJWT[crypto]` installed: a virtual
-/// environment under `target/py-venv`, created (from PyPI) on first use. `MITOKEN_PYTHON`
+/// environment under `target/py-venv`, created (from the Python package index) on first use. `MITOKEN_PYTHON`
 /// overrides it with an interpreter that already has both.
 ///
 /// # Panics
-/// If the environment cannot be created (no `python3`, no network to PyPI).
+/// If the environment cannot be created (no `python3`, no network to the package index).
 pub fn python_with_azure_identity() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {

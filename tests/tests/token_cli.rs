@@ -129,7 +129,11 @@ fn chunked_response_and_raw_output() {
         "raw",
     ]);
     let request = server.request();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         request.contains("&client_id=11111111-2222-3333-4444-555555555555"),
         "{request}"

@@ -15,14 +15,22 @@ pub fn prove(root: &Path) -> crate::Result {
     let dir = root.join("nostd-check");
     run(cargo(&dir).args(["build", "--release", "--quiet"]))?;
     let lib = dir.join("target/release/libnostd_check.a");
-    let size = std::fs::metadata(&lib).map(|m| m.len()).map_err(|e| StepFailed {
-        step: "no_std proof".into(),
-        reason: format!("{} missing after build: {e}", lib.display()),
-    })?;
+    let size = std::fs::metadata(&lib)
+        .map(|m| m.len())
+        .map_err(|e| StepFailed {
+            step: "no_std proof".into(),
+            reason: format!("{} missing after build: {e}", lib.display()),
+        })?;
     println!("no_std staticlib linked: {} ({size} bytes)", lib.display());
 
     let with_std = cargo(&dir)
-        .args(["build", "--release", "--quiet", "--features", "mitoken-core/std"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--features",
+            "mitoken-core/std",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()

@@ -39,7 +39,11 @@ fn exchange(response: &[u8], step: usize, eof: bool, check: impl FnOnce(Outcome<
     let mut at = 0;
     let mut progress = Progress::NeedMore;
     while at < response.len() {
-        assert_eq!(progress, Progress::NeedMore, "complete before the last byte");
+        assert_eq!(
+            progress,
+            Progress::NeedMore,
+            "complete before the last byte"
+        );
         let free = ex.receive_buf().unwrap();
         let n = step.min(response.len() - at).min(free.len());
         free[..n].copy_from_slice(&response[at..at + n]);
@@ -81,29 +85,39 @@ fn chunked_token_at_every_step_size() {
 fn service_errors_keep_status_text_and_retry_after() {
     for step in [1, 3, 64, 4096] {
         exchange(NOT_FOUND, step, false, |o| {
-            let Outcome::Service(e) = o else { panic!("{o:?}") };
+            let Outcome::Service(e) = o else {
+                panic!("{o:?}")
+            };
             assert_eq!(e.status, 400);
             assert_eq!(e.error, "invalid_request");
             assert_eq!(e.description, Some("Identity not found"));
         });
         exchange(THROTTLED, step, false, |o| {
-            let Outcome::Service(e) = o else { panic!("{o:?}") };
+            let Outcome::Service(e) = o else {
+                panic!("{o:?}")
+            };
             assert_eq!(e.status, 429);
             assert_eq!(e.error, "too_many_requests");
         });
     }
-    let with_retry = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n";
+    let with_retry =
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n";
     exchange(with_retry, 5, false, |o| {
-        let Outcome::Service(e) = o else { panic!("{o:?}") };
+        let Outcome::Service(e) = o else {
+            panic!("{o:?}")
+        };
         assert_eq!((e.status, e.retry_after, e.error), (429, Some(7), ""));
     });
 }
 
 #[test]
 fn text_bodies_become_descriptions() {
-    let docker = b"HTTP/1.0 403 Forbidden\r\n\r\nconnecting to 169.254.169.254:80: unreachable network";
+    let docker =
+        b"HTTP/1.0 403 Forbidden\r\n\r\nconnecting to 169.254.169.254:80: unreachable network";
     exchange(docker, 9, true, |o| {
-        let Outcome::Service(e) = o else { panic!("{o:?}") };
+        let Outcome::Service(e) = o else {
+            panic!("{o:?}")
+        };
         assert_eq!(e.status, 403);
         assert_eq!(
             e.description,
