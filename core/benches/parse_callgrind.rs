@@ -16,13 +16,16 @@ mod fixture;
 
 use core::hint::black_box;
 
+/// A parser entry point of `common`.
+type Parser = fn(&[u8]) -> usize;
+
 fn main() {
     let body = fixture::IMDS_TOKEN_BODY.as_bytes();
     let resp = fixture::IMDS_TOKEN_RESPONSE;
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let which = args.next();
     let iterations: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-    let (run, input): (fn(&[u8]) -> usize, &[u8]) = match which.as_deref() {
+    let (run, input): (Parser, &[u8]) = match which.as_deref() {
         Some("mitoken_response") => (common::run_mitoken_response, resp),
         Some("httparse_serde_json") => (common::run_httparse_serde_json, resp),
         Some("httparse_serde_json_core") => (common::run_httparse_serde_json_core, resp),
