@@ -2,8 +2,8 @@
 
 use super::respond::{self, HeadParams, Shape, TokenJson};
 use super::{
-    Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, Rejection,
-    RequestView, Server,
+    Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, OtherAnswer,
+    OtherRequest, Rejection, RequestView, Server,
 };
 use crate::http::{BodyDecoder, HttpError, Limits, Method, RequestParser, Status};
 use crate::identity::{Flavor, Resolved};
@@ -95,6 +95,8 @@ pub enum Outcome<'a> {
         /// The identity the request resolved to.
         resolved: Resolved<'a>,
     },
+    /// [`Issuer::serve_other`] answered a path the server does not own.
+    Other,
 }
 
 /// Maps an HTTP parse failure to its answer.
@@ -243,6 +245,31 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         out: &mut [u8],
     ) -> Result<Response<'a>, HandleError> {
         let config = self.config;
+        if !super::serves_path(config.flavor, view.path) {
+            let other = OtherRequest {
+                method: view.method,
+                path: view.path,
+                query: view.query,
+                body: view.body,
+                now,
+            };
+            match issuer.serve_other(&other, out) {
+                OtherAnswer::Json { status, body_len } if body_len <= out.len() => {
+                    let body = |_: &mut [u8]| Ok(body_len);
+                    return finish(&config, status, None, ctx, body, Outcome::Other, out);
+                }
+                OtherAnswer::TooSmall { required } => {
+                    return Err(respond::too_small(crate::write::BufferTooSmall { required }));
+                }
+                OtherAnswer::Json { .. } => {
+                    // The shell claimed more than its buffer: a broken shell.
+                    let texts = Texts::default();
+                    let rejection = Rejection::IssueFailed;
+                    return write_rejection(&config, rejection, None, &texts, ctx, self.work, out);
+                }
+                _ => {}
+            }
+        }
         let admission = Admission {
             method: view.method,
             path: view.path,
