@@ -27,59 +27,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Which endpoint the emulator imitates; it decides the identity limit (and, in the glue, the
-/// request shape and default port).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Flavor {
-    /// The Instance Metadata Service (`/metadata/identity/oauth2/token`), up to 1000 user-assigned
-    /// identities.
-    #[default]
-    Imds,
-    /// The legacy managed-identity VM extension (`/oauth2/token`, port 50342), up to 32
-    /// user-assigned identities.
-    Extension,
-}
-
-impl Flavor {
-    /// The most user-assigned identities a VM may have with this flavor.
-    pub const fn max_user_assigned(self) -> usize {
-        match self {
-            Self::Imds => 1000,
-            Self::Extension => 32,
-        }
-    }
-
-    /// The name used on the command line (`--flavor imds|extension`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Imds => "imds",
-            Self::Extension => "extension",
-        }
-    }
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The `--flavor` value was neither `imds` nor `extension`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown flavor `{0}` (expected `imds` or `extension`)")]
-pub struct UnknownFlavor(pub String);
-
-impl FromStr for Flavor {
-    type Err = UnknownFlavor;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "imds" => Ok(Self::Imds),
-            "extension" => Ok(Self::Extension),
-            other => Err(UnknownFlavor(other.to_owned())),
-        }
-    }
-}
+/// Which endpoint the emulator imitates (the core's type): it decides the identity limit, the
+/// request shape and the default port.
+pub use mitoken_core::identity::Flavor;
 
 /// A GUID such as a tenant, client or object ID, kept as 16 bytes and shown in lower case.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1137,8 +1087,6 @@ mod tests {
             e.kind(),
             Some(ConfigErrorKind::TooManyUserAssigned { limit: 1000, .. })
         ));
-        assert_eq!("extension".parse::<Flavor>(), Ok(Flavor::Extension));
-        assert!("imdsx".parse::<Flavor>().is_err());
     }
 
     #[test]

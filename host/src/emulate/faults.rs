@@ -345,11 +345,24 @@ impl FaultPlan {
     /// request. Updates the rules' remaining counts.
     #[must_use]
     pub fn decide(&mut self, request: &FaultRequest<'_>, random: u32) -> FaultDecision {
+        self.decide_among(request, random, |_| true)
+    }
+
+    /// Like [`FaultPlan::decide`], over only the rules `select` picks; the others are skipped
+    /// and keep their counts. The emulator decides rules without an `identity` when a request
+    /// arrives, and rules with one once the request has resolved to an identity.
+    #[must_use]
+    pub fn decide_among(
+        &mut self,
+        request: &FaultRequest<'_>,
+        random: u32,
+        select: impl Fn(&FaultRule) -> bool,
+    ) -> FaultDecision {
         let mut decision = FaultDecision::PASS;
         let mut index = 0;
         while index < self.rules.len() {
             let rule = &mut self.rules[index];
-            if !rule.matches(request) || !rule.draw(mix(random, index)) {
+            if !select(rule) || !rule.matches(request) || !rule.draw(mix(random, index)) {
                 index += 1;
                 continue;
             }
