@@ -581,8 +581,9 @@ fn as_fault(f: &FaultResponse) -> Fault<'_> {
     }
 }
 
-/// True for the paths IMDS throttles (the identity category) or the extension's token path.
-fn throttled_path(flavor: Flavor, path: &str) -> bool {
+/// True for the paths that are throttled and faulted: IMDS's identity endpoints, or the
+/// extension's token path.
+fn imds_path(flavor: Flavor, path: &str) -> bool {
     match flavor {
         Flavor::Extension => mitoken_core::server::serves_path(flavor, path),
         _ => path == IMDS_TOKEN_PATH || path == IMDS_INFO_PATH,
@@ -604,7 +605,7 @@ impl HostIssuer {
     /// Records, logs and forgets the request whose answer was just written (or dropped).
     fn finish(&mut self, response: &Response<'_>, closed: bool, started: Instant) {
         let state = core::mem::take(&mut self.state);
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let latency = started.elapsed();
         let resolved = match response.outcome {
             Outcome::Token { resolved, .. } | Outcome::Closed { resolved } => Some(resolved),
             Outcome::Rejected { resolved, .. } | Outcome::Fault { resolved } => resolved,
@@ -623,7 +624,7 @@ impl HostIssuer {
             &state.path
         };
         if matches!(response.outcome, Outcome::Other) {
-            tracing::debug!(method, path, status = response.status, latency_ms, "served");
+            tracing::debug!(method, path, status = response.status, ?latency, "served");
             return;
         }
         let origin = state.origin.unwrap_or(Origin::Emulator);
@@ -643,7 +644,7 @@ impl HostIssuer {
             Origin::Throttle => "throttle",
         };
         if closed {
-            tracing::info!(method, path, identity = %shown_identity, origin = origin_name, latency_ms, "closed without answer");
+            tracing::info!(method, path, identity = %shown_identity, origin = origin_name, ?latency, "closed without answer");
         } else {
             tracing::info!(
                 method,
@@ -652,7 +653,7 @@ impl HostIssuer {
                 identity = %shown_identity,
                 origin = origin_name,
                 cached,
-                latency_ms,
+                ?latency,
                 "answered"
             );
         }
@@ -739,9 +740,10 @@ impl Issuer for HostIssuer {
             request.method.clone_into(&mut self.state.method);
             request.path.clone_into(&mut self.state.path);
             let controls = &self.shared.controls;
-            let throttle = controls
-                .throttle()
-                .filter(|_| throttled_path(self.shared.server_config.flavor, request.path));
+            // Throttle and path-level faults apply to the identity endpoints only; an unknown
+            // path gets its 404 / 401 without using up a rule.
+            let imds_path = imds_path(self.shared.server_config.flavor, request.path);
+            let throttle = controls.throttle().filter(|_| imds_path);
             if let Some(throttle) = throttle {
                 match throttle.try_acquire(Instant::now()) {
                     Ok(permit) => self.state.permit = Some(permit),
@@ -751,7 +753,7 @@ impl Issuer for HostIssuer {
                     }
                 }
             }
-            if self.state.admit_fault.is_none() {
+            if self.state.admit_fault.is_none() && imds_path {
                 let decision = controls
                     .faults
                     .lock()
