@@ -500,13 +500,16 @@ async fn serve_connection(
                 tokio::time::sleep(delay).await;
             }
             let close_now = issuer.state.close || response.len == 0;
+            // Counted before it is written, so a client that has read the answer finds it in
+            // the counters; the throttle permit is held until the answer is written.
+            let permit = issuer.finish(&response, close_now, t0);
             let written = if close_now {
                 true
             } else {
                 let bytes = out.get(..response.len).unwrap_or_default();
                 stream.write_all(bytes).await.is_ok()
             };
-            issuer.finish(&response, close_now, t0);
+            drop(permit);
             input.drain(..response.consumed.min(input.len()));
             if !written || close_now || !response.keep_alive || *rx.borrow() {
                 break 'conn;
@@ -602,8 +605,14 @@ impl HostIssuer {
         self.shared.by_slot.get(slot.index()).and_then(Option::as_ref)
     }
 
-    /// Records, logs and forgets the request whose answer was just written (or dropped).
-    fn finish(&mut self, response: &Response<'_>, closed: bool, started: Instant) {
+    /// Records, logs and forgets the request whose answer is about to be written (or dropped);
+    /// returns its throttle permit, to be dropped once the answer is written.
+    fn finish(
+        &mut self,
+        response: &Response<'_>,
+        closed: bool,
+        started: Instant,
+    ) -> Option<ThrottlePermit> {
         let state = core::mem::take(&mut self.state);
         let latency = started.elapsed();
         let resolved = match response.outcome {
@@ -625,7 +634,7 @@ impl HostIssuer {
         };
         if matches!(response.outcome, Outcome::Other) {
             tracing::debug!(method, path, status = response.status, ?latency, "served");
-            return;
+            return state.permit;
         }
         let origin = state.origin.unwrap_or(Origin::Emulator);
         let outcome = if closed {
@@ -657,7 +666,7 @@ impl HostIssuer {
                 "answered"
             );
         }
-        drop(state.permit);
+        state.permit
     }
 }
 
