@@ -5,7 +5,7 @@ mod server_common;
 
 use mitoken_core::identity::{Flavor, IdentityTable};
 use mitoken_core::server::{
-    Admission, Config, Fault, Handled, HandleError, IssueError, IssueRequest, Issued, Issuer,
+    Admission, Config, Fault, HandleError, Handled, IssueError, IssueRequest, Issued, Issuer,
     OtherAnswer, OtherRequest, Outcome, Server, serves_path,
 };
 use server_common::{Mode, NOW, SAMI_UA2, TENANT, TestIssuer, parse_response, table};
@@ -75,12 +75,15 @@ impl Issuer for Shell {
     }
 }
 
+/// Status, headers, body, bytes consumed, outcome.
+type Served = (u16, Vec<(String, String)>, Vec<u8>, usize, Outcome<'static>);
+
 fn serve(
     flavor: Flavor,
     shell: &mut Shell,
     request: &[u8],
     out_len: usize,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>, usize, Outcome<'static>), HandleError> {
+) -> Result<Served, HandleError> {
     let table: &'static IdentityTable<'static, 8> = Box::leak(Box::new(table(flavor, SAMI_UA2)));
     let mut work = vec![0u8; 16 * 1024];
     let mut server = Server::new(table, Config::new(flavor).with_tenant_id(TENANT), &mut work);
@@ -134,7 +137,10 @@ fn passed_paths_get_the_flavor_answer_and_core_paths_never_reach_the_shell() {
     let mut shell = Shell::new(false);
     let req = b"GET /nope HTTP/1.1\r\nHost: h\r\nMetadata: true\r\n\r\n";
     let (status, _, body, _, _) = serve(Flavor::Imds, &mut shell, req, 4096).unwrap();
-    assert_eq!((status, body.as_slice()), (404, &br#"{"error":"Not found"}"#[..]));
+    assert_eq!(
+        (status, body.as_slice()),
+        (404, &br#"{"error":"Not found"}"#[..])
+    );
     assert_eq!(shell.admitted, ["/nope"]);
     let (status, _, _, _, _) = serve(Flavor::Extension, &mut shell, req, 4096).unwrap();
     assert_eq!(status, 401);
@@ -146,7 +152,10 @@ fn passed_paths_get_the_flavor_answer_and_core_paths_never_reach_the_shell() {
     assert!(matches!(outcome, Outcome::Token { .. }));
     assert!(shell.seen.is_empty());
     assert!(serves_path(Flavor::Imds, "/metadata/identity/info"));
-    assert!(!serves_path(Flavor::Extension, "/metadata/identity/oauth2/token"));
+    assert!(!serves_path(
+        Flavor::Extension,
+        "/metadata/identity/oauth2/token"
+    ));
     assert!(serves_path(Flavor::Extension, "/oauth2/token"));
 }
 

@@ -98,7 +98,12 @@ pub struct EmulateArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The resource to ask tokens for.
-    #[arg(long, short = 'r', value_name = "URI", default_value = "https://management.azure.com/")]
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "URI",
+        default_value = "https://management.azure.com/"
+    )]
     pub resource: String,
 }
 

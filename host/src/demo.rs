@@ -39,7 +39,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     }
 }
 
-async fn start(config: EmulatorConfig, key: &std::sync::Arc<SigningKey>) -> Result<RunningEmulator, Unexpected> {
+async fn start(
+    config: EmulatorConfig,
+    key: &std::sync::Arc<SigningKey>,
+) -> Result<RunningEmulator, Unexpected> {
     let options = EmulatorOptions {
         signing_key: Some(std::sync::Arc::clone(key)),
         ..EmulatorOptions::new(Flavor::Imds, config)
@@ -73,7 +76,13 @@ fn show_token(
     let jwk = emulator.signing_key().jwk();
     let claims = verify_rs256(token.access_token.expose(), jwk)
         .ok_or_else(|| Unexpected("the token's signature does not verify".into()))?;
-    let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    let claim = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
     let (oid, appid, aud) = (claim("oid"), claim("appid"), claim("aud"));
     println!(
         "   <- 200: RS256 JWT ({} bytes), signature verified with JWKS key {}",
@@ -141,14 +150,22 @@ async fn demo(resource: &str) -> Result<(), Unexpected> {
         "\nIMDS emulator on {} (in-process), VM with a system-assigned and two user-assigned identities",
         emulator.base_url()
     );
-    println!("tokens are fetched with the client code of `mitoken token` (mitoken-core over tokio)\n");
+    println!(
+        "tokens are fetched with the client code of `mitoken token` (mitoken-core over tokio)\n"
+    );
 
     println!("1. system-assigned identity (no selector)");
     expect_token(&emulator, resource, None, &sami).await?;
 
     let ua1_client = ua1.client_id.to_string();
     println!("\n2. user-assigned identity by client_id={ua1_client}");
-    expect_token(&emulator, resource, Some(Selector::ClientId(&ua1_client)), &ua1).await?;
+    expect_token(
+        &emulator,
+        resource,
+        Some(Selector::ClientId(&ua1_client)),
+        &ua1,
+    )
+    .await?;
 
     let ua2_res = ua2
         .resource_id()
@@ -161,7 +178,9 @@ async fn demo(resource: &str) -> Result<(), Unexpected> {
     };
     expect_token(&emulator, resource, Some(by_res), &ua2).await?;
 
-    println!("\n4. an identity the VM does not have (client_id=00000000-0000-0000-0000-000000000000)");
+    println!(
+        "\n4. an identity the VM does not have (client_id=00000000-0000-0000-0000-000000000000)"
+    );
     let missing = Selector::ClientId("00000000-0000-0000-0000-000000000000");
     expect_error(&emulator, resource, Some(missing), "Identity not found").await?;
     emulator.shutdown().await;

@@ -3,6 +3,7 @@
 //! Prints the start-up banner on stdout (first line `listening on http://ADDR`), serves until
 //! SIGINT or SIGTERM, then shuts down gracefully and exits 0.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -56,19 +57,16 @@ pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
         }
     })?;
     if let Some(path) = &args.export_signing_key {
-        running
-            .signing_key()
-            .export_pkcs8_pem(path)
-            .map_err(|e| {
-                eprintln!("mitoken emulate: --export-signing-key: {e}");
-                Failure::Internal
-            })?;
+        running.signing_key().export_pkcs8_pem(path).map_err(|e| {
+            eprintln!("mitoken emulate: --export-signing-key: {e}");
+            Failure::Internal
+        })?;
     }
     let banner = startup_banner(running.local_addr(), flavor, &config, running.signing_key());
     let mut banner = banner;
     let rules = running.controls().fault_document().rules;
     if !rules.is_empty() {
-        banner.push_str(&format!("{} fault rule(s) active\n", rules.len()));
+        let _ = writeln!(banner, "{} fault rule(s) active", rules.len());
     }
     if args.throttle {
         banner.push_str("throttle: 20 requests/s, 5 concurrent\n");

@@ -200,10 +200,8 @@ impl EmulatorProcess {
         use std::io::BufRead as _;
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stderr_path = std::env::temp_dir().join(format!(
-            "mitoken-emulate-{}-{n}.log",
-            std::process::id()
-        ));
+        let stderr_path =
+            std::env::temp_dir().join(format!("mitoken-emulate-{}-{n}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let mut child = Command::new(mitoken_bin())
             .args(["emulate", "--listen", "127.0.0.1:0"])
@@ -229,11 +227,13 @@ impl EmulatorProcess {
         let addr = banner
             .first()
             .and_then(|l| l.strip_prefix("listening on http://"))
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                panic!("emulator did not print its address; stdout {banner:?}, stderr {log}")
-            });
+            .map_or_else(
+                || {
+                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    panic!("emulator did not print its address; stdout {banner:?}, stderr {log}")
+                },
+                str::to_owned,
+            );
         Self {
             child,
             addr,

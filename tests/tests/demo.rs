@@ -35,5 +35,8 @@ fn demo_runs_the_main_job_and_exits_zero() {
     assert_eq!(stdout.matches("signature verified").count(), 4, "{stdout}");
     // Step 5 picked the lone user-assigned identity.
     let step5 = stdout.split("5. VM").nth(1).unwrap_or_default();
-    assert!(step5.contains("oid=30000000-0000-4000-8000-000000000002"), "{stdout}");
+    assert!(
+        step5.contains("oid=30000000-0000-4000-8000-000000000002"),
+        "{stdout}"
+    );
 }

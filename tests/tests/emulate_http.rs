@@ -5,9 +5,7 @@
 use std::io::{BufReader, Write as _};
 use std::process::Command;
 
-use mitoken_tests::{
-    EmulatorProcess, get_request, mitoken_bin, read_response, token_target,
-};
+use mitoken_tests::{EmulatorProcess, get_request, mitoken_bin, read_response, token_target};
 
 const SAMI_CLIENT: &str = "20000000-0000-4000-8000-000000000001";
 const UA1_CLIENT: &str = "20000000-0000-4000-8000-000000000002";
@@ -39,7 +37,11 @@ fn keep_alive_serves_two_requests_on_one_connection_from_the_cache() {
     let second = read_response(&mut reader).expect("second answer on the same connection");
     assert_eq!(second.status, 200);
     let (a, b) = (first.json(), second.json());
-    assert_eq!(field(&a, "access_token"), field(&b, "access_token"), "cached");
+    assert_eq!(
+        field(&a, "access_token"),
+        field(&b, "access_token"),
+        "cached"
+    );
     assert_eq!(field(&a, "expires_on"), field(&b, "expires_on"));
     let expires_in = |v: &serde_json::Value| field(v, "expires_in").parse::<u64>().unwrap();
     assert_eq!(expires_in(&a), 86_400);
@@ -53,17 +55,17 @@ fn keep_alive_serves_two_requests_on_one_connection_from_the_cache() {
 
     // bypass_cache=true mints a new token.
     let bypassed = emu.get(&token_target(VAULT, "&bypass_cache=true")).json();
-    assert_ne!(
-        field(&bypassed, "access_token"),
-        field(&a, "access_token")
-    );
+    assert_ne!(field(&bypassed, "access_token"), field(&a, "access_token"));
     assert_eq!(field(&bypassed, "expires_in"), "86400");
 
     // Two pipelined requests in one write.
     let two = format!(
         "{}{}",
         get_request(&target, true),
-        get_request(&token_target(VAULT, &format!("&client_id={UA1_CLIENT}")), true)
+        get_request(
+            &token_target(VAULT, &format!("&client_id={UA1_CLIENT}")),
+            true
+        )
     );
     stream.write_all(two.as_bytes()).unwrap();
     let p1 = read_response(&mut reader).unwrap();
@@ -71,7 +73,10 @@ fn keep_alive_serves_two_requests_on_one_connection_from_the_cache() {
     assert_eq!((p1.status, p2.status), (200, 200));
     assert_eq!(field(&p2.json(), "client_id"), UA1_CLIENT);
     let logs = emu.logs();
-    assert!(!logs.contains(&field(&a, "access_token")), "logs hold no token");
+    assert!(
+        !logs.contains(&field(&a, "access_token")),
+        "logs hold no token"
+    );
     assert!(logs.contains("status=200"), "{logs}");
 }
 
@@ -247,7 +252,10 @@ fn config_errors_name_file_line_and_field() {
     std::fs::remove_file(&path).ok();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    let want = format!("{}:3:13: system_assigned.object_id: `not-a-guid` is not a GUID", path.display());
+    let want = format!(
+        "{}:3:13: system_assigned.object_id: `not-a-guid` is not a GUID",
+        path.display()
+    );
     assert!(err.contains(&want), "{err}");
 }
 
@@ -265,10 +273,17 @@ fn config_file_vm_and_sigterm_exits_zero() {
     .unwrap();
     let emu = EmulatorProcess::spawn(&["--config", path.to_str().unwrap()]);
     std::fs::remove_file(&path).ok();
-    assert!(emu.banner.iter().any(|l| l == "1 identities:"), "{:?}", emu.banner);
+    assert!(
+        emu.banner.iter().any(|l| l == "1 identities:"),
+        "{:?}",
+        emu.banner
+    );
     // The lone user-assigned identity is the default.
     let token = emu.get(&token_target(VAULT, "")).json();
-    assert_eq!(field(&token, "client_id"), "c1c1c1c1-1111-4111-8111-111111111111");
+    assert_eq!(
+        field(&token, "client_id"),
+        "c1c1c1c1-1111-4111-8111-111111111111"
+    );
     // An idle keep-alive connection does not hold up shutdown.
     let _idle = emu.connect();
     let status = emu.terminate();

@@ -1,5 +1,5 @@
 //! A real client nobody here wrote: Python `azure-identity`'s `ManagedIdentityCredential`,
-//! pointed at `mitoken emulate` with `AZURE_POD_IDENTITY_AUTHORITY_HOST`, and PyJWT validating
+//! pointed at `mitoken emulate` with `AZURE_POD_IDENTITY_AUTHORITY_HOST`, and `PyJWT` validating
 //! its tokens against the emulator's JWKS (found through the OpenID configuration document).
 //!
 //! The interpreter comes from `mitoken_tests::python_with_azure_identity()` (a venv under
@@ -27,7 +27,7 @@ const UA2: (&str, &str) = (
 );
 const UA2_RES: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/mitoken-emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-2";
 
-/// Gets a token for each `(name, kind, value)` credential and validates it with PyJWT against
+/// Gets a token for each `(name, kind, value)` credential and validates it with `PyJWT` against
 /// the JWKS the OpenID configuration names; prints `{name: {oid, appid, aud}}` or
 /// `{name: {"error": …}}`.
 const SCRIPT: &str = r#"
@@ -145,10 +145,7 @@ fn azure_identity_retries_injected_faults_and_counters_match() {
         id = UA1.0
     );
     emu.admin("PUT", "faults", &rules);
-    let got = run_python(
-        &emu,
-        &serde_json::json!([["retried", "client_id", UA1.0]]),
-    );
+    let got = run_python(&emu, &serde_json::json!([["retried", "client_id", UA1.0]]));
     assert_identity(&got["retried"], UA1);
     let c = emu.admin("GET", "counters", "");
     let ua1 = &c["by_identity"][UA1.0];
@@ -158,13 +155,21 @@ fn azure_identity_retries_injected_faults_and_counters_match() {
     }
     assert_eq!(c["total"], 4);
     assert_eq!(c["by_origin"]["fault"], 3);
-    assert!(emu.admin("GET", "faults", "")["rules"].as_array().unwrap().is_empty());
+    assert!(
+        emu.admin("GET", "faults", "")["rules"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // A 400 is not retried: azure-identity reports the identity as unavailable after one try.
     emu.admin("DELETE", "counters", "");
     emu.admin("POST", "faults", r#"{"status":400,"count":1}"#);
     let got = run_python(&emu, &serde_json::json!([["refused", "system", ""]]));
-    assert_eq!(got["refused"]["error"], "CredentialUnavailableError", "{got}");
+    assert_eq!(
+        got["refused"]["error"], "CredentialUnavailableError",
+        "{got}"
+    );
     assert_eq!(emu.admin("GET", "counters", "")["total"], 1);
 }
 
@@ -173,10 +178,17 @@ fn azure_identity_sees_imds_identity_errors() {
     let emu = EmulatorProcess::spawn(&[]);
     let got = run_python(
         &emu,
-        &serde_json::json!([["unknown", "client_id", "99999999-0000-4000-8000-000000000000"]]),
+        &serde_json::json!([[
+            "unknown",
+            "client_id",
+            "99999999-0000-4000-8000-000000000000"
+        ]]),
     );
     let message = got["unknown"]["message"].as_str().unwrap_or_default();
-    assert_eq!(got["unknown"]["error"], "CredentialUnavailableError", "{got}");
+    assert_eq!(
+        got["unknown"]["error"], "CredentialUnavailableError",
+        "{got}"
+    );
     assert!(message.contains("Identity not found"), "{message}");
     assert_eq!(emu.admin("GET", "counters", "")["by_status"]["400"], 1);
 }

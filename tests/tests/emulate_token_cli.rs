@@ -1,6 +1,7 @@
 //! `mitoken token` against `mitoken emulate`, two real processes over loopback: every selector,
 //! and IMDS's errors (exit code 3 with the service's texts).
 
+use std::fmt::Write as _;
 use std::process::Output;
 
 use mitoken_tests::{EmulatorProcess, mitoken_bin};
@@ -51,7 +52,11 @@ fn service_error(out: &Output) -> String {
 #[test]
 fn every_selector_gets_its_identity() {
     let emu = EmulatorProcess::spawn(&[]);
-    assert_eq!(client_id(&token(&emu, &[])), SAMI.0, "default = system-assigned");
+    assert_eq!(
+        client_id(&token(&emu, &[])),
+        SAMI.0,
+        "default = system-assigned"
+    );
     assert_eq!(client_id(&token(&emu, &["--client-id", UA1.0])), UA1.0);
     assert_eq!(client_id(&token(&emu, &["--object-id", UA2.1])), UA2.0);
     assert_eq!(client_id(&token(&emu, &["--resource-id", UA2_RES])), UA2.0);
@@ -67,7 +72,11 @@ fn every_selector_gets_its_identity() {
         .output()
         .unwrap();
     assert_eq!(raw.status.code(), Some(0));
-    assert_eq!(raw.stdout.iter().filter(|&&b| b == b'.').count(), 2, "a JWT");
+    assert_eq!(
+        String::from_utf8_lossy(&raw.stdout).matches('.').count(),
+        2,
+        "a JWT"
+    );
     let counters = emu.admin("GET", "counters", "");
     assert_eq!(counters["by_status"]["200"], 7, "{counters}");
     assert_eq!(counters["by_identity"][SAMI.0]["total"], 2);
@@ -81,13 +90,20 @@ fn imds_errors_exit_3_with_the_service_text() {
         &emu,
         &["--client-id", "99999999-0000-4000-8000-000000000000"],
     ));
-    assert!(err.contains("HTTP 400 invalid_request: Identity not found"), "{err}");
+    assert!(
+        err.contains("HTTP 400 invalid_request: Identity not found"),
+        "{err}"
+    );
 
     emu.admin("POST", "faults", r#"{"status":500,"count":1}"#);
     let err = service_error(&token(&emu, &[]));
     assert!(err.contains("HTTP 500 server_error"), "{err}");
 
-    emu.admin("POST", "faults", r#"{"status":429,"retry_after":7,"count":1}"#);
+    emu.admin(
+        "POST",
+        "faults",
+        r#"{"status":429,"retry_after":7,"count":1}"#,
+    );
     let err = service_error(&token(&emu, &[]));
     assert!(err.contains("HTTP 429 too_many_requests"), "{err}");
     assert!(err.contains("retry after 7 s"), "{err}");
@@ -100,9 +116,10 @@ fn vm_with_two_user_assigned_and_no_system_assigned_needs_a_selector() {
     let path = std::env::temp_dir().join(format!("mitoken-ua2-{}.toml", std::process::id()));
     let mut text = String::new();
     for (n, (client, object)) in [UA1, UA2].iter().enumerate() {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "[[user_assigned]]\nclient_id = \"{client}\"\nobject_id = \"{object}\"\nresource_id = \"/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-{n}\"\n"
-        ));
+        );
     }
     std::fs::write(&path, text).unwrap();
     let emu = EmulatorProcess::spawn(&["--config", path.to_str().unwrap()]);

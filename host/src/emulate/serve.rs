@@ -84,7 +84,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_mins(1),
             shutdown_grace: Duration::from_secs(5),
             http: Config::new(Flavor::Imds).limits,
         }
@@ -321,12 +321,10 @@ impl Emulator {
                     addr: options.listen,
                     source,
                 })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: options.listen,
-                source,
-            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: options.listen,
+            source,
+        })?;
         let base_url = format!("http://{local_addr}");
         let minter = TokenMinter::new(Arc::clone(&key), options.config.tenant_id);
         let openid = OpenIdConfiguration::new(minter.issuer(), &base_url);
@@ -475,9 +473,13 @@ async fn serve_connection(
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let now = unix_now();
-            let mut server = Server::new(shared.table, shared.server_config, &mut work);
-            let handled = server.handle(&mut conn, &mut input, now, &mut issuer, &mut out);
-            drop(server);
+            let handled = Server::new(shared.table, shared.server_config, &mut work).handle(
+                &mut conn,
+                &mut input,
+                now,
+                &mut issuer,
+                &mut out,
+            );
             let response = match handled {
                 Ok(Handled::Partial) => break,
                 Ok(Handled::Response(r)) => r,
@@ -548,6 +550,10 @@ async fn serve_connection(
 /// Per-request decisions, kept until the answer is written so that a repeated
 /// [`Server::handle`] call (after growing a buffer) decides nothing twice.
 #[derive(Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent per-request flags, reset together"
+)]
 struct RequestState {
     method: String,
     path: String,
@@ -602,7 +608,10 @@ impl HostIssuer {
     }
 
     fn identity(&self, slot: Slot) -> Option<&IdentityConfig> {
-        self.shared.by_slot.get(slot.index()).and_then(Option::as_ref)
+        self.shared
+            .by_slot
+            .get(slot.index())
+            .and_then(Option::as_ref)
     }
 
     /// Records, logs and forgets the request whose answer is about to be written (or dropped);
@@ -620,7 +629,9 @@ impl HostIssuer {
             Outcome::Rejected { resolved, .. } | Outcome::Fault { resolved } => resolved,
             _ => None,
         };
-        let identity = resolved.and_then(|r| self.identity(r.slot)).map(|i| i.client_id);
+        let identity = resolved
+            .and_then(|r| self.identity(r.slot))
+            .map(|i| i.client_id);
         let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
         let method = if state.method.is_empty() {
             "?"
@@ -806,7 +817,8 @@ impl Issuer for HostIssuer {
                 if get {
                     (200, doc.clone().into_bytes())
                 } else {
-                    let body = r#"{"error":"method_not_allowed","error_description":"Not allowed"}"#;
+                    let body =
+                        r#"{"error":"method_not_allowed","error_description":"Not allowed"}"#;
                     (405, body.as_bytes().to_vec())
                 }
             } else if request.path.starts_with(ADMIN_PREFIX) {
