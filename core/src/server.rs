@@ -19,7 +19,7 @@
 //! the shell passes on gets the flavor's 404 / 401.
 //!
 //! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
-//! HTTP stack. Every error answer, its text and its source is listed in `docs/server-errors.md`.
+//! HTTP stack. Every error answer, its text and its source is listed in the README ("Errors the server answers with").
 
 mod conn;
 mod params;

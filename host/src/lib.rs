@@ -11,4 +11,5 @@ pub mod emulate;
 pub mod emulate_cmd;
 pub mod exit;
 pub mod logging;
+pub mod output;
 pub mod token_cmd;

@@ -3,14 +3,16 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof.
+//!   the no_std proof, a benchmark smoke run.
 //! - `nostd`: only the no_std proof.
+//! - `bench`: instruction counts against peers, written to `docs/benchmarks.md`.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod nostd;
 
 /// A failed step: what ran and why it failed.
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let outcome = match task {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
+        "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -57,7 +60,8 @@ fn print_help() {
         "cargo xtask <task>\n\n\
          tasks:\n  \
          ci      format check, clippy -D warnings, all tests, no_std proof\n  \
-         nostd   build a #![no_std] staticlib that links mitoken-core"
+         nostd   build a #![no_std] staticlib that links mitoken-core\n  \
+         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check"
     );
 }
 
@@ -91,6 +95,7 @@ fn ci() -> Result {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
     step("no_std proof", || nostd::prove(&root))?;
+    step("benchmark smoke", || bench::run_bench(&root, true))?;
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
 }
