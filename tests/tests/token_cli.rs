@@ -218,7 +218,11 @@ fn az_output_has_az_cli_fields() {
         "az",
     ]);
     server.request();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: serde_json::Value =
         serde_json::from_slice(&fixture("imds-token-body.json")).expect("fixture json");
     let printed = json(&out);

@@ -854,3 +854,102 @@ impl Issuer for HostIssuer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::emulate::signing::tests::test_key;
+
+    async fn start(limits: ConnectionLimits) -> RunningEmulator {
+        let options = EmulatorOptions {
+            signing_key: Some(test_key()),
+            limits,
+            ..EmulatorOptions::new(Flavor::Imds, EmulatorConfig::builtin())
+        };
+        Emulator::start(options).await.unwrap()
+    }
+
+    async fn read_all(stream: &mut TcpStream) -> String {
+        let mut text = Vec::new();
+        let read = stream.read_to_end(&mut text);
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("closed in time")
+            .unwrap();
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_get_503_and_idle_ones_are_closed() {
+        let emu = start(ConnectionLimits {
+            max_connections: 1,
+            idle_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let addr = emu.local_addr();
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        // Make sure the first connection holds its slot before the second arrives.
+        first
+            .write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        first.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let refused = read_all(&mut second).await;
+        assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+        assert!(refused.contains("Connection: close\r\n"), "{refused}");
+        assert!(refused.contains("Retry-After: 1\r\n"), "{refused}");
+        // The idle first connection is closed after the idle timeout, freeing the slot.
+        let started = Instant::now();
+        let _rest = read_all(&mut first).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(
+                b"GET /.well-known/openid-configuration HTTP/1.1\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        assert!(read_all(&mut third).await.starts_with("HTTP/1.1 200 "));
+        emu.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn delays_hold_throttle_permits_and_shutdown_finishes_answers() {
+        let options = EmulatorOptions {
+            signing_key: Some(test_key()),
+            faults: vec!["delay=300ms".parse().unwrap()],
+            throttle: Some(ThrottleLimits {
+                max_concurrent: 1,
+                ..ThrottleLimits::IMDS_IDENTITY
+            }),
+            ..EmulatorOptions::new(Flavor::Imds, EmulatorConfig::builtin())
+        };
+        let emu = Emulator::start(options).await.unwrap();
+        let addr = emu.local_addr();
+        let request = b"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=r HTTP/1.1\r\nMetadata: true\r\nConnection: close\r\n\r\n";
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(request).await.unwrap();
+        let refused = read_all(&mut second).await;
+        assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+        // Shut down while the first answer is being delayed: it still arrives.
+        let controls = Arc::clone(emu.controls());
+        emu.shutdown().await;
+        let answered = read_all(&mut slow).await;
+        assert!(answered.starts_with("HTTP/1.1 200 "), "{answered}");
+        let counts = controls.counters.snapshot();
+        assert_eq!((counts.status(200), counts.status(429)), (1, 1));
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+}
