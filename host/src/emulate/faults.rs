@@ -30,7 +30,11 @@ pub struct FaultRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Only requests resolved to the identity with this client ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::config::guid_serde::option"
+    )]
     pub identity: Option<Guid>,
     /// Answer with this status (400–599).
     #[serde(default, skip_serializing_if = "Option::is_none")]
