@@ -90,6 +90,27 @@ impl Guid {
     }
 }
 
+/// A string was not a GUID in the `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InvalidGuid;
+
+impl fmt::Display for InvalidGuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx with hex digits)")
+    }
+}
+
+impl core::error::Error for InvalidGuid {}
+
+impl core::str::FromStr for Guid {
+    type Err = InvalidGuid;
+
+    /// [`Guid::parse`], as a `Result`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Guid::parse(s).ok_or(InvalidGuid)
+    }
+}
+
 impl fmt::Display for Guid {
     /// Lower-case `8-4-4-4-12` form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

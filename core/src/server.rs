@@ -13,6 +13,11 @@
 //!    it consumed and whether to keep the connection open, so pipelined keep-alive requests are
 //!    handled by calling again with the rest.
 //!
+//! Paths the server does not own (anything but the token and info endpoints of its flavor) are
+//! first offered to [`Issuer::serve_other`], so a shell can answer its own documents (a JWKS, an
+//! admin API) on the same connection, through the same HTTP parser and response writer; a path
+//! the shell passes on gets the flavor's 404 / 401.
+//!
 //! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
 //! HTTP stack. Every error answer, its text and its source is listed in the README ("Errors the server answers with").
 
@@ -299,6 +304,56 @@ pub struct Admission<'r> {
     pub now: u64,
 }
 
+/// A well-formed request for a path the server does not own, offered to [`Issuer::serve_other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherRequest<'r> {
+    /// The method.
+    pub method: &'r str,
+    /// The path (still encoded), without the query.
+    pub path: &'r str,
+    /// The query string (after `?`, still encoded); empty when there is none.
+    pub query: &'r [u8],
+    /// The (decoded) body; empty when there is none.
+    pub body: &'r [u8],
+    /// Current time, Unix seconds.
+    pub now: u64,
+}
+
+/// The shell's answer to an [`OtherRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtherAnswer {
+    /// Not the shell's path either: the server answers as for any unknown path (IMDS 404
+    /// `Not found`, extension 401 `unknown_source`), after [`Issuer::admit`].
+    Pass,
+    /// Answer with `status` and the JSON body of `body_len` bytes the shell wrote at the start of
+    /// the buffer it was given. The server puts the head (`Content-Type: application/json`,
+    /// `Content-Length`, `Connection`) in front of it.
+    Json {
+        /// The HTTP status, 100–999.
+        status: u16,
+        /// Length of the body written at the start of the buffer.
+        body_len: usize,
+    },
+    /// The body does not fit the buffer; `required` bytes would. [`Server::handle`] reports
+    /// [`HandleError::OutputTooSmall`] and the caller calls again with a larger output buffer
+    /// (the shell is asked again, so it should keep the answer it computed).
+    TooSmall {
+        /// Bytes the body needs.
+        required: usize,
+    },
+}
+
+/// True when `path` is one of the endpoints the server answers itself for `flavor`: IMDS's token
+/// and info paths, or the extension's token path. Other paths are offered to
+/// [`Issuer::serve_other`] first.
+pub fn serves_path(flavor: Flavor, path: &str) -> bool {
+    match flavor {
+        Flavor::Extension => path == EXTENSION_TOKEN_PATH,
+        _ => path == IMDS_TOKEN_PATH || path == IMDS_INFO_PATH,
+    }
+}
+
 /// The shell's side of issuing: mint (sign) tokens, and optionally answer requests with faults.
 pub trait Issuer {
     /// Writes a token for `request` at the start of `out` and says how long it is and when it is
@@ -318,6 +373,16 @@ pub trait Issuer {
     fn admit(&mut self, request: &Admission<'_>) -> Option<Fault<'_>> {
         let _ = request;
         None
+    }
+
+    /// Called for every well-formed request whose path the server does not own (see
+    /// [`serves_path`]), before [`Issuer::admit`] and without the `Metadata` header check: the
+    /// shell may answer it by writing a JSON body at the start of `out` (e.g. a JWKS, or an
+    /// admin API of its own). The default passes every request on, which the server answers as
+    /// an unknown path.
+    fn serve_other(&mut self, request: &OtherRequest<'_>, out: &mut [u8]) -> OtherAnswer {
+        let _ = (request, out);
+        OtherAnswer::Pass
     }
 }
 

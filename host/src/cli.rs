@@ -1,6 +1,11 @@
 //! Command-line interface of the `mitoken` binary.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::emulate::config::Flavor;
+use crate::emulate::faults::FaultRule;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -22,6 +27,88 @@ pub struct Cli {
 pub enum Command {
     /// Get an access token from IMDS (or the legacy extension, or any compatible endpoint).
     Token(TokenArgs),
+    /// Run an IMDS-compatible emulator (signed JWTs, JWKS, fault injection, throttling).
+    Emulate(EmulateArgs),
+    /// Show the main job end to end on this machine, with no Azure: an in-process emulator and
+    /// the same client code as `mitoken token`.
+    Demo(DemoArgs),
+}
+
+/// Which service `mitoken emulate` imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlavorArg {
+    /// The Instance Metadata Service: `/metadata/identity/oauth2/token`, up to 1000
+    /// user-assigned identities; default listen address 127.0.0.1:8080.
+    Imds,
+    /// The retired managed-identity VM extension: `/oauth2/token`, up to 32 user-assigned
+    /// identities; default listen address 127.0.0.1:50342.
+    Extension,
+}
+
+impl From<FlavorArg> for Flavor {
+    fn from(f: FlavorArg) -> Self {
+        match f {
+            FlavorArg::Imds => Flavor::Imds,
+            FlavorArg::Extension => Flavor::Extension,
+        }
+    }
+}
+
+/// Arguments of `mitoken emulate`.
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Address to listen on; port 0 picks a free port (the first line printed says which).
+    /// Default 127.0.0.1:8080 (imds) or 127.0.0.1:50342 (extension).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Allow a non-loopback `--listen` address: anyone who can reach it gets tokens.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// The VM's identities (TOML). Default: a built-in VM with a system-assigned and two
+    /// user-assigned identities.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which service to imitate.
+    #[arg(long, value_enum, default_value_t = FlavorArg::Imds)]
+    pub flavor: FlavorArg,
+    /// RSA private key (PEM, PKCS#8 or PKCS#1, at least 2048 bits) to sign tokens with.
+    /// Default: a new key generated at start.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Write the signing key (PKCS#8 PEM, mode 0600) to FILE, to reuse it with `--signing-key`.
+    #[arg(long, value_name = "FILE")]
+    pub export_signing_key: Option<PathBuf>,
+    /// A fault rule (repeatable), e.g. `status=410,count=3`, `status=500,percent=10`,
+    /// `delay=200ms`, `close,count=1`, `status=429,retry_after=2,identity=<client-id>`.
+    #[arg(long = "fault", value_name = "RULE", value_parser = parse_fault)]
+    pub faults: Vec<FaultRule>,
+    /// Enforce IMDS's identity limits: 20 requests/s and 5 concurrent, else 429 with
+    /// `Retry-After` (changeable at run time on the admin path).
+    #[arg(long)]
+    pub throttle: bool,
+    /// Most connections served at once; more are answered 503 and closed.
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Close a connection that sends no complete request for this long.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+}
+
+/// Arguments of `mitoken demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The resource to ask tokens for.
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "URI",
+        default_value = "https://management.azure.com/"
+    )]
+    pub resource: String,
+}
+
+fn parse_fault(s: &str) -> Result<FaultRule, String> {
+    s.parse::<FaultRule>().map_err(|e| e.to_string())
 }
 
 /// Arguments of `mitoken token`.

@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod client;
+pub mod demo;
 pub mod emulate;
+pub mod emulate_cmd;
 pub mod exit;
 pub mod logging;
 pub mod output;

@@ -8,11 +8,17 @@ use mitoken_host::exit::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mitoken_host::logging::init(cli.log.as_deref());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The emulator logs one line per request by default; the other commands only warnings.
+    let default_log = match cli.command {
+        Command::Emulate(_) => "info",
+        Command::Token(_) | Command::Demo(_) => "warn",
+    };
+    mitoken_host::logging::init(cli.log.as_deref(), default_log);
+    let mut builder = match cli.command {
+        Command::Token(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Emulate(_) | Command::Demo(_) => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mitoken: cannot start the async runtime: {e}");
@@ -22,6 +28,8 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Token(args) => mitoken_host::token_cmd::run(args).await,
+            Command::Emulate(args) => mitoken_host::emulate_cmd::run(args).await,
+            Command::Demo(args) => mitoken_host::demo::run(args).await,
         }
     });
     match outcome {

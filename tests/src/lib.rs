@@ -90,3 +90,249 @@ pub fn python_with_azure_identity() -> &'static Path {
         python
     })
 }
+
+/// A `mitoken emulate` process on an ephemeral loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct EmulatorProcess {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`, read from the first line the emulator printed.
+    pub addr: String,
+    /// The start-up banner (every line up to and including the identities).
+    pub banner: Vec<String>,
+    stderr_path: PathBuf,
+}
+
+/// One HTTP response, as read by [`read_response`].
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Header fields, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The first header field called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    ///
+    /// # Panics
+    /// If it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Reads one HTTP/1.1 response (head, then a `Content-Length` body) from `reader`; `None` when
+/// the connection closes before a complete head.
+///
+/// # Panics
+/// On a malformed head.
+pub fn read_response(reader: &mut impl std::io::BufRead) -> Option<HttpReply> {
+    let mut status_line = String::new();
+    if reader.read_line(&mut status_line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let (n, v) = line
+            .split_once(':')
+            .unwrap_or_else(|| panic!("bad header {line:?}"));
+        headers.push((n.to_owned(), v.trim().to_owned()));
+    }
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(HttpReply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `GET <target>` with `Metadata: true` (when `metadata`), as request text.
+pub fn get_request(target: &str, metadata: bool) -> String {
+    let md = if metadata { "Metadata: true\r\n" } else { "" };
+    format!("GET {target} HTTP/1.1\r\nHost: 169.254.169.254\r\n{md}\r\n")
+}
+
+/// The IMDS token path with `api-version=2018-02-01`, `resource` and extra query text (`&…`).
+pub fn token_target(resource: &str, extra: &str) -> String {
+    format!("/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}{extra}")
+}
+
+impl EmulatorProcess {
+    /// Starts `mitoken emulate --listen 127.0.0.1:0 <args>` and waits for its banner.
+    ///
+    /// # Panics
+    /// If it does not start or print its address.
+    pub fn spawn(args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr_path =
+            std::env::temp_dir().join(format!("mitoken-emulate-{}-{n}.log", std::process::id()));
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+        let mut child = Command::new(mitoken_bin())
+            .args(["emulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("MITOKEN_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start mitoken emulate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut banner = Vec::new();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            let done = line.ends_with("identities:") || line == "no identities";
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        // Keep draining stdout so the emulator never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        let addr = banner
+            .first()
+            .and_then(|l| l.strip_prefix("listening on http://"))
+            .map_or_else(
+                || {
+                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    panic!("emulator did not print its address; stdout {banner:?}, stderr {log}")
+                },
+                str::to_owned,
+            );
+        Self {
+            child,
+            addr,
+            banner,
+            stderr_path,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A new connection to the emulator.
+    ///
+    /// # Panics
+    /// If it cannot connect.
+    pub fn connect(&self) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(&self.addr).expect("connect to the emulator");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("timeout");
+        s
+    }
+
+    /// Sends `raw` on a new connection and reads one response.
+    ///
+    /// # Panics
+    /// If there is no response.
+    pub fn send(&self, raw: &str) -> HttpReply {
+        use std::io::Write as _;
+        let mut s = self.connect();
+        s.write_all(raw.as_bytes()).expect("send");
+        read_response(&mut std::io::BufReader::new(s)).expect("a response")
+    }
+
+    /// `GET <target>` with `Metadata: true` on a new connection.
+    pub fn get(&self, target: &str) -> HttpReply {
+        self.send(&get_request(target, true))
+    }
+
+    /// An admin request (`/mitoken/admin/<name>`), answered 200 with JSON.
+    ///
+    /// # Panics
+    /// If the answer is not 200.
+    pub fn admin(&self, method: &str, name: &str, body: &str) -> serde_json::Value {
+        let raw = format!(
+            "{method} /mitoken/admin/{name} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let reply = self.send(&raw);
+        assert_eq!(
+            reply.status,
+            200,
+            "admin {method} {name}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()
+    }
+
+    /// The emulator's stderr so far (its logs).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit status.
+    ///
+    /// # Panics
+    /// If it does not exit in time.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "emulator did not stop after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}

@@ -2,8 +2,8 @@
 
 use super::respond::{self, HeadParams, Shape, TokenJson};
 use super::{
-    Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, Rejection,
-    RequestView, Server,
+    Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, OtherAnswer,
+    OtherRequest, Rejection, RequestView, Server,
 };
 use crate::http::{BodyDecoder, HttpError, Limits, Method, RequestParser, Status};
 use crate::identity::{Flavor, Resolved};
@@ -95,6 +95,8 @@ pub enum Outcome<'a> {
         /// The identity the request resolved to.
         resolved: Resolved<'a>,
     },
+    /// [`Issuer::serve_other`] answered a path the server does not own.
+    Other,
 }
 
 /// Maps an HTTP parse failure to its answer.
@@ -234,6 +236,44 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         write_fault(&config, fault, None, &ctx, self.work, out).map(|r| r.len)
     }
 
+    /// Offers a request for a path the server does not own to [`Issuer::serve_other`]; `None`
+    /// when the shell passes it on.
+    fn respond_other<I: Issuer + ?Sized>(
+        &mut self,
+        view: &RequestView<'_>,
+        ctx: &Ctx,
+        now: u64,
+        issuer: &mut I,
+        out: &mut [u8],
+    ) -> Option<Result<Response<'a>, HandleError>> {
+        let config = self.config;
+        let other = OtherRequest {
+            method: view.method,
+            path: view.path,
+            query: view.query,
+            body: view.body,
+            now,
+        };
+        Some(match issuer.serve_other(&other, out) {
+            OtherAnswer::Json { status, body_len } if body_len <= out.len() => {
+                let body = |_: &mut [u8]| Ok(body_len);
+                finish(&config, status, None, ctx, body, Outcome::Other, out)
+            }
+            OtherAnswer::TooSmall { required } => {
+                Err(respond::too_small(crate::write::BufferTooSmall {
+                    required,
+                }))
+            }
+            OtherAnswer::Json { .. } => {
+                // The shell claimed more than its buffer: a broken shell.
+                let texts = Texts::default();
+                let rejection = Rejection::IssueFailed;
+                write_rejection(&config, rejection, None, &texts, ctx, self.work, out)
+            }
+            _ => return None,
+        })
+    }
+
     fn respond<I: Issuer + ?Sized>(
         &mut self,
         view: &RequestView<'_>,
@@ -243,6 +283,11 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         out: &mut [u8],
     ) -> Result<Response<'a>, HandleError> {
         let config = self.config;
+        if !super::serves_path(config.flavor, view.path)
+            && let Some(answer) = self.respond_other(view, ctx, now, issuer, out)
+        {
+            return answer;
+        }
         let admission = Admission {
             method: view.method,
             path: view.path,

@@ -27,139 +27,67 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Which endpoint the emulator imitates; it decides the identity limit (and, in the glue, the
-/// request shape and default port).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Flavor {
-    /// The Instance Metadata Service (`/metadata/identity/oauth2/token`), up to 1000 user-assigned
-    /// identities.
-    #[default]
-    Imds,
-    /// The legacy managed-identity VM extension (`/oauth2/token`, port 50342), up to 32
-    /// user-assigned identities.
-    Extension,
-}
+/// Which endpoint the emulator imitates (the core's type): it decides the identity limit, the
+/// request shape and the default port.
+pub use mitoken_core::identity::Flavor;
 
-impl Flavor {
-    /// The most user-assigned identities a VM may have with this flavor.
-    pub const fn max_user_assigned(self) -> usize {
-        match self {
-            Self::Imds => 1000,
-            Self::Extension => 32,
-        }
+/// A GUID such as a tenant, client or object ID: the core's type (a `u128` parsed from the
+/// `8-4-4-4-12` text, hex digits of either case, shown in lower case), so the configuration and
+/// the core's identity table agree on what a GUID is.
+pub use mitoken_core::identity::{Guid, InvalidGuid};
+
+/// serde for the core's [`Guid`] (which has no serde of its own: the core does not depend on
+/// serde), as its text form, for `#[serde(with = …)]`.
+pub mod guid_serde {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Guid;
+
+    fn parse<E: serde::de::Error>(text: &str) -> Result<Guid, E> {
+        text.parse().map_err(E::custom)
     }
 
-    /// The name used on the command line (`--flavor imds|extension`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Imds => "imds",
-            Self::Extension => "extension",
-        }
-    }
-}
+    /// An `Option<Guid>` as `null` / `"xxxxxxxx-…"`.
+    pub mod option {
+        use super::{Cow, Deserialize, Deserializer, Guid, Serializer, parse};
 
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The `--flavor` value was neither `imds` nor `extension`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown flavor `{0}` (expected `imds` or `extension`)")]
-pub struct UnknownFlavor(pub String);
-
-impl FromStr for Flavor {
-    type Err = UnknownFlavor;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "imds" => Ok(Self::Imds),
-            "extension" => Ok(Self::Extension),
-            other => Err(UnknownFlavor(other.to_owned())),
-        }
-    }
-}
-
-/// A GUID such as a tenant, client or object ID, kept as 16 bytes and shown in lower case.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Guid([u8; 16]);
-
-/// A string was not a GUID in the `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx with hex digits)")]
-pub struct InvalidGuid;
-
-impl Guid {
-    /// The GUID with these 16 bytes (in textual order).
-    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
-        Self(bytes)
-    }
-
-    /// The 16 bytes in textual order.
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-}
-
-impl FromStr for Guid {
-    type Err = InvalidGuid;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let b = s.as_bytes();
-        if b.len() != 36 {
-            return Err(InvalidGuid);
-        }
-        let mut out = [0u8; 16];
-        let mut nibbles = 0usize;
-        for (i, &c) in b.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return Err(InvalidGuid);
-                }
-                continue;
+        /// Serializes the GUID's text, or `None`.
+        pub fn serialize<S: Serializer>(value: &Option<Guid>, s: S) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(g) => s.collect_str(g),
+                None => s.serialize_none(),
             }
-            let v = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return Err(InvalidGuid),
-            };
-            out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
-            nibbles += 1;
         }
-        Ok(Self(out))
-    }
-}
 
-impl fmt::Display for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, byte) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{byte:02x}")?;
+        /// Reads an optional GUID string.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Guid>, D::Error> {
+            let text: Option<Cow<'de, str>> = Option::deserialize(d)?;
+            text.map(|t| parse(&t)).transpose()
         }
-        Ok(())
     }
-}
 
-impl fmt::Debug for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Guid({self})")
-    }
-}
+    /// A `BTreeMap<Guid, V>` as an object keyed by the GUIDs' text.
+    pub mod map {
+        use super::{BTreeMap, Deserialize, Deserializer, Guid, Serialize, Serializer, parse};
 
-impl serde::Serialize for Guid {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
+        /// Serializes the map with text keys.
+        pub fn serialize<S: Serializer, V: Serialize>(
+            map: &BTreeMap<Guid, V>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+        }
 
-impl<'de> Deserialize<'de> for Guid {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        /// Reads a map with GUID-text keys.
+        pub fn deserialize<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+            d: D,
+        ) -> Result<BTreeMap<Guid, V>, D::Error> {
+            let raw = BTreeMap::<String, V>::deserialize(d)?;
+            raw.into_iter().map(|(k, v)| Ok((parse(&k)?, v))).collect()
+        }
     }
 }
 
@@ -688,8 +616,7 @@ struct Seen {
 
 impl EmulatorConfig {
     /// The tenant used when the file has no `tenant_id`.
-    pub const DEFAULT_TENANT_ID: Guid =
-        Guid::from_bytes([0x10, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+    pub const DEFAULT_TENANT_ID: Guid = Guid(0x1000_0000_0000_4000_8000_0000_0000_0000);
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path, flavor: Flavor) -> Result<Self, ConfigError> {
@@ -801,7 +728,7 @@ impl EmulatorConfig {
     /// (`uami-1`, `uami-2`), with fixed, recognisable IDs.
     pub fn builtin() -> Self {
         let guid = |first: u8, last: u8| {
-            Guid::from_bytes([first, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, last])
+            Guid((u128::from(first) << 120) | (0x4000_8000_u128 << 48) | u128::from(last))
         };
         let user = |n: u8| {
             IdentityConfig {
@@ -1001,6 +928,15 @@ mod tests {
             c.tenant_id.to_string(),
             "10000000-0000-4000-8000-000000000000"
         );
+        let ids: Vec<String> = c.identities().map(|i| i.client_id.to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                "20000000-0000-4000-8000-000000000001",
+                "20000000-0000-4000-8000-000000000002",
+                "20000000-0000-4000-8000-000000000003"
+            ]
+        );
     }
 
     #[test]
@@ -1137,8 +1073,6 @@ mod tests {
             e.kind(),
             Some(ConfigErrorKind::TooManyUserAssigned { limit: 1000, .. })
         ));
-        assert_eq!("extension".parse::<Flavor>(), Ok(Flavor::Extension));
-        assert!("imdsx".parse::<Flavor>().is_err());
     }
 
     #[test]

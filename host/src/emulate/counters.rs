@@ -68,6 +68,7 @@ pub struct CountersSnapshot {
     /// All requests by who decided the answer.
     pub by_origin: OriginCounts,
     /// Requests that resolved to an identity, by its client ID.
+    #[serde(with = "super::config::guid_serde::map")]
     pub by_identity: BTreeMap<Guid, IdentityCounts>,
 }
 

@@ -30,7 +30,11 @@ pub struct FaultRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Only requests resolved to the identity with this client ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::config::guid_serde::option"
+    )]
     pub identity: Option<Guid>,
     /// Answer with this status (400–599).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,11 +349,24 @@ impl FaultPlan {
     /// request. Updates the rules' remaining counts.
     #[must_use]
     pub fn decide(&mut self, request: &FaultRequest<'_>, random: u32) -> FaultDecision {
+        self.decide_among(request, random, |_| true)
+    }
+
+    /// Like [`FaultPlan::decide`], over only the rules `select` picks; the others are skipped
+    /// and keep their counts. The emulator decides rules without an `identity` when a request
+    /// arrives, and rules with one once the request has resolved to an identity.
+    #[must_use]
+    pub fn decide_among(
+        &mut self,
+        request: &FaultRequest<'_>,
+        random: u32,
+        select: impl Fn(&FaultRule) -> bool,
+    ) -> FaultDecision {
         let mut decision = FaultDecision::PASS;
         let mut index = 0;
         while index < self.rules.len() {
             let rule = &mut self.rules[index];
-            if !rule.matches(request) || !rule.draw(mix(random, index)) {
+            if !select(rule) || !rule.matches(request) || !rule.draw(mix(random, index)) {
                 index += 1;
                 continue;
             }

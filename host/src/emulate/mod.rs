@@ -12,11 +12,14 @@
 //! - [`throttle`]: IMDS's 20 requests/s + 5 concurrent limit (`--throttle`).
 //! - [`counters`]: requests by status, origin and identity.
 //! - [`admin`]: the run-time admin path over faults, counters, throttle and cache.
+//! - [`serve`]: the tokio listener gluing the above to the core server
+//!   ([`serve::Emulator::start`]).
 //!
-//! Per token request the glue is expected to: resolve the identity (core server) → count and
-//! decide faults ([`faults::FaultPlan::decide`]) → throttle ([`throttle::Throttle::try_acquire`],
-//! holding the permit until the answer is written) → [`cache::TokenCache::get_or_mint`] →
-//! write the answer (core server) → [`counters::Counters::record`].
+//! Per token request ([`serve`]): the core parses and validates the request → throttle
+//! ([`throttle::Throttle::try_acquire`], holding the permit until the answer is written) and
+//! path-level fault rules (`Issuer::admit`) → the core resolves the identity → identity-level
+//! fault rules → [`cache::TokenCache::get_or_mint`] (`Issuer::issue`) → the core writes the
+//! answer → [`counters::Counters::record`].
 
 pub mod admin;
 pub mod cache;
@@ -25,6 +28,7 @@ pub mod counters;
 pub mod faults;
 pub mod jwks;
 pub mod jwt;
+pub mod serve;
 pub mod signing;
 pub mod throttle;
 
@@ -53,23 +57,37 @@ pub fn check_listen_addr(
     }
 }
 
-/// The start-up text: where the emulator listens, its flavor, the signing key's `kid` (never the
-/// key) and one line per identity.
+/// The start-up text. The first line is always `listening on http://<addr>` (tests and scripts
+/// read the port from it); then the flavor, tenant, the signing key's `kid` (never the key), the
+/// document and admin URLs, and one line per identity.
 pub fn startup_banner(
     listen: SocketAddr,
     flavor: Flavor,
     config: &EmulatorConfig,
     key: &SigningKey,
 ) -> String {
+    let base = format!("http://{listen}");
+    let token_path = match flavor {
+        Flavor::Extension => mitoken_core::server::EXTENSION_TOKEN_PATH,
+        _ => mitoken_core::server::IMDS_TOKEN_PATH,
+    };
     let mut text = format!(
-        "mitoken emulate ({flavor}) listening on http://{listen}\ntenant {}\nsigning key kid {} (JWKS at http://{listen}{})\n",
+        "listening on {base}\n\
+         mitoken emulate: {flavor} flavor, token endpoint {base}{token_path}\n\
+         tenant {}\n\
+         signing key kid {} (JWKS {base}{}, OpenID configuration {base}{})\n\
+         admin {base}{}{{faults,counters,throttle,cache}}\n",
         config.tenant_id,
         key.kid(),
         jwks::JWKS_PATH,
+        jwks::OPENID_CONFIGURATION_PATH,
+        admin::ADMIN_PREFIX,
     );
     let count = config.identities().count();
     if count == 0 {
         text.push_str("no identities\n");
+    } else {
+        let _ = writeln!(text, "{count} identities:");
     }
     for identity in config.identities() {
         // Writing to a String cannot fail.
@@ -104,7 +122,8 @@ mod tests {
             &key,
         );
         assert!(
-            text.starts_with("mitoken emulate (extension) listening on http://127.0.0.1:50342\n")
+            text.starts_with("listening on http://127.0.0.1:50342\nmitoken emulate: VM extension flavor, token endpoint http://127.0.0.1:50342/oauth2/token\n"),
+            "{text}"
         );
         assert!(text.contains(key.kid()));
         assert!(!text.contains(&key.jwk().n));

@@ -1,0 +1,955 @@
+//! The emulator's listener: a thin tokio shell around the core's sans-I/O server.
+//!
+//! [`Emulator::start`] binds a TCP listener and serves every connection in its own task: bytes
+//! read from the socket go to [`mitoken_core::server::Server::handle`] (HTTP parsing, IMDS
+//! validation, identity resolution, the response bytes); the shell only supplies the
+//! [`Issuer`]: the token cache and minter, fault rules, the throttle, and the documents on the
+//! paths the core does not own (`/.well-known/openid-configuration`, the JWKS, the admin path,
+//! answered through [`Issuer::serve_other`]). There is no second HTTP parser.
+//!
+//! Per connection: pipelined keep-alive requests, an idle timeout, head and body limits from the
+//! core's [`Limits`]; malformed requests get the core's 400 / 431 / 413 and the connection is
+//! closed. A semaphore bounds the connections; one over the limit is answered
+//! `503 service_unavailable` and closed. Delays chosen by fault rules are slept before the answer
+//! is written; a throttle permit is held until then.
+//!
+//! Logs (`tracing`, target `mitoken_host::emulate::serve`): one `info` line per request with
+//! method, path (no query), status, identity (client id), who decided the answer and the
+//! latency. Tokens and keys are never logged.
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use mitoken_core::http::Limits;
+use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
+use mitoken_core::server::{
+    Admission, Config, Fault, HandleError, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError,
+    IssueRequest, Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server,
+    ServerConnection,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::admin::{ADMIN_PREFIX, EmulatorControls};
+use super::cache::{ServedToken, TokenCache};
+use super::config::{EmulatorConfig, Flavor, IdentityConfig};
+use super::counters::{self, Origin};
+use super::faults::{FaultAction, FaultPlan, FaultRequest, FaultResponse, FaultRule};
+use super::jwks::{JWKS_PATH, Jwks, OPENID_CONFIGURATION_PATH, OpenIdConfiguration};
+use super::jwt::TokenMinter;
+use super::signing::{KeyError, SigningKey};
+use super::throttle::{ThrottleLimits, ThrottlePermit};
+use super::{NonLoopbackAddress, check_listen_addr};
+use crate::client::unix_now;
+
+/// Capacity of the identity table: IMDS's limit of user-assigned identities.
+pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
+
+/// Default listen address of the `imds` flavor.
+pub const DEFAULT_IMDS_LISTEN: &str = "127.0.0.1:8080";
+/// Default listen address of the `extension` flavor (where the VM extension listened).
+pub const DEFAULT_EXTENSION_LISTEN: &str = "127.0.0.1:50342";
+
+/// The default listen address for `flavor`: `127.0.0.1:8080` (IMDS) or `127.0.0.1:50342`
+/// (extension).
+pub fn default_listen(flavor: Flavor) -> SocketAddr {
+    let text = match flavor {
+        Flavor::Extension => DEFAULT_EXTENSION_LISTEN,
+        _ => DEFAULT_IMDS_LISTEN,
+    };
+    text.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+/// Bounds on connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more are answered 503 and closed. Default 1024.
+    pub max_connections: usize,
+    /// A connection with no complete request for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// On shutdown, how long answers in progress may take before their connections are dropped.
+    /// Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Request heads and bodies (the core's limits): 8 KiB lines, 64 headers, 8 KiB bodies.
+    pub http: Limits,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_mins(1),
+            shutdown_grace: Duration::from_secs(5),
+            http: Config::new(Flavor::Imds).limits,
+        }
+    }
+}
+
+/// Everything [`Emulator::start`] needs.
+#[derive(Debug)]
+pub struct EmulatorOptions {
+    /// Where to listen; port 0 picks a free port ([`RunningEmulator::local_addr`] tells which).
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` address (the emulator hands out tokens to anyone).
+    pub allow_non_loopback: bool,
+    /// IMDS or the legacy extension.
+    pub flavor: Flavor,
+    /// The VM's identities.
+    pub config: EmulatorConfig,
+    /// The signing key; `None` generates one.
+    pub signing_key: Option<Arc<SigningKey>>,
+    /// Fault rules in force at start.
+    pub faults: Vec<FaultRule>,
+    /// Throttle at start (`Some(ThrottleLimits::IMDS_IDENTITY)` for `--throttle`).
+    pub throttle: Option<ThrottleLimits>,
+    /// Connection bounds.
+    pub limits: ConnectionLimits,
+}
+
+impl EmulatorOptions {
+    /// Options for `flavor` over `config` on an ephemeral loopback port (`127.0.0.1:0`), with a
+    /// generated key, no faults, no throttle.
+    pub fn new(flavor: Flavor, config: EmulatorConfig) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_non_loopback: false,
+            flavor,
+            config,
+            signing_key: None,
+            faults: Vec::new(),
+            throttle: None,
+            limits: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A non-loopback address without the opt-in.
+    #[error(transparent)]
+    NonLoopback(#[from] NonLoopbackAddress),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The signing key could not be generated.
+    #[error("signing key: {0}")]
+    Key(#[from] KeyError),
+    /// The key-generation task failed.
+    #[error("signing key generation failed: {0}")]
+    KeyTask(String),
+    /// The identities do not make a valid core identity table (the configuration loader checks
+    /// the same rules, so this means a configuration built in code is inconsistent).
+    #[error("identity {index}: {source}")]
+    Table {
+        /// Position among the identities (system-assigned first).
+        index: usize,
+        /// What is wrong.
+        source: TableError,
+    },
+    /// The initial fault rules are invalid.
+    #[error("fault rules: {0}")]
+    Faults(#[from] super::faults::FaultDocumentError),
+}
+
+/// Entry point: see [`Emulator::start`].
+#[derive(Debug)]
+pub struct Emulator;
+
+/// State shared by every connection, read-only except for the controls' interior locks.
+struct Shared {
+    table: &'static IdentityTable<'static, TABLE_CAPACITY>,
+    server_config: Config<'static>,
+    /// The configured identity of each slot, at [`Slot::index`].
+    by_slot: Vec<Option<IdentityConfig>>,
+    minter: TokenMinter,
+    controls: Arc<EmulatorControls>,
+    openid_json: String,
+    jwks_json: String,
+    limits: ConnectionLimits,
+    /// The complete 503 answer for a connection over the limit.
+    refusal: Vec<u8>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("flavor", &self.server_config.flavor)
+            .field("identities", &self.by_slot.iter().flatten().count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running emulator. Dropping it shuts it down (without waiting); prefer
+/// [`RunningEmulator::shutdown`].
+#[derive(Debug)]
+pub struct RunningEmulator {
+    local_addr: SocketAddr,
+    flavor: Flavor,
+    key: Arc<SigningKey>,
+    controls: Arc<EmulatorControls>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Asks a running emulator to stop; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Stops accepting connections; answers in progress are finished, idle connections closed.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl RunningEmulator {
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<local_addr>`: the value for `AZURE_POD_IDENTITY_AUTHORITY_HOST` or
+    /// `mitoken token --endpoint`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The flavor served.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The signing key (its public half is the JWKS).
+    pub fn signing_key(&self) -> &Arc<SigningKey> {
+        &self.key
+    }
+
+    /// Fault rules, counters, throttle and cache: what the admin path changes.
+    pub fn controls(&self) -> &Arc<EmulatorControls> {
+        &self.controls
+    }
+
+    /// A handle that stops the emulator from elsewhere (a signal handler).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Stops the emulator and waits until every connection is closed (at most the shutdown
+    /// grace period for answers in progress).
+    pub async fn shutdown(self) {
+        self.shutdown.send_replace(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the emulator has stopped (after a [`ShutdownHandle::shutdown`]).
+    pub async fn stopped(self) {
+        let Self { shutdown, task, .. } = self;
+        // Keep the sender alive: dropping it would itself mean "shut down".
+        let _ = task.await;
+        drop(shutdown);
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// Builds the core identity table from the configuration. The strings and the table live for
+/// the rest of the process (a few KB of strings and ~100 KB of table per started emulator).
+fn build_table(
+    flavor: Flavor,
+    config: &EmulatorConfig,
+) -> Result<
+    (
+        &'static IdentityTable<'static, TABLE_CAPACITY>,
+        Vec<Option<IdentityConfig>>,
+    ),
+    StartError,
+> {
+    let mut table = Box::new(IdentityTable::<'static, TABLE_CAPACITY>::new(flavor));
+    let mut by_slot = vec![None; config.user_assigned.len() + 1];
+    for (index, id) in config.identities().enumerate() {
+        let client = leak(id.client_id.to_string());
+        let object = leak(id.object_id.to_string());
+        let identity = match id.resource_id() {
+            None => Identity::system_assigned(client, object),
+            Some(r) => Identity::user_assigned(client, object, leak(r.as_str().to_owned())),
+        };
+        let slot = table
+            .insert(identity)
+            .map_err(|source| StartError::Table { index, source })?;
+        if let Some(entry) = by_slot.get_mut(slot.index()) {
+            *entry = Some(id.clone());
+        }
+    }
+    Ok((Box::leak(table), by_slot))
+}
+
+impl Emulator {
+    /// Binds `options.listen` and starts serving in the background on the current tokio
+    /// runtime. Generates the signing key (on a blocking thread) when none is given.
+    pub async fn start(options: EmulatorOptions) -> Result<RunningEmulator, StartError> {
+        check_listen_addr(options.listen, options.allow_non_loopback)?;
+        let key = match options.signing_key {
+            Some(key) => key,
+            None => Arc::new(
+                tokio::task::spawn_blocking(SigningKey::generate)
+                    .await
+                    .map_err(|e| StartError::KeyTask(e.to_string()))??,
+            ),
+        };
+        let flavor = options.flavor;
+        let (table, by_slot) = build_table(flavor, &options.config)?;
+        let plan = FaultPlan::new(options.faults)?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+        let base_url = format!("http://{local_addr}");
+        let minter = TokenMinter::new(Arc::clone(&key), options.config.tenant_id);
+        let openid = OpenIdConfiguration::new(minter.issuer(), &base_url);
+        let openid_json = serde_json::to_string(&openid).unwrap_or_default();
+        let jwks_json = serde_json::to_string(&Jwks::for_key(&key)).unwrap_or_default();
+        let controls = Arc::new(EmulatorControls::new(
+            plan,
+            options.throttle,
+            Arc::new(TokenCache::default()),
+        ));
+        let tenant = leak(options.config.tenant_id.to_string());
+        let server_config = Config::new(flavor)
+            .with_tenant_id(tenant)
+            .with_limits(options.limits.http);
+        let refusal = refusal_bytes(table, server_config);
+        let shared = Arc::new(Shared {
+            table,
+            server_config,
+            by_slot,
+            minter,
+            controls: Arc::clone(&controls),
+            openid_json,
+            jwks_json,
+            limits: options.limits,
+            refusal,
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared, rx));
+        tracing::info!(%local_addr, %flavor, "emulator listening");
+        Ok(RunningEmulator {
+            local_addr,
+            flavor,
+            key,
+            controls,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// The 503 written to a connection over the limit.
+fn refusal_bytes(
+    table: &'static IdentityTable<'static, TABLE_CAPACITY>,
+    config: Config<'static>,
+) -> Vec<u8> {
+    let mut work = [0u8; 64];
+    let mut server = Server::new(table, config, &mut work);
+    let fault = Fault {
+        status: 503,
+        error: "service_unavailable",
+        description: Some("Too many connections; retry later"),
+        retry_after: Some(1),
+    };
+    let mut out = vec![0u8; 1024];
+    let len = server.write_fault(&fault, false, &mut out).unwrap_or(0);
+    out.truncate(len);
+    out
+}
+
+/// Resolves when shutdown is asked for (or every sender is gone).
+async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut rx: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown_requested(&mut rx) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, "connection limit reached; refusing");
+                        // Best effort, without waiting: a full socket buffer just loses it.
+                        let _ = stream.try_write(&shared.refusal);
+                        continue;
+                    };
+                    let shared = Arc::clone(&shared);
+                    let rx = rx.clone();
+                    tasks.spawn(async move {
+                        serve_connection(&shared, stream, peer, rx).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = tasks.len(), "emulator shutting down");
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(shared.limits.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Largest response or work buffer a connection grows to.
+const MAX_BUFFER: usize = 1 << 20;
+/// Size of one socket read.
+const READ_CHUNK: usize = 8192;
+
+/// The most request bytes a connection buffers: the core refuses longer heads and bodies well
+/// before this, so reaching it means something is wrong; the connection is closed.
+fn max_input(limits: &Limits) -> usize {
+    limits
+        .max_line_len
+        .saturating_add(2)
+        .saturating_mul(limits.max_headers.saturating_add(2))
+        .saturating_add(limits.max_body.saturating_mul(2))
+        .saturating_add(READ_CHUNK)
+}
+
+async fn serve_connection(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut rx: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(%peer, "connection opened");
+    let mut issuer = HostIssuer::new(Arc::clone(shared));
+    let mut conn = ServerConnection::new(shared.server_config.limits);
+    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut work = vec![0u8; 16 * 1024];
+    let mut out = vec![0u8; 16 * 1024];
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let limit = max_input(&shared.server_config.limits);
+    let mut started: Option<Instant> = None;
+    'conn: loop {
+        // Answer every complete (pipelined) request in the buffer.
+        while !input.is_empty() {
+            let now = unix_now();
+            let handled = Server::new(shared.table, shared.server_config, &mut work).handle(
+                &mut conn,
+                &mut input,
+                now,
+                &mut issuer,
+                &mut out,
+            );
+            let response = match handled {
+                Ok(Handled::Partial) => break,
+                Ok(Handled::Response(r)) => r,
+                Err(HandleError::OutputTooSmall { required }) if required <= MAX_BUFFER => {
+                    out.resize(required, 0);
+                    continue;
+                }
+                Err(HandleError::WorkTooSmall { required }) if required <= MAX_BUFFER => {
+                    work.resize(required, 0);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(%peer, "cannot answer: {e}");
+                    break 'conn;
+                }
+            };
+            let t0 = started.take().unwrap_or_else(Instant::now);
+            let delay = issuer.state.delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let close_now = issuer.state.close || response.len == 0;
+            // Counted before it is written, so a client that has read the answer finds it in
+            // the counters; the throttle permit is held until the answer is written.
+            let permit = issuer.finish(&response, close_now, t0);
+            let written = if close_now {
+                true
+            } else {
+                let bytes = out.get(..response.len).unwrap_or_default();
+                stream.write_all(bytes).await.is_ok()
+            };
+            drop(permit);
+            input.drain(..response.consumed.min(input.len()));
+            if !written || close_now || !response.keep_alive || *rx.borrow() {
+                break 'conn;
+            }
+        }
+        if input.len() >= limit {
+            tracing::warn!(%peer, "request larger than the limits allow; closing");
+            break;
+        }
+        let read = tokio::select! {
+            () = shutdown_requested(&mut rx) => break,
+            r = tokio::time::timeout(shared.limits.idle_timeout, stream.read(&mut chunk)) => r,
+        };
+        match read {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                if started.is_none() {
+                    started = Some(Instant::now());
+                }
+                input.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "read failed: {e}");
+                break;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "idle timeout");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Per-request decisions, kept until the answer is written so that a repeated
+/// [`Server::handle`] call (after growing a buffer) decides nothing twice.
+#[derive(Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent per-request flags, reset together"
+)]
+struct RequestState {
+    method: String,
+    path: String,
+    admitted: bool,
+    admit_fault: Option<FaultResponse>,
+    issued: bool,
+    identity_fault: Option<FaultResponse>,
+    identity_close: bool,
+    token: Option<ServedToken>,
+    other: Option<(u16, Vec<u8>)>,
+    delay: Duration,
+    origin: Option<Origin>,
+    /// A `close` fault decided at admission: drop the answer and close.
+    close: bool,
+    permit: Option<ThrottlePermit>,
+}
+
+/// The shell's [`Issuer`] for one connection.
+struct HostIssuer {
+    shared: Arc<Shared>,
+    state: RequestState,
+}
+
+fn random_u32() -> u32 {
+    getrandom::u32().unwrap_or(0)
+}
+
+fn as_fault(f: &FaultResponse) -> Fault<'_> {
+    Fault {
+        status: f.status,
+        error: &f.error,
+        description: Some(&f.error_description),
+        retry_after: f.retry_after,
+    }
+}
+
+/// True for the paths that are throttled and faulted: IMDS's identity endpoints, or the
+/// extension's token path.
+fn imds_path(flavor: Flavor, path: &str) -> bool {
+    match flavor {
+        Flavor::Extension => mitoken_core::server::serves_path(flavor, path),
+        _ => path == IMDS_TOKEN_PATH || path == IMDS_INFO_PATH,
+    }
+}
+
+impl HostIssuer {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            state: RequestState::default(),
+        }
+    }
+
+    fn identity(&self, slot: Slot) -> Option<&IdentityConfig> {
+        self.shared
+            .by_slot
+            .get(slot.index())
+            .and_then(Option::as_ref)
+    }
+
+    /// Records, logs and forgets the request whose answer is about to be written (or dropped);
+    /// returns its throttle permit, to be dropped once the answer is written.
+    fn finish(
+        &mut self,
+        response: &Response<'_>,
+        closed: bool,
+        started: Instant,
+    ) -> Option<ThrottlePermit> {
+        let state = core::mem::take(&mut self.state);
+        let latency = started.elapsed();
+        let resolved = match response.outcome {
+            Outcome::Token { resolved, .. } | Outcome::Closed { resolved } => Some(resolved),
+            Outcome::Rejected { resolved, .. } | Outcome::Fault { resolved } => resolved,
+            _ => None,
+        };
+        let identity = resolved
+            .and_then(|r| self.identity(r.slot))
+            .map(|i| i.client_id);
+        let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
+        let method = if state.method.is_empty() {
+            "?"
+        } else {
+            &state.method
+        };
+        let path = if state.path.is_empty() {
+            "?"
+        } else {
+            &state.path
+        };
+        if matches!(response.outcome, Outcome::Other) {
+            tracing::debug!(method, path, status = response.status, ?latency, "served");
+            return state.permit;
+        }
+        let origin = state.origin.unwrap_or(Origin::Emulator);
+        let outcome = if closed {
+            counters::Outcome::Closed
+        } else {
+            counters::Outcome::Answered(response.status)
+        };
+        self.shared
+            .controls
+            .counters
+            .record(identity, outcome, origin);
+        let cached = state.token.as_ref().map(|t| t.from_cache);
+        let origin_name = match origin {
+            Origin::Emulator => "emulator",
+            Origin::Fault => "fault",
+            Origin::Throttle => "throttle",
+        };
+        if closed {
+            tracing::info!(method, path, identity = %shown_identity, origin = origin_name, ?latency, "closed without answer");
+        } else {
+            tracing::info!(
+                method,
+                path,
+                status = response.status,
+                identity = %shown_identity,
+                origin = origin_name,
+                cached,
+                ?latency,
+                "answered"
+            );
+        }
+        state.permit
+    }
+}
+
+impl Issuer for HostIssuer {
+    fn issue(
+        &mut self,
+        request: &IssueRequest<'_, '_>,
+        out: &mut [u8],
+    ) -> Result<Issued, IssueError<'_>> {
+        let Some(identity) = self.identity(request.resolved.slot).cloned() else {
+            return Err(IssueError::Failed);
+        };
+        if !self.state.issued {
+            self.state.issued = true;
+            let decision = self
+                .shared
+                .controls
+                .faults
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .decide_among(
+                    &FaultRequest {
+                        path: &self.state.path,
+                        identity: Some(identity.client_id),
+                    },
+                    random_u32(),
+                    |rule| rule.identity.is_some(),
+                );
+            self.state.delay += decision.delay;
+            match decision.action {
+                FaultAction::Respond(r) => {
+                    self.state.origin = Some(Origin::Fault);
+                    self.state.identity_fault = Some(r);
+                }
+                FaultAction::Close => {
+                    self.state.origin = Some(Origin::Fault);
+                    self.state.identity_close = true;
+                }
+                FaultAction::Pass => {
+                    let served = self.shared.controls.cache.get_or_mint(
+                        &self.shared.minter,
+                        &identity,
+                        request.resource,
+                        request.now,
+                        request.bypass_cache,
+                    );
+                    match served {
+                        Ok(t) => self.state.token = Some(t),
+                        Err(e) => tracing::error!("cannot sign a token: {e}"),
+                    }
+                }
+            }
+        }
+        if self.state.identity_close {
+            return Err(IssueError::Close);
+        }
+        if let Some(f) = &self.state.identity_fault {
+            return Err(IssueError::Fault(as_fault(f)));
+        }
+        let Some(served) = &self.state.token else {
+            return Err(IssueError::Failed);
+        };
+        let jwt = served.token.jwt().as_bytes();
+        let Some(dst) = out.get_mut(..jwt.len()) else {
+            return Err(IssueError::BufferTooSmall {
+                required: jwt.len(),
+            });
+        };
+        dst.copy_from_slice(jwt);
+        Ok(Issued {
+            token_len: jwt.len(),
+            not_before: served.token.not_before,
+            expires_on: served.token.expires_on,
+        })
+    }
+
+    fn admit(&mut self, request: &Admission<'_>) -> Option<Fault<'_>> {
+        if !self.state.admitted {
+            self.state.admitted = true;
+            request.method.clone_into(&mut self.state.method);
+            request.path.clone_into(&mut self.state.path);
+            let controls = &self.shared.controls;
+            // Throttle and path-level faults apply to the identity endpoints only; an unknown
+            // path gets its 404 / 401 without using up a rule.
+            let imds_path = imds_path(self.shared.server_config.flavor, request.path);
+            let throttle = controls.throttle().filter(|_| imds_path);
+            if let Some(throttle) = throttle {
+                match throttle.try_acquire(Instant::now()) {
+                    Ok(permit) => self.state.permit = Some(permit),
+                    Err(refused) => {
+                        self.state.origin = Some(Origin::Throttle);
+                        self.state.admit_fault = Some(refused.response());
+                    }
+                }
+            }
+            if self.state.admit_fault.is_none() && imds_path {
+                let decision = controls
+                    .faults
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .decide_among(
+                        &FaultRequest {
+                            path: request.path,
+                            identity: None,
+                        },
+                        random_u32(),
+                        |rule| rule.identity.is_none(),
+                    );
+                self.state.delay += decision.delay;
+                match decision.action {
+                    FaultAction::Respond(r) => {
+                        self.state.origin = Some(Origin::Fault);
+                        self.state.admit_fault = Some(r);
+                    }
+                    FaultAction::Close => {
+                        self.state.origin = Some(Origin::Fault);
+                        self.state.close = true;
+                        // The core needs an answer; the connection loop drops it and closes.
+                        self.state.admit_fault = Some(FaultResponse::for_status(500));
+                    }
+                    FaultAction::Pass => {}
+                }
+            }
+        }
+        self.state.admit_fault.as_ref().map(as_fault)
+    }
+
+    fn serve_other(&mut self, request: &OtherRequest<'_>, out: &mut [u8]) -> OtherAnswer {
+        if self.state.other.is_none() {
+            let get = matches!(request.method, "GET" | "HEAD");
+            let document = match request.path {
+                OPENID_CONFIGURATION_PATH => Some(&self.shared.openid_json),
+                JWKS_PATH => Some(&self.shared.jwks_json),
+                _ => None,
+            };
+            let answer = if let Some(doc) = document {
+                if get {
+                    (200, doc.clone().into_bytes())
+                } else {
+                    let body =
+                        r#"{"error":"method_not_allowed","error_description":"Not allowed"}"#;
+                    (405, body.as_bytes().to_vec())
+                }
+            } else if request.path.starts_with(ADMIN_PREFIX) {
+                match self
+                    .shared
+                    .controls
+                    .handle(request.method, request.path, request.body)
+                {
+                    Some(r) => (r.status, r.body.into_bytes()),
+                    None => return OtherAnswer::Pass,
+                }
+            } else {
+                return OtherAnswer::Pass;
+            };
+            request.method.clone_into(&mut self.state.method);
+            request.path.clone_into(&mut self.state.path);
+            self.state.other = Some(answer);
+        }
+        let Some((status, body)) = &self.state.other else {
+            return OtherAnswer::Pass;
+        };
+        match out.get_mut(..body.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(body);
+                OtherAnswer::Json {
+                    status: *status,
+                    body_len: body.len(),
+                }
+            }
+            None => OtherAnswer::TooSmall {
+                required: body.len(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::emulate::signing::tests::test_key;
+
+    async fn start(limits: ConnectionLimits) -> RunningEmulator {
+        let options = EmulatorOptions {
+            signing_key: Some(test_key()),
+            limits,
+            ..EmulatorOptions::new(Flavor::Imds, EmulatorConfig::builtin())
+        };
+        Emulator::start(options).await.unwrap()
+    }
+
+    async fn read_all(stream: &mut TcpStream) -> String {
+        let mut text = Vec::new();
+        let read = stream.read_to_end(&mut text);
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("closed in time")
+            .unwrap();
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_get_503_and_idle_ones_are_closed() {
+        let emu = start(ConnectionLimits {
+            max_connections: 1,
+            idle_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let addr = emu.local_addr();
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        // Make sure the first connection holds its slot before the second arrives.
+        first
+            .write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        first.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let refused = read_all(&mut second).await;
+        assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+        assert!(refused.contains("Connection: close\r\n"), "{refused}");
+        assert!(refused.contains("Retry-After: 1\r\n"), "{refused}");
+        // The idle first connection is closed after the idle timeout, freeing the slot.
+        let started = Instant::now();
+        let _rest = read_all(&mut first).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(
+                b"GET /.well-known/openid-configuration HTTP/1.1\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        assert!(read_all(&mut third).await.starts_with("HTTP/1.1 200 "));
+        emu.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn delays_hold_throttle_permits_and_shutdown_finishes_answers() {
+        let options = EmulatorOptions {
+            signing_key: Some(test_key()),
+            faults: vec!["delay=300ms".parse().unwrap()],
+            throttle: Some(ThrottleLimits {
+                max_concurrent: 1,
+                ..ThrottleLimits::IMDS_IDENTITY
+            }),
+            ..EmulatorOptions::new(Flavor::Imds, EmulatorConfig::builtin())
+        };
+        let emu = Emulator::start(options).await.unwrap();
+        let addr = emu.local_addr();
+        let request = b"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=r HTTP/1.1\r\nMetadata: true\r\nConnection: close\r\n\r\n";
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(request).await.unwrap();
+        let refused = read_all(&mut second).await;
+        assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+        // Shut down while the first answer is being delayed: it still arrives.
+        let controls = Arc::clone(emu.controls());
+        emu.shutdown().await;
+        let answered = read_all(&mut slow).await;
+        assert!(answered.starts_with("HTTP/1.1 200 "), "{answered}");
+        let counts = controls.counters.snapshot();
+        assert_eq!((counts.status(200), counts.status(429)), (1, 1));
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+}
