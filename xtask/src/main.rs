@@ -5,13 +5,18 @@
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
 //!   the no_std proof.
 //! - `nostd`: only the no_std proof.
+//! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
+//! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod elf;
 mod nostd;
+mod relay;
+mod sim;
 
 /// A failed step: what ran and why it failed.
 #[derive(Debug)]
@@ -31,9 +36,14 @@ type Result<T = ()> = std::result::Result<T, StepFailed>;
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let task = args.first().map_or("help", String::as_str);
+    if task == "relay" {
+        // Its stdio is the guest's TCP stream: nothing else may be printed.
+        return relay::main(&args[1..]);
+    }
     let outcome = match task {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
+        "sim" => sim::sim(&root()),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -57,7 +67,8 @@ fn print_help() {
         "cargo xtask <task>\n\n\
          tasks:\n  \
          ci      format check, clippy -D warnings, all tests, no_std proof\n  \
-         nostd   build a #![no_std] staticlib that links mitoken-core"
+         nostd   build a #![no_std] staticlib that links mitoken-core\n  \
+         sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens"
     );
 }
 
@@ -91,6 +102,20 @@ fn ci() -> Result {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
     step("no_std proof", || nostd::prove(&root))?;
+    step("firmware-sim format check", || {
+        run(cargo(&root.join("firmware-sim")).args(["fmt", "--", "--check"]))
+    })?;
+    step("firmware-sim clippy", || {
+        run(cargo(&root.join("firmware-sim")).args([
+            "clippy",
+            "--release",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("firmware sim", || sim::sim(&root))?;
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
 }
