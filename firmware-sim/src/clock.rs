@@ -32,8 +32,9 @@ impl Clock {
         let ticks = unsafe {
             outb(0x61, (inb(0x61) & !0x02) | 0x01);
             outb(0x43, 0xB0); // channel 2, lobyte/hibyte, mode 0
-            outb(0x42, (latch & 0xFF) as u8);
-            outb(0x42, (latch >> 8) as u8);
+            let [lo, hi, ..] = latch.to_le_bytes();
+            outb(0x42, lo);
+            outb(0x42, hi);
             let start = rdtsc();
             while inb(0x61) & 0x20 == 0 {
                 core::hint::spin_loop();

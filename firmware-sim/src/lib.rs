@@ -1,4 +1,4 @@
-//! firmware-sim: a bare-metal x86_64 image that fetches Azure managed-identity tokens from IMDS
+//! `firmware-sim`: a bare-metal `x86_64` image that fetches Azure managed-identity tokens from IMDS
 //! with mitoken-core over virtio-net and smoltcp.
 //!
 //! This library is the *shell*: boot, serial, clock, PCI, the virtio HAL and NIC, the network

@@ -39,6 +39,23 @@ enum Failure {
     Fetch(FetchError<NetError>),
 }
 
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "connect: {e}"),
+            Self::Fetch(e) => write!(f, "fetch: {e}"),
+        }
+    }
+}
+
+/// Where requests go: the address to connect to, the endpoint to write requests for, and the
+/// deadline for one attempt.
+struct Target<'a> {
+    addr: Ipv4Address,
+    endpoint: Endpoint<'a>,
+    timeout_ms: u64,
+}
+
 /// Prints microseconds as milliseconds with three decimals.
 struct Ms(u64);
 
@@ -79,7 +96,7 @@ fn request<'a>(resource: &'a str, pick: Pick<'a>) -> TokenRequest<'a> {
 /// Records the bytes read through it (the first `tap.len()` of them).
 struct Tap<'t, T> {
     inner: T,
-    tap: &'t mut [u8],
+    log: &'t mut [u8],
     len: usize,
 }
 
@@ -90,9 +107,9 @@ impl<T: embedded_io::ErrorType> embedded_io::ErrorType for Tap<'_, T> {
 impl<T: embedded_io::Read> embedded_io::Read for Tap<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, T::Error> {
         let n = self.inner.read(buf)?;
-        let room = self.tap.len() - self.len;
+        let room = self.log.len() - self.len;
         let k = n.min(room);
-        self.tap[self.len..self.len + k].copy_from_slice(&buf[..k]);
+        self.log[self.len..self.len + k].copy_from_slice(&buf[..k]);
         self.len += k;
         Ok(n)
     }
@@ -139,21 +156,20 @@ impl embedded_io::Write for Replay<'_> {
 /// One attempt: connect, send, receive, parse. The connection closes on return.
 fn attempt<'b>(
     net: &mut Net,
-    addr: Ipv4Address,
-    endpoint: &Endpoint<'_>,
+    target: &Target<'_>,
     request: &TokenRequest<'_>,
     buf: &'b mut [u8],
     tap: &mut [u8],
     now: u64,
-    timeout_ms: u64,
 ) -> (Result<Outcome<'b>, Failure>, usize) {
-    let conn: Conn<'_> = match net.connect(addr, endpoint.port(), timeout_ms) {
+    let endpoint = &target.endpoint;
+    let conn: Conn<'_> = match net.connect(target.addr, endpoint.port(), target.timeout_ms) {
         Ok(c) => c,
         Err(e) => return (Err(Failure::Connect(e)), 0),
     };
     let mut io = Tap {
         inner: conn,
-        tap,
+        log: tap,
         len: 0,
     };
     let result = fetch_token(&mut io, request, endpoint, buf, now).map_err(Failure::Fetch);
@@ -204,6 +220,8 @@ fn run(start_info: u32) -> u32 {
     let unix_now = || unix_base + (clock.micros() - unix_base_us) / 1_000_000;
 
     let mut net = firmware_sim::bring_up_net(settings.ip, clock);
+    // Deepest stack use from boot through network bring-up (the stub painted the whole stack).
+    let init_peak = firmware_sim::boot::stack_bounds().1 - stack::lowest_touched();
     sprintln!(
         "mitoken-sim: net up at_ms={} ip={} gw={} endpoint={}:{}",
         Ms(clock.micros()),
@@ -213,6 +231,11 @@ fn run(start_info: u32) -> u32 {
         endpoint.port()
     );
 
+    let target = Target {
+        addr,
+        endpoint,
+        timeout_ms: settings.timeout_ms,
+    };
     let buf = EXCHANGE.take().expect("taken once");
     let tap = TAP.take().expect("taken once");
     let mut replay_len = None;
@@ -228,13 +251,11 @@ fn run(start_info: u32) -> u32 {
             stack::repaint();
             let (result, tapped) = attempt(
                 &mut net,
-                addr,
-                &endpoint,
+                &target,
                 &req,
                 &mut buf[..],
                 &mut tap[..],
                 unix_now(),
-                settings.timeout_ms,
             );
             let depth = top.saturating_sub(stack::lowest_touched());
             t.fetch_stack_max = t.fetch_stack_max.max(depth);
@@ -260,12 +281,14 @@ fn run(start_info: u32) -> u32 {
                     );
                 }
                 Ok(Outcome::Service(e)) if retryable(e.status) && attempts <= settings.retries => {
-                    let delay = e.retry_after.map_or(
-                        settings.retry_ms << (attempts - 1).min(10),
-                        |s| s.saturating_mul(1000),
-                    );
+                    let delay = e
+                        .retry_after
+                        .map_or(settings.retry_ms << (attempts - 1).min(10), |s| {
+                            s.saturating_mul(1000)
+                        });
                     sprintln!(
-                        "mitoken-sim: RETRY req={n} attempt={attempts} status={} delay_ms={delay}",
+                        "mitoken-sim: RETRY req={n} attempt={attempts} status={} delay_ms={delay} \
+                         ms={ms}",
                         e.status
                     );
                     clock.delay_ms(delay);
@@ -290,7 +313,7 @@ fn run(start_info: u32) -> u32 {
                     t.failures += 1;
                     sprintln!(
                         "mitoken-sim: RESULT req={n} pick={} status=0 attempts={attempts} \
-                         ms={ms} failure=\"{f:?}\"",
+                         ms={ms} failure=\"{f}\"",
                         pick_name(pick)
                     );
                 }
@@ -323,8 +346,8 @@ fn run(start_info: u32) -> u32 {
         }
     }
     sprint!(
-        "mitoken-sim: STACK fetch_max={} core_only={core_stack} exchange_buf={EXCHANGE_LEN} \
-         core_replay_us={core_us}\n",
+        "mitoken-sim: STACK fetch_max={} core_only={core_stack} init_peak={init_peak} \
+         exchange_buf={EXCHANGE_LEN} core_replay_us={core_us}\n",
         t.fetch_stack_max
     );
     sprintln!(

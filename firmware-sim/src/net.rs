@@ -75,12 +75,17 @@ pub struct Net {
 
 impl fmt::Debug for Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Net").field("nic", &self.nic).finish_non_exhaustive()
+        f.debug_struct("Net")
+            .field("nic", &self.nic)
+            .finish_non_exhaustive()
     }
 }
 
 impl Net {
-    /// Brings the interface up on `nic` with a static address. Call once.
+    /// Brings the interface up on `nic` with a static address.
+    ///
+    /// # Panics
+    /// If called twice (the socket buffers are static and taken once).
     pub fn new(mut nic: Nic, ip: IpConfig, clock: Clock) -> Self {
         let mac = EthernetAddress(nic.mac());
         let mut config = Config::new(mac.into());
@@ -95,7 +100,10 @@ impl Net {
         let tx = TCP_TX_BUF.take().expect("Net::new called once");
         let storage = SOCKETS.take().expect("Net::new called once");
         let mut sockets = SocketSet::new(&mut storage[..]);
-        let socket = tcp::Socket::new(tcp::SocketBuffer::new(&mut rx[..]), tcp::SocketBuffer::new(&mut tx[..]));
+        let socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut rx[..]),
+            tcp::SocketBuffer::new(&mut tx[..]),
+        );
         let tcp = sockets.add(socket);
         let next_port = 49152 + u16::try_from(config_port_seed() % 8192).unwrap_or(0);
         Self {
@@ -123,7 +131,12 @@ impl Net {
     }
 
     /// Opens a TCP connection to `addr:port`, waiting up to `timeout_ms` for the handshake.
-    pub fn connect(&mut self, addr: Ipv4Address, port: u16, timeout_ms: u64) -> Result<Conn<'_>, NetError> {
+    pub fn connect(
+        &mut self,
+        addr: Ipv4Address,
+        port: u16,
+        timeout_ms: u64,
+    ) -> Result<Conn<'_>, NetError> {
         let local = self.next_port;
         self.next_port = if local >= 65_000 { 49152 } else { local + 1 };
         let cx = self.iface.context();
@@ -132,7 +145,10 @@ impl Net {
             .connect(cx, (addr, port), local)
             .map_err(|_| NetError::Socket)?;
         let deadline = self.clock.micros() + timeout_ms * 1000;
-        let conn = Conn { net: self, deadline };
+        let conn = Conn {
+            net: self,
+            deadline,
+        };
         loop {
             conn.net.poll();
             match conn.net.socket().state() {
@@ -157,7 +173,9 @@ pub struct Conn<'n> {
 
 impl fmt::Debug for Conn<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Conn").field("deadline_us", &self.deadline).finish_non_exhaustive()
+        f.debug_struct("Conn")
+            .field("deadline_us", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 

@@ -43,7 +43,9 @@ pub struct Nic {
 
 impl core::fmt::Debug for Nic {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Nic").field("mac", &self.mac()).finish_non_exhaustive()
+        f.debug_struct("Nic")
+            .field("mac", &self.mac())
+            .finish_non_exhaustive()
     }
 }
 

@@ -46,7 +46,7 @@ impl ConfigurationAccess for PortCam {
 }
 
 /// Finds the first virtio-net function on bus 0 and enables memory decoding and bus mastering.
-/// SeaBIOS has already assigned its BARs.
+/// `SeaBIOS` has already assigned its BARs.
 pub fn find_virtio_net() -> Option<(PciRoot<PortCam>, DeviceFunction)> {
     let mut root = PciRoot::new(PortCam);
     let (df, _) = root

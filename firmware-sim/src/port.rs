@@ -9,7 +9,9 @@ use core::arch::asm;
 /// Port writes reach devices directly; the caller must know what the port does.
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: forwarded to the caller; `out` touches no memory and no flags.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags));
+    }
 }
 
 /// Reads a byte from an I/O port.
@@ -19,7 +21,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: forwarded to the caller; `in` touches no memory and no flags.
-    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags));
+    }
     value
 }
 
@@ -29,7 +33,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 /// As [`outb`].
 pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: forwarded to the caller; `out` touches no memory and no flags.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags));
+    }
 }
 
 /// Reads a 32-bit word from an I/O port.
@@ -39,7 +45,9 @@ pub unsafe fn outl(port: u16, value: u32) {
 pub unsafe fn inl(port: u16) -> u32 {
     let value: u32;
     // SAFETY: forwarded to the caller; `in` touches no memory and no flags.
-    unsafe { asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags));
+    }
     value
 }
 

@@ -9,11 +9,14 @@ use crate::boot::{STACK_PAINT, stack_bounds};
 const MARGIN: usize = 512;
 
 /// The current stack pointer.
+#[allow(clippy::inline_always)] // must run in the caller's frame to read its stack pointer
 #[inline(always)]
 pub fn sp() -> usize {
     let sp: usize;
     // SAFETY: reads `rsp` into a register; no memory or flags are touched.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    };
     sp
 }
 

@@ -23,6 +23,7 @@ impl<T> Once<T> {
     }
 
     /// The value, the first time; `None` after that.
+    #[allow(clippy::mut_from_ref)] // the atomic flag makes the one `&mut` unique
     pub fn take(&'static self) -> Option<&'static mut T> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;

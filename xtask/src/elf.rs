@@ -84,6 +84,8 @@ pub fn read(path: &Path) -> Result<Elf, String> {
     parse(&b).ok_or_else(|| format!("{}: not a readable ELF64 file", path.display()))
 }
 
+const SHT_SYMTAB: u32 = 2;
+
 fn parse(b: &[u8]) -> Option<Elf> {
     if b.get(..5)? != b"\x7fELF\x02" {
         return None;
@@ -117,7 +119,6 @@ fn parse(b: &[u8]) -> Option<Elf> {
             .collect(),
         symbols: Vec::new(),
     };
-    const SHT_SYMTAB: u32 = 2;
     if let Some(symtab) = shdrs.iter().find(|s| s.kind == SHT_SYMTAB) {
         let strtab = shdrs.get(symtab.link)?.offset;
         let count = idx(symtab.size)? / 24;

@@ -85,7 +85,11 @@ pub fn main(args: &[String]) -> ExitCode {
         match from_server.read(&mut buf) {
             Ok(0) | Err(_) => return ExitCode::SUCCESS,
             Ok(n) => {
-                if stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
+                if stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
                     return ExitCode::FAILURE;
                 }
             }

@@ -137,14 +137,13 @@ pub fn sim(root: &Path) -> crate::Result {
     let out = fw.join("target/x86_64-unknown-linux-gnu/release");
     let image = out.join("firmware-sim");
     let sizes = image_sizes(&image, &out.join("baseline"))?;
-    let emulator = match env::var_os("MITOKEN_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            step("build mitoken", || {
-                run(cargo(root).args(["build", "--quiet", "-p", "mitoken-host", "--bin", "mitoken"]))
-            })?;
-            root.join("target/debug/mitoken")
-        }
+    let emulator = if let Some(p) = env::var_os("MITOKEN_BIN") {
+        PathBuf::from(p)
+    } else {
+        step("build mitoken", || {
+            run(cargo(root).args(["build", "--quiet", "-p", "mitoken-host", "--bin", "mitoken"]))
+        })?;
+        root.join("target/debug/mitoken")
     };
 
     let work = root.join("target/sim");
@@ -240,14 +239,30 @@ fn ensure_qemu() -> Result<PathBuf, StepFailed> {
             "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n\
              Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
         )
-        .map_err(|e| fail("adding bookworm-backports", format!("{e}\n{QEMU_INSTALL_HINT}")))?;
+        .map_err(|e| {
+            fail(
+                "adding bookworm-backports",
+                format!("{e}\n{QEMU_INSTALL_HINT}"),
+            )
+        })?;
     }
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "-t", "bookworm-backports", "qemu-system-x86"])
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "-t",
+            "bookworm-backports",
+            "qemu-system-x86",
+        ])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    find_in_path("qemu-system-x86_64")
-        .ok_or_else(|| fail("qemu-system-x86_64 still missing after install", QEMU_INSTALL_HINT))
+    find_in_path("qemu-system-x86_64").ok_or_else(|| {
+        fail(
+            "qemu-system-x86_64 still missing after install",
+            QEMU_INSTALL_HINT,
+        )
+    })
 }
 
 /// The running emulator.
@@ -292,7 +307,12 @@ impl Emulator {
         };
         let addr = line
             .split_once("listening on http://")
-            .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").trim_end_matches('/'))
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+            })
             .filter(|a| a.starts_with("127.0.0.1:"))
             .map(str::to_owned);
         let Some(addr) = addr else {
@@ -479,7 +499,9 @@ fn boot_and_check(
             c.label,
             status,
             attempts,
-            r.fields.get("token_len").map_or("-".into(), |t| format!("{t} B")),
+            r.fields
+                .get("token_len")
+                .map_or("-".into(), |t| format!("{t} B")),
             r.fields.get("expires_on").map_or("-", String::as_str),
             field(r, "ms"),
         );

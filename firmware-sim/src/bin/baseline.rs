@@ -24,8 +24,11 @@ pub extern "C" fn fw_main(start_info: u32) -> ! {
     let mut net = firmware_sim::bring_up_net(settings.ip, clock);
     let mut buf = [0u8; 512];
     for _ in settings.requests.iter().flatten() {
-        let Ok(mut conn) = net.connect(Ipv4Address::new(169, 254, 169, 254), 80, settings.timeout_ms)
-        else {
+        let Ok(mut conn) = net.connect(
+            Ipv4Address::new(169, 254, 169, 254),
+            80,
+            settings.timeout_ms,
+        ) else {
             port::exit(port::EXIT_FAILURE)
         };
         let mut total = 0;
