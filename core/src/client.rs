@@ -25,10 +25,8 @@
 //! let answer = b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n";
 //! ex.receive_buf().unwrap()[..answer.len()].copy_from_slice(answer);
 //! assert_eq!(ex.received(answer.len()).unwrap(), Progress::Complete);
-//! match ex.finish(0).unwrap() {
-//!     Outcome::Service(e) => assert_eq!(e.status, 410),
-//!     Outcome::Token(_) => unreachable!(),
-//! }
+//! let Outcome::Service(e) = ex.finish(0).unwrap() else { panic!("expected a 410") };
+//! assert_eq!(e.status, 410);
 //! ```
 
 use core::fmt;

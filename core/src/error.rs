@@ -5,10 +5,12 @@
 
 use core::fmt;
 
+use crate::cache::CacheError;
 use crate::client::ClientError;
 use crate::http::{HttpError, WriteError};
 use crate::query::QueryError;
 use crate::request::RequestError;
+use crate::retry::RetryError;
 use crate::token::JsonError;
 use crate::write::BufferTooSmall;
 
@@ -30,6 +32,10 @@ pub enum Error {
     Client(ClientError),
     /// A caller-lent buffer is too small.
     BufferTooSmall(BufferTooSmall),
+    /// The retry policy gave up.
+    Retry(RetryError),
+    /// The token cache refused an entry.
+    Cache(CacheError),
 }
 
 impl fmt::Display for Error {
@@ -42,6 +48,8 @@ impl fmt::Display for Error {
             Self::Query(e) => fmt::Display::fmt(e, f),
             Self::Client(e) => fmt::Display::fmt(e, f),
             Self::BufferTooSmall(e) => fmt::Display::fmt(e, f),
+            Self::Retry(e) => fmt::Display::fmt(e, f),
+            Self::Cache(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -66,4 +74,6 @@ from_layer!(
     Query(QueryError),
     Client(ClientError),
     BufferTooSmall(BufferTooSmall),
+    Retry(RetryError),
+    Cache(CacheError),
 );

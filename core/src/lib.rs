@@ -13,6 +13,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod http;
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod io;
 pub mod query;
 pub mod request;
+pub mod retry;
 pub mod server;
 pub mod token;
 pub mod write;

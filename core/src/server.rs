@@ -14,7 +14,7 @@
 //!    handled by calling again with the rest.
 //!
 //! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
-//! HTTP stack. Every error answer, its text and its source is listed in `docs/server-errors.md`.
+//! HTTP stack. Every error answer, its text and its source is listed in the README ("Errors the server answers with").
 
 mod conn;
 mod params;

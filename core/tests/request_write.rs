@@ -663,3 +663,75 @@ fn errors_display_names_the_field() {
     assert!(e.to_string().contains("321"));
     let _: &dyn core::error::Error = &e;
 }
+
+mod cross_check {
+    //! Every request we write is read back by `httparse` and its query decoded to the inputs.
+    use super::*;
+    use mitoken_core::query::{Pairs, Plus, decode_into};
+    use proptest::prelude::*;
+
+    fn decoded(v: &[u8]) -> String {
+        let mut out = vec![0u8; v.len()];
+        decode_into(v, &mut out, Plus::Literal).unwrap().to_owned()
+    }
+
+    proptest! {
+        #[test]
+        fn written_requests_parse_back(
+            resource in any::<String>(),
+            id in any::<String>(),
+            kind in 0u8..5,
+            ep in 0usize..4,
+            bypass in any::<bool>(),
+        ) {
+            let sel = match kind {
+                0 => None,
+                1 => Some(Selector::ClientId(&id)),
+                2 => Some(Selector::ObjectId(&id)),
+                3 => Some(Selector::ResourceId { id: &id, param: ResIdParam::MsiResId }),
+                _ => Some(Selector::ResourceId { id: &id, param: ResIdParam::MiResId }),
+            };
+            let mut req = TokenRequest::new(&resource).with_bypass_cache(bypass);
+            if let Some(s) = sel {
+                req = req.with_selector(s);
+            }
+            let endpoint = ENDPOINTS[ep];
+            let mut buf = vec![0u8; 8192];
+            let n = match req.write(&endpoint, &mut buf) {
+                Ok(n) => n,
+                Err(RequestError::ControlCharacter { .. } | RequestError::Empty { .. }) => {
+                    let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b < 0x20 || b == 0x7f);
+                    prop_assert!(bad(&resource) || (sel.is_some() && bad(&id)));
+                    return Ok(());
+                }
+                Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+            };
+            prop_assert_eq!(req.encoded_len(&endpoint), Ok(n));
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut parsed = httparse::Request::new(&mut headers);
+            let status = parsed.parse(&buf[..n]).unwrap();
+            prop_assert_eq!(status, httparse::Status::Complete(n));
+            prop_assert_eq!(parsed.method, Some("GET"));
+            prop_assert_eq!(parsed.version, Some(1));
+            let names: Vec<&str> = parsed.headers.iter().map(|h| h.name).collect();
+            prop_assert_eq!(names, ["Host", "Metadata", "Connection", "Accept", "User-Agent"]);
+            prop_assert_eq!(parsed.headers[1].value, b"true");
+            let (path, query) = parsed.path.unwrap().split_once('?').unwrap();
+            prop_assert_eq!(path, endpoint.path());
+            let pairs: Vec<(String, String)> =
+                Pairs::new(query).map(|(k, v)| (decoded(k), decoded(v))).collect();
+            let mut want = Vec::new();
+            if endpoint.style() == Style::Imds {
+                want.push(("api-version".to_owned(), "2018-02-01".to_owned()));
+            }
+            want.push(("resource".to_owned(), resource.clone()));
+            if let Some(s) = sel {
+                want.push((s.param().to_owned(), id.clone()));
+            }
+            if bypass && endpoint.style() == Style::Imds {
+                want.push(("bypass_cache".to_owned(), "true".to_owned()));
+            }
+            prop_assert_eq!(pairs, want);
+        }
+    }
+}

@@ -1,10 +1,13 @@
-//! The captured-shape IMDS token body (`/work/shared/fixtures/imds-token-body.json`), shared by
-//! the token tests and the benchmark through `#[path]` modules.
+//! The shared fixtures (`../shared/fixtures/`), for the token tests and the benchmarks through
+//! `#[path]` modules.
 #![allow(dead_code)]
 
 /// A real-shaped `200 OK` body from IMDS: a ~2.2 KB JWT, keys in alphabetical order, every
 /// value a string.
-pub const IMDS_TOKEN_BODY: &str = r#"{"access_token":"eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiIsIng1dCI6IjM2UE5yQ3RQNGdDcE5Cbm12cWJaUEZmMW9lYyIsImtpZCI6IjM2UE5yQ3RQNGdDcE5Cbm12cWJaUEZmMW9lYyJ9.eyJhdWQiOiJodHRwczovL21hbmFnZW1lbnQuYXp1cmUuY29tLyIsImlzcyI6Imh0dHBzOi8vc3RzLndpbmRvd3MubmV0L2Y3NjgwNjRmLTk1ODUtNDdhZC1hMzllLWVkMjRjMmMwNjNmZS8iLCJpYXQiOjE3OTYwMDAxMDAsIm5iZiI6MTc5NjAwMDEwMCwiZXhwIjoxNzk2MDg3MDk5LCJhaW8iOiJfV0JERXNfV2xJT1NuX1lHRWpObHlGTXpMeERiOXpjeldNb1hRdUh6MzhiUHpaYTAyVTlHa0NIOUVaXzc0YXBHY29sUzF2a2dTQXJqdTEwTmpIYU5NMnExPT0iLCJhcHBpZCI6ImI5YzQ4Y2IwLTE3MjAtNDAwZS04Y2E4LTI5ODRmY2IwNDJkOSIsImFwcGlkYWNyIjoiMiIsImlkcCI6Imh0dHBzOi8vc3RzLndpbmRvd3MubmV0L2Y3NjgwNjRmLTk1ODUtNDdhZC1hMzllLWVkMjRjMmMwNjNmZS8iLCJpZHR5cCI6ImFwcCIsIm9pZCI6IjU5NjZlYjQ0LWUwYzYtNDc0NC05NTExLTNkYzMwZTlhOGRmNSIsInJoIjoiMS5BTHVDQ0pyaXJHdFpxT3hNQnNfMzV5aEM2eFdaNm42RWxRemFiZHZGVjA2SXlFSVJKNHNFekxnM1R3RHdpWFQ1Y0JXN2hSZXNHc2tmUVBYMXUuIiwic3ViIjoiNTk2NmViNDQtZTBjNi00NzQ0LTk1MTEtM2RjMzBlOWE4ZGY1IiwidGlkIjoiZjc2ODA2NGYtOTU4NS00N2FkLWEzOWUtZWQyNGMyYzA2M2ZlIiwidXRpIjoib0tkendtNnZkUHhfbzExN1p4VGtmUSIsInZlciI6IjEuMCIsInhtc19hel9yaWQiOiIvc3Vic2NyaXB0aW9ucy9hODNjNTQ2ZC1iYzRkLTQzZGMtOTZjOS0zZjAxYTlmMTg2MzAvcmVzb3VyY2Vncm91cHMvcmctaW1kcy1iZW5jaC9wcm92aWRlcnMvTWljcm9zb2Z0LkNvbXB1dGUvdmlydHVhbE1hY2hpbmVzL3ZtLWltZHMtYmVuY2giLCJ4bXNfY2FlIjoiMSIsInhtc19mdGQiOiJqMDZzYk15c2E0NWlVdVZ0a0FGeGtsVkt5WDZNZ1ZBWGV0TmI2b2NuV01ZeWRwdFpNd2hQVTd1SFR5RkZuSmU2IiwieG1zX2lkcmVsIjoiNyAyNiIsInhtc19taSI6Ii9zdWJzY3JpcHRpb25zL2E4M2M1NDZkLWJjNGQtNDNkYy05NmM5LTNmMDFhOWYxODYzMC9yZXNvdXJjZWdyb3Vwcy9yZy1pbWRzLWJlbmNoL3Byb3ZpZGVycy9NaWNyb3NvZnQuTWFuYWdlZElkZW50aXR5L3VzZXJBc3NpZ25lZElkZW50aXRpZXMvaWQtaW1kcy1iZW5jaCIsInhtc19taXJpZCI6Ii9zdWJzY3JpcHRpb25zL2E4M2M1NDZkLWJjNGQtNDNkYy05NmM5LTNmMDFhOWYxODYzMC9yZXNvdXJjZWdyb3Vwcy9yZy1pbWRzLWJlbmNoL3Byb3ZpZGVycy9NaWNyb3NvZnQuTWFuYWdlZElkZW50aXR5L3VzZXJBc3NpZ25lZElkZW50aXRpZXMvaWQtaW1kcy1iZW5jaCIsInhtc19yZCI6IjAuNDJMMHZYRTBSUXdONnp1TmVaOUR6RlNFSUhfZFRJRl9TODZDcUdSZkRMdmJuaVFhclRkdDBCLXp3IiwieG1zX3RjZHQiOjE2MDAwMDAwMDB9._mrtO4pkmgjTPsiPZlWJT47W7n-j6wRtLpFR8GPSxVztGEkttCozht0LMaVMBV3QbB0L2H9hlqVWm4FWRtuSAf7WyUqGZ3zEqRbXPSZYAvuyYER7gr0qoqU1TChFzBDMSq0w-ThEpzI5eOe1zvUNLCIgCPMMc6P3dne3zi2OFtB1J1LkA7FBDsBISfgnOdfY_hVNqmBm0YeVe1ae77cHk-DsG6sLPTgEbNmhLgNPOgBgBhyGIU8GWoxQqOQakhEgoJWy4IKYTwVNk_vjf3lmK6ldyoqxtnEZUcam-hKAQdL8EJM6nmDnC6vSUGK-S6PIynS8-4_ErB06VfhWU7lXbg","client_id":"b9c48cb0-1720-400e-8ca8-2984fcb042d9","expires_in":"86399","expires_on":"1796086799","ext_expires_in":"86399","not_before":"1796000100","resource":"https://management.azure.com/","token_type":"Bearer"}"#;
+pub const IMDS_TOKEN_BODY: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/fixtures/imds-token-body.json"
+));
 
 /// The 400 "Identity not found" body (`imds-error-400.http`).
 pub const IMDS_ERROR_400_BODY: &str =
@@ -13,3 +16,9 @@ pub const IMDS_ERROR_400_BODY: &str =
 /// The 429 body (`imds-error-429.http`).
 pub const IMDS_ERROR_429_BODY: &str =
     r#"{"error":"too_many_requests","error_description":"Too many requests"}"#;
+
+/// The whole `200 OK` response with `Content-Length` (`imds-token-response.http`).
+pub const IMDS_TOKEN_RESPONSE: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/fixtures/imds-token-response.http"
+));

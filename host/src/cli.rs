@@ -54,7 +54,8 @@ pub struct TokenArgs {
     /// Overall time limit for getting the token.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
     pub timeout: Duration,
-    /// Output format.
+    /// Output format: `json` (IMDS's response), `raw` (the token only) or `az` (like
+    /// `az account get-access-token`).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
 }
@@ -66,6 +67,9 @@ pub enum OutputFormat {
     Json,
     /// Only the access token, for `$(mitoken token -o raw …)`.
     Raw,
+    /// The shape `az account get-access-token` prints: `accessToken`, `expiresOn` (local
+    /// time), `expires_on`, `tokenType`, and `tenant` when the token names one.
+    Az,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

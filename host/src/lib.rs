@@ -9,4 +9,5 @@ pub mod client;
 pub mod emulate;
 pub mod exit;
 pub mod logging;
+pub mod output;
 pub mod token_cmd;

@@ -5,8 +5,9 @@ use std::io::Write;
 use mitoken_core::request::{Endpoint, ResIdParam, Selector, TokenRequest};
 
 use crate::cli::{OutputFormat, TokenArgs};
-use crate::client::{FetchFailure, TokenResponse, fetch_once};
+use crate::client::{FetchFailure, TokenResponse, fetch_once, unix_now};
 use crate::exit::Failure;
+use crate::output::render;
 
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
 pub const IMDS_OVERRIDE_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
@@ -73,13 +74,10 @@ pub fn failure_of(e: &FetchFailure) -> Failure {
 }
 
 fn print_token(token: &TokenResponse, format: OutputFormat) -> Result<(), Failure> {
-    let text = match format {
-        OutputFormat::Json => serde_json::to_string_pretty(token).map_err(|e| {
-            eprintln!("mitoken: cannot format the token: {e}");
-            Failure::Internal
-        })?,
-        OutputFormat::Raw => token.access_token.expose().to_owned(),
-    };
+    let text = render(token, format, unix_now()).map_err(|e| {
+        eprintln!("mitoken: {e}");
+        Failure::Internal
+    })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")
         .and_then(|()| out.flush())

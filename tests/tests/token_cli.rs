@@ -203,3 +203,29 @@ fn control_characters_in_values_are_refused_before_sending() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resource"), "{stderr}");
 }
+
+#[test]
+fn az_output_has_az_cli_fields() {
+    let server = OneShot::start(fixture("imds-token-response.http"));
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let out = mitoken(&[
+        "token",
+        "--endpoint",
+        &endpoint,
+        "--resource",
+        "https://management.azure.com/",
+        "--output",
+        "az",
+    ]);
+    server.request();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: serde_json::Value =
+        serde_json::from_slice(&fixture("imds-token-body.json")).expect("fixture json");
+    let printed = json(&out);
+    assert_eq!(printed["accessToken"], body["access_token"]);
+    assert_eq!(printed["tokenType"], "Bearer");
+    let expires: u64 = body["expires_on"].as_str().unwrap().parse().unwrap();
+    assert_eq!(printed["expires_on"], serde_json::json!(expires));
+    assert_eq!(printed["tenant"], "f768064f-9585-47ad-a39e-ed24c2c063fe");
+    assert!(printed["expiresOn"].as_str().unwrap().ends_with(".000000"));
+}

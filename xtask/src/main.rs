@@ -3,16 +3,18 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof.
+//!   the no_std proof, a benchmark smoke run, firmware-sim fmt + clippy, and `sim`.
 //! - `nostd`: only the no_std proof.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
 //! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
+//! - `bench`: instruction counts against peers, written to `docs/benchmarks.md`.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod elf;
 mod nostd;
 mod relay;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
         "sim" => sim::sim(&root()),
+        "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -66,8 +69,9 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, sim\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
+         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check\n  \
          sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens"
     );
 }
@@ -102,6 +106,7 @@ fn ci() -> Result {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
     step("no_std proof", || nostd::prove(&root))?;
+    step("benchmark smoke", || bench::run_bench(&root, true))?;
     step("firmware-sim format check", || {
         run(cargo(&root.join("firmware-sim")).args(["fmt", "--", "--check"]))
     })?;

@@ -9,11 +9,60 @@ use super::HttpError;
 /// nom result with a unit error: we classify failures ourselves into precise [`HttpError`]s.
 pub(crate) type PResult<'a, T> = nom::IResult<&'a [u8], T, ()>;
 
+/// `tchar` of RFC 9110 §5.6.2, as a 256-entry table (one load per byte on the hot path).
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        #[allow(clippy::cast_possible_truncation)] // b < 256
+        let c = b as u8;
+        #[allow(clippy::indexing_slicing)] // b < 256 == table.len()
+        let slot = &mut table[b];
+        *slot = matches!(c,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+            | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z');
+        b += 1;
+    }
+    table
+};
+
 /// `tchar` of RFC 9110 §5.6.2.
+#[inline]
 pub(crate) const fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+    #[allow(clippy::indexing_slicing)] // a u8 is always < 256 == TCHAR.len()
+    TCHAR[b as usize]
+}
+
+/// True when every byte of `s` is a field byte. Checks all bytes without branching per byte,
+/// so the compiler can vectorize it.
+#[inline]
+pub(crate) fn all_field_bytes(s: &[u8]) -> bool {
+    s.iter().fold(true, |ok, &b| ok & is_field_byte(b))
+}
+
+/// Index of the first CR or LF in `s`, scanning 16 bytes per step.
+#[inline]
+#[allow(clippy::needless_bitwise_bool)] // branch-free on purpose: it vectorizes
+fn find_cr_or_lf(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(16);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let hit = chunk
+            .iter()
+            .fold(false, |hit, &b| hit | (b == b'\r') | (b == b'\n'));
+        if hit {
+            return chunk
+                .iter()
+                .position(|&b| b == b'\r' || b == b'\n')
+                .map(|p| base.saturating_add(p));
+        }
+        base = base.saturating_add(16);
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map(|p| base.saturating_add(p))
 }
 
 /// A byte allowed in a field value or reason phrase: HTAB, SP, VCHAR, obs-text.
@@ -65,45 +114,43 @@ pub(crate) fn next_line(
 ) -> Result<Option<Line>, HttpError> {
     let from = (*scan).max(start);
     let rest = buf.get(from..).ok_or(HttpError::BufferMismatch)?;
-    let mut i = from;
-    for &b in rest {
-        match b {
-            b'\n' => {
-                if !lf_ok {
-                    return Err(HttpError::BareLf);
-                }
-                return Ok(Some(Line {
-                    start,
-                    end: i,
-                    next: i.saturating_add(1),
-                }));
-            }
-            b'\r' => {
-                let after = i.saturating_add(1);
-                return match buf.get(after) {
-                    None => {
-                        *scan = i;
-                        Ok(None)
-                    }
-                    Some(b'\n') => Ok(Some(Line {
-                        start,
-                        end: i,
-                        next: after.saturating_add(1),
-                    })),
-                    Some(_) => Err(HttpError::BareCr),
-                };
-            }
-            _ => {
-                // Byte `i` is content, so the line holds at least `i - start + 1` bytes.
-                if i.saturating_sub(start) >= max_len {
-                    return Err(HttpError::LineTooLong);
-                }
-            }
+    // Content bytes may sit at indices start..start + max_len; the byte at start + max_len may
+    // only be the terminator. Search no further than that.
+    let last = start.saturating_add(max_len);
+    let window_len = last.saturating_sub(from).saturating_add(1).min(rest.len());
+    let window = rest.get(..window_len).unwrap_or(rest);
+    let Some(pos) = find_cr_or_lf(window) else {
+        let end = from.saturating_add(window_len);
+        if end > last {
+            return Err(HttpError::LineTooLong);
         }
-        i = i.saturating_add(1);
+        *scan = end;
+        return Ok(None);
+    };
+    let i = from.saturating_add(pos);
+    if buf.get(i) == Some(&b'\n') {
+        if !lf_ok {
+            return Err(HttpError::BareLf);
+        }
+        return Ok(Some(Line {
+            start,
+            end: i,
+            next: i.saturating_add(1),
+        }));
     }
-    *scan = i;
-    Ok(None)
+    let after = i.saturating_add(1);
+    match buf.get(after) {
+        None => {
+            *scan = i;
+            Ok(None)
+        }
+        Some(b'\n') => Ok(Some(Line {
+            start,
+            end: i,
+            next: after.saturating_add(1),
+        })),
+        Some(_) => Err(HttpError::BareCr),
+    }
 }
 
 /// A validated field line (header or trailer): name is a non-empty token, value is trimmed of
@@ -132,7 +179,7 @@ pub(crate) fn parse_field(line: &[u8]) -> Result<Field<'_>, HttpError> {
         }
         _ => return Err(HttpError::InvalidHeaderName),
     };
-    if !value.iter().all(|&b| is_field_byte(b)) {
+    if !all_field_bytes(value) {
         return Err(HttpError::InvalidHeaderValue);
     }
     Ok(Field {
