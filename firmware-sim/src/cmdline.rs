@@ -3,7 +3,7 @@
 //! ```text
 //! ip=169.254.169.15/24 gw=169.254.169.2 endpoint=imds resource=https://management.azure.com/
 //! req=system req=client_id:<guid> req=object_id:<guid> req=msi_res_id:/subscriptions/…
-//! retries=3 retry_ms=50 timeout_ms=5000
+//! retry_div=1 timeout_ms=5000
 //! ```
 //!
 //! Words are separated by spaces; unknown words are ignored (QEMU may add its own). `endpoint`
@@ -41,10 +41,9 @@ pub struct Settings<'a> {
     pub resource: &'a str,
     /// The requests, in order.
     pub requests: [Option<Pick<'a>>; MAX_REQUESTS],
-    /// Extra attempts after a retryable answer.
-    pub retries: u32,
-    /// Delay before the first retry (doubling after each) unless `Retry-After` says otherwise.
-    pub retry_ms: u64,
+    /// Divides every time of mitoken-core's IMDS retry policy (1: as on Azure; the simulation
+    /// uses a larger value so a retried 410 takes milliseconds, not 10 s).
+    pub retry_div: u64,
     /// Deadline for one attempt (connect, send, receive).
     pub timeout_ms: u64,
 }
@@ -78,8 +77,7 @@ impl<'a> Settings<'a> {
             endpoint: "imds",
             resource: "https://management.azure.com/",
             requests: [None; MAX_REQUESTS],
-            retries: 3,
-            retry_ms: 50,
+            retry_div: 1,
             timeout_ms: 5000,
         };
         let mut n = 0;
@@ -101,8 +99,12 @@ impl<'a> Settings<'a> {
                 "gw" => s.ip.gateway = parse_ipv4(value).ok_or(bad)?,
                 "endpoint" => s.endpoint = value,
                 "resource" => s.resource = value,
-                "retries" => s.retries = value.parse().map_err(|_| bad)?,
-                "retry_ms" => s.retry_ms = value.parse().map_err(|_| bad)?,
+                "retry_div" => {
+                    s.retry_div = value.parse().map_err(|_| bad)?;
+                    if s.retry_div == 0 {
+                        return Err(bad);
+                    }
+                }
                 "timeout_ms" => s.timeout_ms = value.parse().map_err(|_| bad)?,
                 "req" => {
                     let pick = match value.split_once(':') {

@@ -13,6 +13,7 @@ use firmware_sim::{clock, port, sprint, sprintln, stack};
 use mitoken_core::client::Outcome;
 use mitoken_core::io::{FetchError, fetch_token};
 use mitoken_core::request::{Endpoint, ResIdParam, Selector, TokenRequest};
+use mitoken_core::retry::{AttemptResult, Decision, RetryPolicy, RetryState};
 use smoltcp::wire::Ipv4Address;
 
 /// The exchange buffer: the request goes out of it, the response comes into it, and the token
@@ -56,6 +57,18 @@ struct Target<'a> {
     timeout_ms: u64,
 }
 
+/// Prints why the retry policy gave up (nothing if it was not asked).
+struct Why(Option<mitoken_core::retry::RetryError>);
+
+impl core::fmt::Display for Why {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(e) => write!(f, "{e}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Prints microseconds as milliseconds with three decimals.
 struct Ms(u64);
 
@@ -65,10 +78,30 @@ impl core::fmt::Display for Ms {
     }
 }
 
-/// IMDS answers worth retrying: identity not yet assigned (404), IMDS updating (410),
-/// throttled (429), and server errors.
-fn retryable(status: u16) -> bool {
-    matches!(status, 404 | 410 | 429 | 500..=599)
+impl Failure {
+    /// How mitoken-core's retry policy sees this failure.
+    fn attempt_result(&self) -> AttemptResult {
+        match self {
+            Self::Connect(NetError::TimedOut) | Self::Fetch(FetchError::Io(NetError::TimedOut)) => {
+                AttemptResult::Timeout
+            }
+            Self::Connect(_) => AttemptResult::ConnectFailed,
+            Self::Fetch(FetchError::Client(e)) => AttemptResult::from(*e),
+            Self::Fetch(_) => AttemptResult::Io,
+        }
+    }
+}
+
+/// mitoken-core's IMDS retry policy with every time divided by `div`.
+fn retry_policy(div: u64) -> RetryPolicy {
+    let mut p = RetryPolicy::IMDS;
+    p.base_delay_ms /= div;
+    p.max_delay_ms /= div;
+    p.min_server_delay_ms /= div;
+    p.gone_interval_ms /= div;
+    p.gone_window_ms /= div;
+    p.deadline_ms /= div;
+    p
 }
 
 fn pick_name(pick: Pick<'_>) -> &'static str {
@@ -151,6 +184,14 @@ impl embedded_io::Write for Replay<'_> {
     fn flush(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
+}
+
+/// A random value for the retry jitter: the TSC's low bits (jitter needs spread, not secrecy).
+fn jitter_draw() -> u32 {
+    let t = clock::rdtsc();
+    #[allow(clippy::cast_possible_truncation)] // folding 64 bits into 32 on purpose
+    let r = (t ^ (t >> 32)) as u32;
+    r
 }
 
 /// One attempt: connect, send, receive, parse. The connection closes on return.
@@ -236,6 +277,7 @@ fn run(start_info: u32) -> u32 {
         endpoint,
         timeout_ms: settings.timeout_ms,
     };
+    let policy = retry_policy(settings.retry_div);
     let buf = EXCHANGE.take().expect("taken once");
     let tap = TAP.take().expect("taken once");
     let mut replay_len = None;
@@ -245,6 +287,7 @@ fn run(start_info: u32) -> u32 {
         let req = request(settings.resource, pick);
         let started = clock.micros();
         let mut attempts = 0u32;
+        let mut retry = RetryState::new(policy, started / 1000);
         loop {
             attempts += 1;
             let top = stack::sp();
@@ -260,6 +303,32 @@ fn run(start_info: u32) -> u32 {
             let depth = top.saturating_sub(stack::lowest_touched());
             t.fetch_stack_max = t.fetch_stack_max.max(depth);
             let ms = Ms(clock.micros() - started);
+            // A failed attempt goes to the retry policy first; it says when to try again.
+            let failed = match &result {
+                Ok(Outcome::Service(e)) => Some(AttemptResult::from(e)),
+                Err(f) => Some(f.attempt_result()),
+                Ok(_) => None,
+            };
+            let verdict = failed.map(|failed| {
+                let now_ms = clock.micros() / 1000;
+                match retry.on_outcome(now_ms, failed, jitter_draw()) {
+                    Decision::Retry { at, delay } => {
+                        sprintln!(
+                            "mitoken-sim: RETRY req={n} attempt={attempts} after=\"{failed}\" \
+                             delay_ms={delay} ms={ms}"
+                        );
+                        clock.delay_ms(at.saturating_sub(clock.micros() / 1000));
+                        None
+                    }
+                    Decision::GiveUp(e) => Some(e),
+                }
+            });
+            let gave_up = match verdict {
+                Some(None) => continue,
+                Some(Some(e)) => Some(e),
+                None => None,
+            };
+            let why = Why(gave_up);
             match result {
                 Ok(Outcome::Token(token)) => {
                     let at = clock.micros();
@@ -280,25 +349,11 @@ fn run(start_info: u32) -> u32 {
                         Ms(at)
                     );
                 }
-                Ok(Outcome::Service(e)) if retryable(e.status) && attempts <= settings.retries => {
-                    let delay = e
-                        .retry_after
-                        .map_or(settings.retry_ms << (attempts - 1).min(10), |s| {
-                            s.saturating_mul(1000)
-                        });
-                    sprintln!(
-                        "mitoken-sim: RETRY req={n} attempt={attempts} status={} delay_ms={delay} \
-                         ms={ms}",
-                        e.status
-                    );
-                    clock.delay_ms(delay);
-                    continue;
-                }
                 Ok(Outcome::Service(e)) => {
                     t.errors += 1;
                     sprintln!(
                         "mitoken-sim: RESULT req={n} pick={} status={} attempts={attempts} \
-                         error={} ms={ms} stack={depth} description=\"{}\"",
+                         error={} ms={ms} stack={depth} gave_up=\"{why}\" description=\"{}\"",
                         pick_name(pick),
                         e.status,
                         if e.error.is_empty() { "-" } else { e.error },
@@ -313,7 +368,7 @@ fn run(start_info: u32) -> u32 {
                     t.failures += 1;
                     sprintln!(
                         "mitoken-sim: RESULT req={n} pick={} status=0 attempts={attempts} \
-                         ms={ms} failure=\"{f}\"",
+                         ms={ms} failure=\"{f}\" gave_up=\"{why}\"",
                         pick_name(pick)
                     );
                 }

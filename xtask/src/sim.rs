@@ -383,7 +383,7 @@ fn boot_and_check(
     let cases = cases();
     let mut append = format!(
         "ip=169.254.169.15/24 gw=169.254.169.2 endpoint=imds resource={RESOURCE} \
-         retries=3 retry_ms=20 timeout_ms=5000"
+         retry_div=200 timeout_ms=5000"
     );
     for c in &cases {
         append.push(' ');
@@ -546,7 +546,7 @@ fn boot_and_check(
         }
         let retried_410 = retries
             .iter()
-            .any(|l| field(l, "req") == n.to_string() && field(l, "status") == "410");
+            .any(|l| field(l, "req") == n.to_string() && field(l, "after").starts_with("HTTP 410"));
         if (c.attempts > 1) != retried_410 {
             problems.push(format!(
                 "request {n} ({}): RETRY after 410 {}",
