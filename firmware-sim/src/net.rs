@@ -1,4 +1,4 @@
-//! The network stack: smoltcp over the [`Nic`], one TCP socket, and [`Conn`], a TCP connection
+//! The network stack: smoltcp over the [`Nic`], two TCP sockets, and [`Conn`], a TCP connection
 //! adapted to blocking `embedded_io::{Read, Write}` by polling the interface.
 
 use core::fmt;
@@ -17,9 +17,14 @@ pub const TCP_RX: usize = 8192;
 /// TCP send buffer: a whole token request fits (they are 200–600 bytes).
 pub const TCP_TX: usize = 2048;
 
-static TCP_RX_BUF: Once<[u8; TCP_RX]> = Once::new([0; TCP_RX]);
-static TCP_TX_BUF: Once<[u8; TCP_TX]> = Once::new([0; TCP_TX]);
-static SOCKETS: Once<[SocketStorage<'static>; 1]> = Once::new([SocketStorage::EMPTY]);
+/// TCP sockets: a connection that is done closes in the background while the next one opens
+/// on the other socket, so no request waits for the previous connection's FIN handshake.
+const SOCKET_COUNT: usize = 2;
+
+static TCP_RX_BUF: Once<[[u8; TCP_RX]; SOCKET_COUNT]> = Once::new([[0; TCP_RX]; SOCKET_COUNT]);
+static TCP_TX_BUF: Once<[[u8; TCP_TX]; SOCKET_COUNT]> = Once::new([[0; TCP_TX]; SOCKET_COUNT]);
+static SOCKETS: Once<[SocketStorage<'static>; SOCKET_COUNT]> =
+    Once::new([SocketStorage::EMPTY; SOCKET_COUNT]);
 
 /// A transport failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +73,9 @@ pub struct Net {
     iface: Interface,
     nic: Nic,
     sockets: SocketSet<'static>,
-    tcp: SocketHandle,
+    tcp: [SocketHandle; SOCKET_COUNT],
+    /// The socket of the current (or last) connection.
+    current: usize,
     clock: Clock,
     next_port: u16,
 }
@@ -100,17 +107,20 @@ impl Net {
         let tx = TCP_TX_BUF.take().expect("Net::new called once");
         let storage = SOCKETS.take().expect("Net::new called once");
         let mut sockets = SocketSet::new(&mut storage[..]);
-        let socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(&mut rx[..]),
-            tcp::SocketBuffer::new(&mut tx[..]),
-        );
-        let tcp = sockets.add(socket);
+        let mut bufs = rx.iter_mut().zip(tx.iter_mut()).map(|(rx, tx)| {
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(&mut rx[..]),
+                tcp::SocketBuffer::new(&mut tx[..]),
+            )
+        });
+        let tcp = core::array::from_fn(|_| sockets.add(bufs.next().expect("one per handle")));
         let next_port = 49152 + u16::try_from(config_port_seed() % 8192).unwrap_or(0);
         Self {
             iface,
             nic,
             sockets,
             tcp,
+            current: 0,
             clock,
             next_port,
         }
@@ -127,7 +137,7 @@ impl Net {
     }
 
     fn socket(&mut self) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(self.tcp)
+        self.sockets.get_mut::<tcp::Socket>(self.tcp[self.current])
     }
 
     /// Opens a TCP connection to `addr:port`, waiting up to `timeout_ms` for the handshake.
@@ -139,9 +149,19 @@ impl Net {
     ) -> Result<Conn<'_>, NetError> {
         let local = self.next_port;
         self.next_port = if local >= 65_000 { 49152 } else { local + 1 };
+        // Use a socket that has finished closing; if none has, reset the older one.
+        let next = (self.current + 1) % SOCKET_COUNT;
+        self.current = (0..SOCKET_COUNT)
+            .map(|k| (next + k) % SOCKET_COUNT)
+            .find(|&k| self.sockets.get::<tcp::Socket>(self.tcp[k]).state() == State::Closed)
+            .unwrap_or(next);
+        if self.socket().state() != State::Closed {
+            self.socket().abort();
+            self.poll();
+        }
         let cx = self.iface.context();
         self.sockets
-            .get_mut::<tcp::Socket>(self.tcp)
+            .get_mut::<tcp::Socket>(self.tcp[self.current])
             .connect(cx, (addr, port), local)
             .map_err(|_| NetError::Socket)?;
         let deadline = self.clock.micros() + timeout_ms * 1000;
@@ -245,21 +265,11 @@ impl embedded_io::Write for Conn<'_> {
     }
 }
 
-/// How long a closing connection may take before it is aborted.
-const CLOSE_MS: u64 = 200;
-
 impl Drop for Conn<'_> {
+    /// Starts a graceful close (FIN) and returns: the handshake finishes on later polls while
+    /// the next connection uses the other socket.
     fn drop(&mut self) {
         self.net.socket().close();
-        let end = self.net.clock.micros() + CLOSE_MS * 1000;
-        while self.net.clock.micros() < end {
-            self.net.poll();
-            if matches!(self.net.socket().state(), State::Closed | State::TimeWait) {
-                break;
-            }
-        }
-        // A socket still open (or in TIME-WAIT) cannot connect again: reset it.
-        self.net.socket().abort();
         self.net.poll();
     }
 }
