@@ -566,9 +566,10 @@ fn boot_and_check(
     let core_text = sizes.text.saturating_sub(sizes.base_text);
     let _ = writeln!(
         summary,
-        "\nimage {}: {} B file; .text {} B, .rodata {} B, .data {} B, .bss {} B",
+        "\nimage {}: {} B file, {} B loaded; .text {} B, .rodata {} B, .data {} B, .bss {} B",
         image.display(),
         sizes.file,
+        sizes.text + sizes.rodata + sizes.data,
         sizes.text,
         sizes.rodata,
         sizes.data,
