@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 /// Pages for virtqueues: two queues of 16 entries need four.
-const DMA_PAGES: usize = 16;
+const DMA_PAGES: usize = 8;
 
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; DMA_PAGES * PAGE_SIZE]>);

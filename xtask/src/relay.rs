@@ -96,3 +96,21 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn relays_only_to_loopback() {
+        let ok =
+            |v: &[&str]| parse(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).is_some();
+        assert!(ok(&["127.0.0.1:8080"]));
+        assert!(ok(&["127.0.0.1:8080", "--record", "/tmp/x"]));
+        assert!(ok(&["[::1]:80"]));
+        assert!(!ok(&["169.254.169.254:80"]));
+        assert!(!ok(&["10.0.0.1:80"]));
+        assert!(!ok(&["127.0.0.1:80", "--bogus"]));
+        assert!(!ok(&[]));
+    }
+}

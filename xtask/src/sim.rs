@@ -299,10 +299,15 @@ impl Emulator {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(fail(
-                    "start mitoken emulate",
-                    format!("no `listening on http://…` line ({other:?})"),
-                ));
+                let why = match other {
+                    Ok(None) => "it exited without printing its `listening on http://…` line \
+                                 (its error is above; a `mitoken` without `emulate` is too old)"
+                        .to_owned(),
+                    Err(_) => "no `listening on http://…` line within 30 s".to_owned(),
+                    Ok(Some(Err(e))) => format!("reading its output: {e}"),
+                    Ok(Some(Ok(_))) => unreachable!("matched above"),
+                };
+                return Err(fail(&format!("start {} emulate", bin.display()), why));
             }
         };
         let addr = line
@@ -670,5 +675,43 @@ fn check_recorded_bytes(record: &Path, cases: &[Case], problems: &mut Vec<String
             "the guest sent an unexpected connection's bytes:\n{}",
             String::from_utf8_lossy(&extra)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_result_lines_with_quoted_values() {
+        let l = parse_line(
+            "mitoken-sim: RESULT req=4 status=400 error=invalid_request gave_up=\"HTTP 400 is not retried\" description=\"Identity not found\"\r\n",
+        )
+        .expect("a sim line");
+        assert_eq!(l.kind, "RESULT");
+        assert_eq!(l.fields["req"], "4");
+        assert_eq!(l.fields["error"], "invalid_request");
+        assert_eq!(l.fields["gave_up"], "HTTP 400 is not retried");
+        assert_eq!(l.fields["description"], "Identity not found");
+        assert!(parse_line("SeaBIOS noise").is_none());
+    }
+
+    #[test]
+    fn expected_requests_are_what_the_core_writes() {
+        for c in cases() {
+            let mut req = TokenRequest::new(RESOURCE);
+            if let Some(sel) = c.selector {
+                req = req.with_selector(sel);
+            }
+            let mut buf = [0u8; 1024];
+            let n = req.write(&Endpoint::Imds, &mut buf).expect("fits");
+            let text = std::str::from_utf8(&buf[..n]).expect("ascii");
+            assert!(text.starts_with("GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F"));
+            assert!(text.contains("\r\nHost: 169.254.169.254\r\nMetadata: true\r\n"));
+            // The guest's `req=` word names the same selector.
+            if let Some(sel) = c.selector {
+                assert!(c.word.contains(sel.value()), "{}", c.word);
+            }
+        }
     }
 }
