@@ -145,6 +145,8 @@ boot_stack_top:
     options(att_syntax)
 );
 
+// SAFETY: these symbols are defined by the stub above with exactly these types (a `u64`
+// and two labels whose addresses are all that is used).
 unsafe extern "C" {
     static boot_tsc: u64;
     static boot_stack_bottom: u8;
