@@ -51,7 +51,11 @@ pub struct TokenArgs {
     /// Ask IMDS for a fresh token instead of its cached one (`bypass_cache=true`).
     #[arg(long)]
     pub bypass_cache: bool,
-    /// Overall time limit for getting the token.
+    /// Make one attempt only (by default 404, 410, 429, 5xx, timeouts and connection failures
+    /// are retried with IMDS's back-off until `--timeout`).
+    #[arg(long)]
+    pub no_retry: bool,
+    /// Overall time limit for getting the token, retries included.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
     pub timeout: Duration,
     /// Output format: `json` (IMDS's response), `raw` (the token only) or `az` (like

@@ -7,6 +7,7 @@
 //! (IMDS must not be reached through a proxy).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use embedded_io_adapters::tokio_1::FromTokio;
@@ -28,6 +29,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AccessToken(String);
 
 impl AccessToken {
+    /// Wraps a token text.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
     /// The token text, for an `Authorization: Bearer` header.
     pub fn expose(&self) -> &str {
         &self.0
@@ -83,7 +89,8 @@ fn digits<S: serde::Serializer>(n: &Option<u64>, s: S) -> Result<S::Ok, S::Error
 }
 
 impl TokenResponse {
-    fn from_core(t: &Token<'_>) -> Self {
+    /// An owned copy of a token parsed by the core.
+    pub fn from_core(t: &Token<'_>) -> Self {
         Self {
             access_token: AccessToken(t.access_token.expose().to_owned()),
             client_id: t.client_id.map(str::to_owned),
@@ -129,7 +136,7 @@ impl fmt::Display for ServiceFailure {
 }
 
 /// Why a fetch failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchFailure {
     /// The request is invalid; nothing was sent.
     #[error("invalid request: {0}")]
@@ -140,7 +147,7 @@ pub enum FetchFailure {
         /// `host:port` tried.
         addr: String,
         /// The system's error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The connection failed after it was made.
     #[error("connection to {addr} failed: {source}")]
@@ -148,7 +155,7 @@ pub enum FetchFailure {
         /// `host:port`.
         addr: String,
         /// The system's error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// No answer in time.
     #[error("no answer from {addr} within {after:?}")]
@@ -184,6 +191,18 @@ pub async fn fetch_once(
     request: &TokenRequest<'_>,
     timeout: Duration,
 ) -> Result<TokenResponse, FetchFailure> {
+    fetch_with(endpoint, request, timeout, TokenResponse::from_core).await
+}
+
+/// Like [`fetch_once`], but hands the core's parsed token (still borrowing the read buffer) to
+/// `on_token`, e.g. to put it in a core [`TokenCache`](mitoken_core::cache::TokenCache) without
+/// another copy.
+pub async fn fetch_with<R>(
+    endpoint: &Endpoint<'_>,
+    request: &TokenRequest<'_>,
+    timeout: Duration,
+    on_token: impl FnOnce(&Token<'_>) -> R,
+) -> Result<R, FetchFailure> {
     request
         .validate(endpoint)
         .map_err(FetchFailure::InvalidRequest)?;
@@ -202,13 +221,13 @@ pub async fn fetch_once(
         })?
         .map_err(|source| FetchFailure::Connect {
             addr: addr.clone(),
-            source,
+            source: Arc::new(source),
         })?;
         let _ = stream.set_nodelay(true);
         let mut io = FromTokio::new(stream);
         let mut buf = vec![0u8; RESPONSE_BUFFER];
         match fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await {
-            Ok(Outcome::Token(t)) => Ok(TokenResponse::from_core(&t)),
+            Ok(Outcome::Token(t)) => Ok(on_token(&t)),
             Ok(Outcome::Service(e)) => Err(FetchFailure::Service(ServiceFailure {
                 status: e.status,
                 error: e.error.to_owned(),
@@ -217,11 +236,11 @@ pub async fn fetch_once(
             })),
             Err(FetchError::Io(source)) => Err(FetchFailure::Io {
                 addr: addr.clone(),
-                source,
+                source: Arc::new(source),
             }),
             Err(FetchError::WriteZero) => Err(FetchFailure::Io {
                 addr: addr.clone(),
-                source: std::io::ErrorKind::WriteZero.into(),
+                source: Arc::new(std::io::ErrorKind::WriteZero.into()),
             }),
             Err(FetchError::Client(ClientError::Request(e))) => {
                 Err(FetchFailure::InvalidRequest(e))

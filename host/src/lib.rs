@@ -10,4 +10,5 @@ pub mod emulate;
 pub mod exit;
 pub mod logging;
 pub mod output;
+pub mod token_client;
 pub mod token_cmd;

@@ -2,12 +2,15 @@
 
 use std::io::Write;
 
-use mitoken_core::request::{Endpoint, ResIdParam, Selector, TokenRequest};
+use std::time::Duration;
+
+use mitoken_core::request::{Endpoint, TokenRequest};
 
 use crate::cli::{OutputFormat, TokenArgs};
-use crate::client::{FetchFailure, TokenResponse, fetch_once, unix_now};
+use crate::client::{FetchFailure, TokenResponse, unix_now};
 use crate::exit::Failure;
 use crate::output::render;
+use crate::token_client::{ClientConfig, IdentitySelector, TokenClient, TokenSpec};
 
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
 pub const IMDS_OVERRIDE_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
@@ -26,37 +29,61 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
     let override_url = std::env::var(IMDS_OVERRIDE_ENV)
         .ok()
         .filter(|v| !v.is_empty());
-    let spec = args
+    let spec_text = args
         .endpoint
-        .as_deref()
-        .or(override_url.as_deref())
-        .unwrap_or("imds");
-    let endpoint = parse_endpoint(spec).map_err(|e| {
-        eprintln!("mitoken: --endpoint `{spec}`: {e}");
-        Failure::Usage
-    })?;
-    let mut request = TokenRequest::from_scope(&args.resource).map_err(|e| {
-        eprintln!("mitoken: --resource: {e}");
-        Failure::Usage
-    })?;
-    request = request
-        .with_api_version(&args.api_version)
-        .with_bypass_cache(args.bypass_cache);
-    if let Some(id) = &args.client_id {
-        request = request.with_selector(Selector::ClientId(id));
-    } else if let Some(id) = &args.object_id {
-        request = request.with_selector(Selector::ObjectId(id));
-    } else if let Some(id) = &args.resource_id {
-        request = request.with_selector(Selector::ResourceId {
-            id,
-            param: ResIdParam::MsiResId,
-        });
+        .clone()
+        .or(override_url)
+        .unwrap_or_else(|| "imds".to_owned());
+    if let Err(e) = parse_endpoint(&spec_text) {
+        eprintln!("mitoken: --endpoint `{spec_text}`: {e}");
+        return Err(Failure::Usage);
     }
-    match fetch_once(&endpoint, &request, args.timeout).await {
-        Ok(token) => print_token(&token, args.output),
-        Err(e) => {
+    let resource = TokenRequest::from_scope(&args.resource)
+        .map_err(|e| {
+            eprintln!("mitoken: --resource: {e}");
+            Failure::Usage
+        })?
+        .resource
+        .to_owned();
+    let selector = if let Some(id) = &args.client_id {
+        Some(IdentitySelector::ClientId(id.clone()))
+    } else if let Some(id) = &args.object_id {
+        Some(IdentitySelector::ObjectId(id.clone()))
+    } else {
+        args.resource_id
+            .as_ref()
+            .map(|id| IdentitySelector::ResourceId {
+                id: id.clone(),
+                mi_spelling: false,
+            })
+    };
+    let mut spec = TokenSpec::new(resource).with_selector(selector);
+    spec.bypass_cache = args.bypass_cache;
+
+    let mut config = ClientConfig::new(spec_text);
+    config.api_version.clone_from(&args.api_version);
+    config.cache = false;
+    config.attempt_timeout = args.timeout.min(config.attempt_timeout);
+    config.retry.deadline_ms = u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX);
+    if args.no_retry {
+        config.retry.max_retries = 0;
+        config.retry.max_gone_retries = 0;
+    }
+    let client = TokenClient::new(config).map_err(|e| {
+        eprintln!("mitoken: {e}");
+        Failure::Usage
+    })?;
+    // The retry deadline bounds when a retry may start; this bounds the whole command.
+    let hard_limit = args.timeout.saturating_add(Duration::from_secs(1));
+    match tokio::time::timeout(hard_limit, client.get_token(&spec)).await {
+        Ok(Ok(token)) => print_token(&token, args.output),
+        Ok(Err(e)) => {
             eprintln!("mitoken: {e}");
-            Err(failure_of(&e))
+            Err(e.last_failure().map_or(Failure::Usage, failure_of))
+        }
+        Err(_) => {
+            eprintln!("mitoken: no token within {:?}", args.timeout);
+            Err(Failure::Network)
         }
     }
 }

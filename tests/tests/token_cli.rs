@@ -177,8 +177,23 @@ fn connection_refused_is_a_network_error() {
         .expect("addr")
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let out = mitoken(&["token", "--endpoint", &endpoint, "--resource", "https://x/"]);
+    let started = std::time::Instant::now();
+    let out = mitoken(&[
+        "token",
+        "--endpoint",
+        &endpoint,
+        "--resource",
+        "https://x/",
+        "--timeout",
+        "1.5",
+    ]);
     assert_eq!(out.status.code(), Some(4), "network errors exit 4");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the retry deadline follows --timeout"
+    );
 }
 
 #[test]
@@ -218,7 +233,11 @@ fn az_output_has_az_cli_fields() {
         "az",
     ]);
     server.request();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: serde_json::Value =
         serde_json::from_slice(&fixture("imds-token-body.json")).expect("fixture json");
     let printed = json(&out);
