@@ -3,8 +3,10 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, a benchmark smoke run.
+//!   the no_std proof, a benchmark smoke run, firmware-sim fmt + clippy, and `sim`.
 //! - `nostd`: only the no_std proof.
+//! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
+//! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
 //! - `bench`: instruction counts against peers, written to `docs/benchmarks.md`.
 
 use std::env;
@@ -13,7 +15,10 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod elf;
 mod nostd;
+mod relay;
+mod sim;
 
 /// A failed step: what ran and why it failed.
 #[derive(Debug)]
@@ -33,9 +38,14 @@ type Result<T = ()> = std::result::Result<T, StepFailed>;
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let task = args.first().map_or("help", String::as_str);
+    if task == "relay" {
+        // Its stdio is the guest's TCP stream: nothing else may be printed.
+        return relay::main(&args[1..]);
+    }
     let outcome = match task {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
+        "sim" => sim::sim(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
         "help" | "--help" | "-h" => {
             print_help();
@@ -59,9 +69,10 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, sim\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
-         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check"
+         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check\n  \
+         sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens"
     );
 }
 
@@ -96,6 +107,20 @@ fn ci() -> Result {
     })?;
     step("no_std proof", || nostd::prove(&root))?;
     step("benchmark smoke", || bench::run_bench(&root, true))?;
+    step("firmware-sim format check", || {
+        run(cargo(&root.join("firmware-sim")).args(["fmt", "--", "--check"]))
+    })?;
+    step("firmware-sim clippy", || {
+        run(cargo(&root.join("firmware-sim")).args([
+            "clippy",
+            "--release",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("firmware sim", || sim::sim(&root))?;
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
 }

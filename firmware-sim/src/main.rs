@@ -1,0 +1,421 @@
+//! firmware-sim's token logic: reads the command line, brings up the network, and fetches one
+//! token per `req=` with mitoken-core's blocking driver ([`mitoken_core::io::fetch_token`]) over
+//! a smoltcp TCP connection, retrying retryable IMDS answers. Every result is one serial line
+//! that `cargo xtask sim` checks. No unsafe code here except the entry symbol.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+use firmware_sim::cmdline::{self, Pick, Settings};
+use firmware_sim::net::{Conn, Net, NetError};
+use firmware_sim::statics::Once;
+use firmware_sim::{clock, port, sprint, sprintln, stack};
+use mitoken_core::client::Outcome;
+use mitoken_core::io::{FetchError, fetch_token};
+use mitoken_core::request::{Endpoint, ResIdParam, Selector, TokenRequest};
+use mitoken_core::retry::{AttemptResult, Decision, RetryPolicy, RetryState};
+use smoltcp::wire::Ipv4Address;
+
+/// The exchange buffer: the request goes out of it, the response comes into it, and the token
+/// borrows from it. IMDS answers are 1.5–4 KB; 8 KiB leaves room for long tokens.
+const EXCHANGE_LEN: usize = 8192;
+
+static EXCHANGE: Once<[u8; EXCHANGE_LEN]> = Once::new([0; EXCHANGE_LEN]);
+/// A copy of the first token response, replayed from memory to measure the core's own stack.
+static TAP: Once<[u8; EXCHANGE_LEN]> = Once::new([0; EXCHANGE_LEN]);
+
+/// Called by the boot stub in long mode with the `hvm_start_info` address.
+#[allow(unsafe_code)]
+// SAFETY: the boot stub calls this symbol by name; no other item defines it.
+#[unsafe(no_mangle)]
+pub extern "C" fn fw_main(start_info: u32) -> ! {
+    let code = run(start_info);
+    port::exit(code)
+}
+
+/// Why one attempt failed below HTTP.
+#[derive(Debug)]
+enum Failure {
+    Connect(NetError),
+    Fetch(FetchError<NetError>),
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "connect: {e}"),
+            Self::Fetch(e) => write!(f, "fetch: {e}"),
+        }
+    }
+}
+
+/// Where requests go: the address to connect to, the endpoint to write requests for, and the
+/// deadline for one attempt.
+struct Target<'a> {
+    addr: Ipv4Address,
+    endpoint: Endpoint<'a>,
+    timeout_ms: u64,
+}
+
+/// Prints why the retry policy gave up (nothing if it was not asked).
+struct Why(Option<mitoken_core::retry::RetryError>);
+
+impl core::fmt::Display for Why {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(e) => write!(f, "{e}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Prints microseconds as milliseconds with three decimals.
+struct Ms(u64);
+
+impl core::fmt::Display for Ms {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+impl Failure {
+    /// How mitoken-core's retry policy sees this failure.
+    fn attempt_result(&self) -> AttemptResult {
+        match self {
+            Self::Connect(NetError::TimedOut) | Self::Fetch(FetchError::Io(NetError::TimedOut)) => {
+                AttemptResult::Timeout
+            }
+            Self::Connect(_) => AttemptResult::ConnectFailed,
+            Self::Fetch(FetchError::Client(e)) => AttemptResult::from(*e),
+            Self::Fetch(_) => AttemptResult::Io,
+        }
+    }
+}
+
+/// mitoken-core's IMDS retry policy with every time divided by `div`.
+fn retry_policy(div: u64) -> RetryPolicy {
+    let mut p = RetryPolicy::IMDS;
+    p.base_delay_ms /= div;
+    p.max_delay_ms /= div;
+    p.min_server_delay_ms /= div;
+    p.gone_interval_ms /= div;
+    p.gone_window_ms /= div;
+    p.deadline_ms /= div;
+    p
+}
+
+fn pick_name(pick: Pick<'_>) -> &'static str {
+    match pick {
+        Pick::System => "system",
+        Pick::ClientId(_) => "client_id",
+        Pick::ObjectId(_) => "object_id",
+        Pick::MsiResId(_) => "msi_res_id",
+    }
+}
+
+fn request<'a>(resource: &'a str, pick: Pick<'a>) -> TokenRequest<'a> {
+    let req = TokenRequest::new(resource);
+    match pick {
+        Pick::System => req,
+        Pick::ClientId(id) => req.with_selector(Selector::ClientId(id)),
+        Pick::ObjectId(id) => req.with_selector(Selector::ObjectId(id)),
+        Pick::MsiResId(id) => req.with_selector(Selector::ResourceId {
+            id,
+            param: ResIdParam::MsiResId,
+        }),
+    }
+}
+
+/// Records the bytes read through it (the first `tap.len()` of them).
+struct Tap<'t, T> {
+    inner: T,
+    log: &'t mut [u8],
+    len: usize,
+}
+
+impl<T: embedded_io::ErrorType> embedded_io::ErrorType for Tap<'_, T> {
+    type Error = T::Error;
+}
+
+impl<T: embedded_io::Read> embedded_io::Read for Tap<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, T::Error> {
+        let n = self.inner.read(buf)?;
+        let room = self.log.len() - self.len;
+        let k = n.min(room);
+        self.log[self.len..self.len + k].copy_from_slice(&buf[..k]);
+        self.len += k;
+        Ok(n)
+    }
+}
+
+impl<T: embedded_io::Write> embedded_io::Write for Tap<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, T::Error> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> Result<(), T::Error> {
+        self.inner.flush()
+    }
+}
+
+/// A transport that swallows the request and answers with recorded bytes, one TCP-segment-sized
+/// chunk per read.
+struct Replay<'r> {
+    data: &'r [u8],
+    pos: usize,
+}
+
+impl embedded_io::ErrorType for Replay<'_> {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for Replay<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = buf.len().min(self.data.len() - self.pos).min(1460);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl embedded_io::Write for Replay<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A random value for the retry jitter: the TSC's low bits (jitter needs spread, not secrecy).
+fn jitter_draw() -> u32 {
+    let t = clock::rdtsc();
+    #[allow(clippy::cast_possible_truncation)] // folding 64 bits into 32 on purpose
+    let r = (t ^ (t >> 32)) as u32;
+    r
+}
+
+/// One attempt: connect, send, receive, parse. The connection closes on return.
+fn attempt<'b>(
+    net: &mut Net,
+    target: &Target<'_>,
+    request: &TokenRequest<'_>,
+    buf: &'b mut [u8],
+    tap: &mut [u8],
+    now: u64,
+) -> (Result<Outcome<'b>, Failure>, usize) {
+    let endpoint = &target.endpoint;
+    let conn: Conn<'_> = match net.connect(target.addr, endpoint.port(), target.timeout_ms) {
+        Ok(c) => c,
+        Err(e) => return (Err(Failure::Connect(e)), 0),
+    };
+    let mut io = Tap {
+        inner: conn,
+        log: tap,
+        len: 0,
+    };
+    let result = fetch_token(&mut io, request, endpoint, buf, now).map_err(Failure::Fetch);
+    (result, io.len)
+}
+
+#[derive(Default)]
+struct Totals {
+    tokens: u32,
+    errors: u32,
+    failures: u32,
+    first_token_us: Option<u64>,
+    fetch_stack_max: usize,
+}
+
+#[allow(clippy::too_many_lines)]
+fn run(start_info: u32) -> u32 {
+    let (clock, line) = firmware_sim::start(start_info);
+    sprintln!(
+        "mitoken-sim: boot at_ms={} tsc_mhz={} cmdline=\"{line}\"",
+        Ms(clock.micros()),
+        clock.tsc_hz / 1_000_000
+    );
+    let settings = match Settings::parse(line) {
+        Ok(s) => s,
+        Err(bad) => {
+            sprintln!("mitoken-sim: FAIL cmdline: cannot use `{}`", bad.0);
+            return port::EXIT_FAILURE;
+        }
+    };
+    let endpoint = if settings.endpoint == "imds" {
+        Endpoint::Imds
+    } else {
+        match Endpoint::parse_url(settings.endpoint) {
+            Ok(e) => e,
+            Err(e) => {
+                sprintln!("mitoken-sim: FAIL endpoint: {e}");
+                return port::EXIT_FAILURE;
+            }
+        }
+    };
+    let Some(addr) = cmdline::ipv4(endpoint.host()) else {
+        sprintln!("mitoken-sim: FAIL endpoint: the host must be an IPv4 address (no DNS here)");
+        return port::EXIT_FAILURE;
+    };
+    let unix_base = clock::unix_time();
+    let unix_base_us = clock.micros();
+    let unix_now = || unix_base + (clock.micros() - unix_base_us) / 1_000_000;
+
+    let mut net = firmware_sim::bring_up_net(settings.ip, clock);
+    // Deepest stack use from boot through network bring-up (the stub painted the whole stack).
+    let init_peak = firmware_sim::boot::stack_bounds().1 - stack::lowest_touched();
+    sprintln!(
+        "mitoken-sim: net up at_ms={} ip={} gw={} endpoint={}:{}",
+        Ms(clock.micros()),
+        settings.ip.addr,
+        settings.ip.gateway,
+        endpoint.host(),
+        endpoint.port()
+    );
+
+    let target = Target {
+        addr,
+        endpoint,
+        timeout_ms: settings.timeout_ms,
+    };
+    let policy = retry_policy(settings.retry_div);
+    let buf = EXCHANGE.take().expect("taken once");
+    let tap = TAP.take().expect("taken once");
+    let mut replay_len = None;
+    let mut t = Totals::default();
+    for (i, pick) in settings.requests.iter().flatten().copied().enumerate() {
+        let n = i + 1;
+        let req = request(settings.resource, pick);
+        let started = clock.micros();
+        let mut attempts = 0u32;
+        let mut retry = RetryState::new(policy, started / 1000);
+        loop {
+            attempts += 1;
+            let top = stack::sp();
+            stack::repaint();
+            let (result, tapped) = attempt(
+                &mut net,
+                &target,
+                &req,
+                &mut buf[..],
+                &mut tap[..],
+                unix_now(),
+            );
+            let depth = top.saturating_sub(stack::lowest_touched());
+            t.fetch_stack_max = t.fetch_stack_max.max(depth);
+            let ms = Ms(clock.micros() - started);
+            // A failed attempt goes to the retry policy first; it says when to try again.
+            let failed = match &result {
+                Ok(Outcome::Service(e)) => Some(AttemptResult::from(e)),
+                Err(f) => Some(f.attempt_result()),
+                Ok(_) => None,
+            };
+            let verdict = failed.map(|failed| {
+                let now_ms = clock.micros() / 1000;
+                match retry.on_outcome(now_ms, failed, jitter_draw()) {
+                    Decision::Retry { at, delay } => {
+                        sprintln!(
+                            "mitoken-sim: RETRY req={n} attempt={attempts} after=\"{failed}\" \
+                             delay_ms={delay} ms={ms}"
+                        );
+                        clock.delay_ms(at.saturating_sub(clock.micros() / 1000));
+                        None
+                    }
+                    Decision::GiveUp(e) => Some(e),
+                }
+            });
+            let gave_up = match verdict {
+                Some(None) => continue,
+                Some(Some(e)) => Some(e),
+                None => None,
+            };
+            let why = Why(gave_up);
+            match result {
+                Ok(Outcome::Token(token)) => {
+                    let at = clock.micros();
+                    t.tokens += 1;
+                    if t.first_token_us.is_none() {
+                        t.first_token_us = Some(at);
+                        replay_len = Some(tapped);
+                    }
+                    sprintln!(
+                        "mitoken-sim: RESULT req={n} pick={} status=200 attempts={attempts} \
+                         token_len={} expires_on={} expires_in={} client_id={} ms={ms} \
+                         stack={depth} at_ms={}",
+                        pick_name(pick),
+                        token.access_token.len(),
+                        token.expires_on.unwrap_or(0),
+                        token.expires_in.unwrap_or(0),
+                        token.client_id.unwrap_or("-"),
+                        Ms(at)
+                    );
+                }
+                Ok(Outcome::Service(e)) => {
+                    t.errors += 1;
+                    sprintln!(
+                        "mitoken-sim: RESULT req={n} pick={} status={} attempts={attempts} \
+                         error={} ms={ms} stack={depth} gave_up=\"{why}\" description=\"{}\"",
+                        pick_name(pick),
+                        e.status,
+                        if e.error.is_empty() { "-" } else { e.error },
+                        e.description.unwrap_or("")
+                    );
+                }
+                Ok(_) => {
+                    t.failures += 1;
+                    sprintln!("mitoken-sim: RESULT req={n} status=0 failure=\"unknown outcome\"");
+                }
+                Err(f) => {
+                    t.failures += 1;
+                    sprintln!(
+                        "mitoken-sim: RESULT req={n} pick={} status=0 attempts={attempts} \
+                         ms={ms} failure=\"{f}\" gave_up=\"{why}\"",
+                        pick_name(pick)
+                    );
+                }
+            }
+            break;
+        }
+    }
+
+    // The core alone: replay the first token response from memory with a freshly painted stack.
+    let mut core_stack = 0;
+    let mut core_us = 0;
+    if let (Some(len), Some(pick)) = (replay_len, settings.requests[0]) {
+        let req = request(settings.resource, pick);
+        let mut replay = Replay {
+            data: &tap[..len],
+            pos: 0,
+        };
+        let top = stack::sp();
+        stack::repaint();
+        let t0 = clock.micros();
+        let ok = matches!(
+            fetch_token(&mut replay, &req, &endpoint, &mut buf[..], unix_now()),
+            Ok(Outcome::Token(_))
+        );
+        core_us = clock.micros() - t0;
+        core_stack = top.saturating_sub(stack::lowest_touched());
+        if !ok {
+            sprintln!("mitoken-sim: FAIL replay of the first token response did not parse");
+            t.failures += 1;
+        }
+    }
+    sprint!(
+        "mitoken-sim: STACK fetch_max={} core_only={core_stack} init_peak={init_peak} \
+         exchange_buf={EXCHANGE_LEN} core_replay_us={core_us}\n",
+        t.fetch_stack_max
+    );
+    sprintln!(
+        "mitoken-sim: DONE tokens={} errors={} failures={} first_token_ms={} total_ms={}",
+        t.tokens,
+        t.errors,
+        t.failures,
+        t.first_token_us.map_or(Ms(0), Ms),
+        Ms(clock.micros())
+    );
+    if t.failures == 0 {
+        port::EXIT_SUCCESS
+    } else {
+        port::EXIT_FAILURE
+    }
+}
