@@ -292,14 +292,14 @@ fn run(start_info: u32) -> u32 {
             attempts += 1;
             let top = stack::sp();
             stack::repaint();
-            let (result, tapped) = attempt(
-                &mut net,
-                &target,
-                &req,
-                &mut buf[..],
-                &mut tap[..],
-                unix_now(),
-            );
+            // Record only until the first token is in: later attempts must not overwrite it.
+            let tap_now: &mut [u8] = if replay_len.is_some() {
+                &mut []
+            } else {
+                &mut tap[..]
+            };
+            let (result, tapped) =
+                attempt(&mut net, &target, &req, &mut buf[..], tap_now, unix_now());
             let depth = top.saturating_sub(stack::lowest_touched());
             t.fetch_stack_max = t.fetch_stack_max.max(depth);
             let ms = Ms(clock.micros() - started);
