@@ -96,7 +96,7 @@ fn imds_errors_exit_3_with_the_service_text() {
     );
 
     emu.admin("POST", "faults", r#"{"status":500,"count":1}"#);
-    let err = service_error(&token(&emu, &[]));
+    let err = service_error(&token(&emu, &["--no-retry"]));
     assert!(err.contains("HTTP 500 server_error"), "{err}");
 
     emu.admin(
@@ -104,11 +104,40 @@ fn imds_errors_exit_3_with_the_service_text() {
         "faults",
         r#"{"status":429,"retry_after":7,"count":1}"#,
     );
-    let err = service_error(&token(&emu, &[]));
+    let err = service_error(&token(&emu, &["--no-retry"]));
     assert!(err.contains("HTTP 429 too_many_requests"), "{err}");
     assert!(err.contains("retry after 7 s"), "{err}");
-    // `mitoken token` does not retry: exactly one request each.
+    // With `--no-retry`: exactly one request each.
     assert_eq!(emu.admin("GET", "counters", "")["total"], 3);
+}
+
+#[test]
+fn retryable_errors_are_retried_until_a_token_comes() {
+    let emu = EmulatorProcess::spawn(&[]);
+    // 410 then 500: IMDS's rules retry both (410 after ~10 s, 5xx after >= 1 s), so use a
+    // 404 + 500 pair, retried at once and after ~1 s.
+    emu.admin("POST", "faults", r#"{"status":404,"count":1}"#);
+    emu.admin("POST", "faults", r#"{"status":500,"count":1}"#);
+    let started = std::time::Instant::now();
+    let out = token(&emu, &[]);
+    assert_eq!(client_id(&out), SAMI.0);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "5xx waits >= 1 s"
+    );
+    let counters = emu.admin("GET", "counters", "");
+    assert_eq!(counters["total"], 3, "{counters}");
+    assert_eq!(counters["by_status"]["404"], 1, "{counters}");
+    assert_eq!(counters["by_status"]["500"], 1, "{counters}");
+    assert_eq!(counters["by_status"]["200"], 1, "{counters}");
+
+    // A 400 is never retried.
+    let err = service_error(&token(
+        &emu,
+        &["--client-id", "99999999-0000-4000-8000-000000000000"],
+    ));
+    assert!(err.contains("Identity not found"), "{err}");
+    assert_eq!(emu.admin("GET", "counters", "")["total"], 4);
 }
 
 #[test]
