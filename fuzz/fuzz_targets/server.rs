@@ -1,6 +1,7 @@
 //! The server on raw bytes (`Server::handle` with a `ServerConnection`), pipelined.
 //!
-//! Input: a split byte (its top bit picks IMDS or the extension), then the bytes a client sends.
+//! Input: a split byte (bit 5 set, as in lower-case letters, picks IMDS; clear, the
+//! extension), then the bytes a client sends.
 //! Properties:
 //! - nothing panics and, with ample buffers, `handle` never reports a buffer error;
 //! - the sequence of answers (bytes, status, keep-alive, and `consumed` for kept-alive
@@ -101,10 +102,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((seed, wire)) = split_byte(data) else {
         return;
     };
-    let flavor = if seed & 0x80 == 0 {
-        Flavor::Imds
-    } else {
+    // Lower-case split bytes serve IMDS, the rest the extension (seeds stay text).
+    let flavor = if seed & 0x20 == 0 {
         Flavor::Extension
+    } else {
+        Flavor::Imds
     };
     let whole = serve(flavor, wire, &[wire.len()]);
     let split = serve(flavor, wire, &cuts(seed, wire.len()));
