@@ -127,7 +127,10 @@ fn run(case: &Case) {
     let selector = case.selector.as_ref().map(|(kind, v, param)| match kind {
         1 => Selector::ClientId(v),
         2 => Selector::ObjectId(v),
-        _ => Selector::ResourceId { id: v, param: *param },
+        _ => Selector::ResourceId {
+            id: v,
+            param: *param,
+        },
     });
     let mut req = TokenRequest::new(&case.resource)
         .with_api_version(&case.api_version)
@@ -143,7 +146,11 @@ fn run(case: &Case) {
     let mut ex = match Exchange::new(&req, &endpoint, &mut cbuf, Limits::default()) {
         Ok(ex) => ex,
         Err(ClientError::Request(e)) => {
-            assert_eq!(req.validate(&endpoint), Err(e), "refused only invalid requests");
+            assert_eq!(
+                req.validate(&endpoint),
+                Err(e),
+                "refused only invalid requests"
+            );
             return;
         }
         Err(e) => panic!("unexpected {e:?}"),
@@ -191,7 +198,11 @@ fn run(case: &Case) {
         dst[..cut - given].copy_from_slice(&wire[given..cut]);
         let progress = ex.received(cut - given).expect("a valid answer");
         given = cut;
-        assert_eq!(progress == Progress::Complete, cut == wire.len(), "completes at the end");
+        assert_eq!(
+            progress == Progress::Complete,
+            cut == wire.len(),
+            "completes at the end"
+        );
     }
 
     // What should have happened.
@@ -201,8 +212,8 @@ fn run(case: &Case) {
         Some(Selector::ObjectId(v)) => identity::Selector::ObjectId(v),
         Some(Selector::ResourceId { id, .. }) => identity::Selector::ResourceId(id),
     };
-    let api_ok =
-        case.flavor == Flavor::Extension || IDENTITY_API_VERSIONS.contains(&case.api_version.as_str());
+    let api_ok = case.flavor == Flavor::Extension
+        || IDENTITY_API_VERSIONS.contains(&case.api_version.as_str());
     let resolved = t.resolve(&sel);
     let expect_token = api_ok && resolved.is_ok() && case.mode == IssueMode::Ok;
 
@@ -210,12 +221,19 @@ fn run(case: &Case) {
         Outcome::Token(tok) => {
             assert!(expect_token, "token for an invalid request: {case:?}");
             assert_eq!(answer.status, 200);
-            let server::Outcome::Token { resolved: r, bypass_cache } = answer.outcome else {
+            let server::Outcome::Token {
+                resolved: r,
+                bypass_cache,
+            } = answer.outcome
+            else {
                 panic!("server reported {:?}", answer.outcome);
             };
             assert_eq!(Ok(r), resolved, "the identity the table resolves");
             assert!(r.identity.matches(&sel), "identity matches the selector");
-            assert_eq!(bypass_cache, case.bypass_cache && case.flavor == Flavor::Imds);
+            assert_eq!(
+                bypass_cache,
+                case.bypass_cache && case.flavor == Flavor::Imds
+            );
             let expected = FuzzIssuer::token_for(r.slot.index(), case.resource.len());
             assert_eq!(tok.access_token.expose(), expected);
             assert_eq!(tok.resource, case.resource, "resource echoed back");
@@ -232,14 +250,18 @@ fn run(case: &Case) {
             assert_eq!(issuer.calls, 1);
         }
         Outcome::Service(e) => {
-            assert!(!expect_token, "no token for a valid request: {case:?} → {e:?}");
+            assert!(
+                !expect_token,
+                "no token for a valid request: {case:?} → {e:?}"
+            );
             assert_ne!(e.status, 200);
             assert_eq!(e.status, answer.status);
             assert!(!e.error.is_empty(), "an IMDS error code");
-            if let IssueMode::Throttled(Some(s)) = case.mode {
-                if api_ok && resolved.is_ok() {
-                    assert_eq!((e.status, e.retry_after), (429, Some(u64::from(s))));
-                }
+            if let IssueMode::Throttled(Some(s)) = case.mode
+                && api_ok
+                && resolved.is_ok()
+            {
+                assert_eq!((e.status, e.retry_after), (429, Some(u64::from(s))));
             }
         }
         other => panic!("unexpected outcome {other:?}"),

@@ -72,14 +72,22 @@ fn check_decode(src: &[u8], plus: Plus, small: usize) {
 fn check_encode(text: &str) {
     let n = encoded_len(text.as_bytes());
     let mut enc = vec![0u8; n];
-    assert_eq!(encode_into(text.as_bytes(), &mut enc), Ok(n), "encoded_len is exact");
+    assert_eq!(
+        encode_into(text.as_bytes(), &mut enc),
+        Ok(n),
+        "encoded_len is exact"
+    );
     if n > 0 {
         assert!(encode_into(text.as_bytes(), &mut enc[..n - 1]).is_err());
     }
     let mut i = 0;
     while i < enc.len() {
         if enc[i] == b'%' {
-            assert!(enc[i + 1..i + 3].iter().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')));
+            assert!(
+                enc[i + 1..i + 3]
+                    .iter()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+            );
             i += 3;
         } else {
             assert!(enc[i].is_ascii_alphanumeric() || b"-._~".contains(&enc[i]));
@@ -88,7 +96,11 @@ fn check_encode(text: &str) {
     }
     let mut dec = vec![0u8; n];
     for plus in [Plus::Literal, Plus::Space] {
-        assert_eq!(decode_into(&enc, &mut dec, plus), Ok(text), "decode(encode(x)) == x");
+        assert_eq!(
+            decode_into(&enc, &mut dec, plus),
+            Ok(text),
+            "decode(encode(x)) == x"
+        );
     }
 }
 
@@ -106,7 +118,10 @@ fn check_pairs(src: &[u8]) {
     let range = src.as_ptr_range();
     for (k, v) in got {
         for part in [k, v].into_iter().filter(|p| !p.is_empty()) {
-            assert!(range.contains(&part.as_ptr()), "a pair borrows from the input");
+            assert!(
+                range.contains(&part.as_ptr()),
+                "a pair borrows from the input"
+            );
         }
     }
 }

@@ -97,7 +97,9 @@ fn parse_all(wire: &[u8], cuts: &[usize]) -> (Vec<Req>, Option<HttpError>) {
 
 fn decoded(raw: &[u8]) -> Option<String> {
     let mut out = vec![0u8; raw.len()];
-    decode_into(raw, &mut out, Plus::Space).ok().map(str::to_owned)
+    decode_into(raw, &mut out, Plus::Space)
+        .ok()
+        .map(str::to_owned)
 }
 
 /// The decoded `(name, value)` pairs of a query, or `None` if one does not decode.

@@ -58,7 +58,11 @@ fn read(wire: &[u8], cuts: &[usize]) -> Read {
         Ok((value, len)) => {
             assert!(len <= filled);
             assert!(value.body_range().end <= len);
-            assert_eq!(value.framing, Framing::UntilClose, "only until-close ends at EOF");
+            assert_eq!(
+                value.framing,
+                Framing::UntilClose,
+                "only until-close ends at EOF"
+            );
             Read::AtEof(value, len, value.body(&buf).to_vec())
         }
         Err(e) => Read::EofFailed(e),
@@ -66,8 +70,10 @@ fn read(wire: &[u8], cuts: &[usize]) -> Read {
 }
 
 type Fields = Vec<(String, Vec<u8>)>;
+/// Status, minor version, framing, header fields and length of a completed head.
+type Head = (u16, u8, Framing, Fields, usize);
 
-fn head(wire: &[u8], cuts: &[usize]) -> Option<Result<(u16, u8, Framing, Fields, usize), HttpError>> {
+fn head(wire: &[u8], cuts: &[usize]) -> Option<Result<Head, HttpError>> {
     let mut parser = ResponseParser::new(LIMITS);
     for &cut in cuts {
         match parser.parse(&wire[..cut]) {
@@ -79,7 +85,13 @@ fn head(wire: &[u8], cuts: &[usize]) -> Option<Result<(u16, u8, Framing, Fields,
                     .iter()
                     .map(|h| (h.name.to_owned(), h.value.to_vec()))
                     .collect();
-                return Some(Ok((value.status, value.minor_version, value.framing, fields, len)));
+                return Some(Ok((
+                    value.status,
+                    value.minor_version,
+                    value.framing,
+                    fields,
+                    len,
+                )));
             }
             Err(e) => return Some(Err(e)),
         }
@@ -96,7 +108,11 @@ fn body_untouched(framing: Framing, wire: &[u8], cuts: &[usize]) {
             Ok(Status::Partial) => {
                 let at = dec.consumed();
                 assert!(at <= cut && dec.decoded_len() <= at);
-                assert_eq!(&buf[at..], &wire[at..], "decoder wrote past what it consumed");
+                assert_eq!(
+                    &buf[at..],
+                    &wire[at..],
+                    "decoder wrote past what it consumed"
+                );
             }
             Ok(Status::Complete { value, len }) => {
                 assert!(value <= len && len <= cut);

@@ -29,9 +29,12 @@ struct Answer {
 fn serve(flavor: Flavor, wire: &[u8], cuts: &[usize]) -> Vec<Answer> {
     let t = table(flavor, true, 2);
     let mut work = vec![0u8; 16 * 1024];
-    let config = Config::new(flavor)
-        .with_tenant_id(TENANT)
-        .with_limits(Limits::DEFAULT.with_max_line_len(1024).with_max_headers(16).with_max_body(1024));
+    let config = Config::new(flavor).with_tenant_id(TENANT).with_limits(
+        Limits::DEFAULT
+            .with_max_line_len(1024)
+            .with_max_headers(16)
+            .with_max_body(1024),
+    );
     let mut server = Server::new(&t, config, &mut work);
     let mut conn = server.connection();
     let mut issuer = FuzzIssuer::new(IssueMode::Ok);
@@ -49,7 +52,12 @@ fn serve(flavor: Flavor, wire: &[u8], cuts: &[usize]) -> Vec<Answer> {
             let Handled::Response(r) = handled else {
                 break;
             };
-            assert!(r.consumed <= input.len(), "consumed {} of {}", r.consumed, input.len());
+            assert!(
+                r.consumed <= input.len(),
+                "consumed {} of {}",
+                r.consumed,
+                input.len()
+            );
             assert!(r.len <= out.len());
             if let Outcome::Token { resolved, .. } | Outcome::Closed { resolved } = r.outcome {
                 assert_eq!(t.get(resolved.slot), Some(&resolved.identity));
@@ -78,8 +86,15 @@ fn check_answer(bytes: &[u8], status: u16, head_only: bool) {
         return;
     }
     let mut p = ResponseParser::default();
-    let Ok(Status::Complete { value: head, len: head_len }) = p.parse(bytes) else {
-        panic!("answer has no complete head: {:?}", String::from_utf8_lossy(bytes));
+    let Ok(Status::Complete {
+        value: head,
+        len: head_len,
+    }) = p.parse(bytes)
+    else {
+        panic!(
+            "answer has no complete head: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
     };
     assert_eq!(head.status, status);
     // A well-formed HEAD request is answered with the head alone (a malformed one, whose
@@ -90,11 +105,13 @@ fn check_answer(bytes: &[u8], status: u16, head_only: bool) {
     let mut buf = bytes.to_vec();
     let mut reader = ResponseReader::default();
     let Ok(Status::Complete { value, len }) = reader.feed(&mut buf, bytes.len()) else {
-        panic!("answer is not a complete response: {:?}", String::from_utf8_lossy(bytes));
+        panic!(
+            "answer is not a complete response: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
     };
     assert_eq!((value.status, len), (status, bytes.len()));
-    let body: serde_json::Value =
-        serde_json::from_slice(value.body(&buf)).expect("a JSON body");
+    let body: serde_json::Value = serde_json::from_slice(value.body(&buf)).expect("a JSON body");
     assert!(body.is_object());
 }
 

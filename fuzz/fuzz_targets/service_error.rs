@@ -38,7 +38,11 @@ fn serde_agrees(body: &[u8], error: &str, description: Option<&str>) {
         Ok(v) => v,
         // A lone surrogate escape (`"\udc00"`, `"\ud800x"`) fits the JSON grammar (RFC 8259 §7), and in a
         // skipped member we never decode it; serde_json refuses it anyway.
-        Err(e) if ["surrogate", "end of hex escape"].iter().any(|m| e.to_string().contains(m)) => {
+        Err(e)
+            if ["surrogate", "end of hex escape"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
             return;
         }
         Err(e) => panic!("we accepted invalid JSON: {e}"),
@@ -51,7 +55,11 @@ fn serde_agrees(body: &[u8], error: &str, description: Option<&str>) {
         Some(Value::Object(inner)) => (string(inner.get("code")), inner),
         other => (string(other), &empty),
     };
-    assert_eq!(code.as_deref(), Some(error), "error differs from serde_json");
+    assert_eq!(
+        code.as_deref(),
+        Some(error),
+        "error differs from serde_json"
+    );
     let theirs = string(obj.get("error_description")).or_else(|| string(nested.get("message")));
     assert_eq!(theirs.as_deref(), description, "description differs");
 }

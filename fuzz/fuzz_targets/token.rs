@@ -75,7 +75,11 @@ fn serde_agrees(body: &[u8], ours: &Fields) {
         Ok(v) => v,
         // A lone surrogate escape (`"\udc00"`, `"\ud800x"`) fits the JSON grammar (RFC 8259 §7), and in a
         // skipped member we never decode it; serde_json refuses it anyway.
-        Err(e) if ["surrogate", "end of hex escape"].iter().any(|m| e.to_string().contains(m)) => {
+        Err(e)
+            if ["surrogate", "end of hex escape"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
             return;
         }
         Err(e) => panic!("we accepted invalid JSON: {e}"),
@@ -109,7 +113,9 @@ fn round_trip(f: &Fields) {
         not_before: f.not_before.unwrap_or(0),
         resource: &f.resource,
     };
-    let n = write_token_json(&json, Shape::Imds, &mut []).expect_err("empty buffer").required;
+    let n = write_token_json(&json, Shape::Imds, &mut [])
+        .expect_err("empty buffer")
+        .required;
     let mut out = vec![0u8; n];
     assert_eq!(write_token_json(&json, Shape::Imds, &mut out), Ok(n));
     let back = parse(&out, n).expect("our own token JSON parses");

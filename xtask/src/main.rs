@@ -3,9 +3,11 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, a benchmark smoke run.
+//!   the no_std proof, a benchmark smoke run, 30 s of each fuzz target.
 //! - `nostd`: only the no_std proof.
 //! - `bench`: instruction counts against peers, written to `docs/benchmarks.md`.
+//! - `fuzz`: the `cargo fuzz` targets, `--seconds N` each (default 60); `--report` writes
+//!   `docs/fuzzing.md`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod fuzz;
 mod nostd;
 
 /// A failed step: what ran and why it failed.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
+        "fuzz" => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::run_fuzz(&root(), &o)),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -59,9 +63,10 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
-         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check"
+         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check\n  \
+         fuzz    cargo fuzz targets [--seconds N (60)] [--target NAME] [--report -> docs/fuzzing.md]"
     );
 }
 
@@ -96,6 +101,16 @@ fn ci() -> Result {
     })?;
     step("no_std proof", || nostd::prove(&root))?;
     step("benchmark smoke", || bench::run_bench(&root, true))?;
+    step("fuzz (30 s per target)", || {
+        fuzz::run_fuzz(
+            &root,
+            &fuzz::Options {
+                seconds: 30,
+                target: None,
+                report: false,
+            },
+        )
+    })?;
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
 }
