@@ -10,13 +10,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The emulator logs one line per request by default; the other commands only warnings.
     let default_log = match cli.command {
-        Command::Emulate(_) => "info",
+        Command::Emulate(_) | Command::Bridge(_) => "info",
         Command::Token(_) | Command::Demo(_) => "warn",
     };
     mitoken_host::logging::init(cli.log.as_deref(), default_log);
     let mut builder = match cli.command {
         Command::Token(_) => tokio::runtime::Builder::new_current_thread(),
-        Command::Emulate(_) | Command::Demo(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Emulate(_) | Command::Demo(_) | Command::Bridge(_) => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
             Command::Token(args) => mitoken_host::token_cmd::run(args).await,
             Command::Emulate(args) => mitoken_host::emulate_cmd::run(args).await,
             Command::Demo(args) => mitoken_host::demo::run(args).await,
+            Command::Bridge(args) => mitoken_host::bridge_cmd::run(args).await,
         }
     });
     match outcome {

@@ -223,6 +223,24 @@ impl<'s> Relay<'s> {
         answer
     }
 
+    /// Writes `fault` as a complete response (`Connection: close` unless `keep_alive`) without
+    /// a request, e.g. to turn a connection away before reading it (a 503 when the shell has
+    /// too many connections). Returns the response length.
+    pub fn write_fault(
+        &self,
+        fault: &Fault<'_>,
+        keep_alive: bool,
+        out: &mut [u8],
+    ) -> Result<usize, HandleError> {
+        let ctx = Ctx {
+            keep_alive,
+            head_only: false,
+            consumed: 0,
+        };
+        let mut area = [0u8; 0];
+        conn::write_fault(&self.config, fault, None, &ctx, &mut area, out).map(|r| r.len)
+    }
+
     /// Writes the 200 answer carrying `token` for the request `reply` belongs to: the legacy
     /// extension's shape (protocol.md §2.3: `access_token`, `refresh_token` `""`,
     /// `expires_in`, `expires_on`, `not_before`, `resource`, `token_type` `Bearer`, every value
