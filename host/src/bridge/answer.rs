@@ -139,8 +139,12 @@ fn default_error(status: u16) -> &'static str {
 /// - The request cannot be written for IMDS (e.g. a control character in a parameter): `400
 ///   invalid_request`.
 pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
-    let (last, attempts) = match e {
-        GetTokenError::Failed { last, attempts, .. } => (last, *attempts),
+    let (last, retry, attempts) = match e {
+        GetTokenError::Failed {
+            last,
+            retry,
+            attempts,
+        } => (last, retry, *attempts),
         GetTokenError::Endpoint { .. } => {
             return ErrorAnswer {
                 status: 500,
@@ -150,10 +154,13 @@ pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
             };
         }
     };
-    let tries = if attempts == 1 {
-        "1 attempt".to_owned()
+    // `e` says how many attempts when retrying gave up; say it when it was not retried.
+    let tries = if retry.is_some() {
+        String::new()
+    } else if attempts == 1 {
+        " (1 attempt)".to_owned()
     } else {
-        format!("{attempts} attempts")
+        format!(" ({attempts} attempts)")
     };
     match last {
         FetchFailure::Service(s) if (400..=599).contains(&s.status) => ErrorAnswer {
@@ -172,7 +179,7 @@ pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
             status: 502,
             error: "bad_gateway".to_owned(),
             description: format!(
-                "mitoken bridge: IMDS answered HTTP {} instead of a token ({tries})",
+                "mitoken bridge: IMDS answered HTTP {} instead of a token{tries}",
                 s.status
             ),
             retry_after: None,
@@ -181,14 +188,14 @@ pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
             ErrorAnswer {
                 status: 503,
                 error: "service_unavailable".to_owned(),
-                description: format!("mitoken bridge: IMDS unavailable: {e} ({tries})"),
+                description: format!("mitoken bridge: IMDS unavailable: {e}{tries}"),
                 retry_after: Some(5),
             }
         }
         FetchFailure::Protocol { .. } => ErrorAnswer {
             status: 502,
             error: "bad_gateway".to_owned(),
-            description: format!("mitoken bridge: {e} ({tries})"),
+            description: format!("mitoken bridge: {e}{tries}"),
             retry_after: None,
         },
         FetchFailure::InvalidRequest(r) => ErrorAnswer {
@@ -359,7 +366,11 @@ mod tests {
             },
             1,
         ));
-        assert!(a.description.contains("1 attempt)"), "{}", a.description);
+        assert!(
+            a.description.contains("no answer from h:1"),
+            "{}",
+            a.description
+        );
         let a = error_answer(&GetTokenError::Failed {
             last: FetchFailure::InvalidRequest(RequestError::NotHttpUrl),
             retry: None,
