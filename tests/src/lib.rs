@@ -406,19 +406,22 @@ impl BridgeProcess {
         format!("http://{}/oauth2/token", self.addr)
     }
 
-    /// A new connection to the bridge (30 s read timeout).
+    /// A new connection to the bridge (2 min read timeout: the bridge may be retrying).
     ///
     /// # Panics
     /// If it cannot connect.
     pub fn connect(&self) -> std::net::TcpStream {
         let s = std::net::TcpStream::connect(&self.addr).expect("connect to the bridge");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        s.set_read_timeout(Some(std::time::Duration::from_mins(2)))
             .expect("timeout");
         s
     }
 
     /// Sends `raw` on a new connection and reads one response (`None` when the bridge closes
     /// the connection without one).
+    ///
+    /// # Panics
+    /// If it cannot connect or send.
     pub fn send(&self, raw: &str) -> Option<HttpReply> {
         use std::io::Write as _;
         let mut s = self.connect();

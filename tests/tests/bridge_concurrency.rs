@@ -49,7 +49,7 @@ fn wave(bridge: &BridgeProcess, n: usize) {
             std::thread::spawn(move || {
                 let (raw, appid, resource) = request_for(i);
                 let mut s = std::net::TcpStream::connect(&addr).expect("connect");
-                s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+                s.set_read_timeout(Some(std::time::Duration::from_mins(1)))
                     .unwrap();
                 barrier.wait();
                 std::io::Write::write_all(&mut s, raw.as_bytes()).unwrap();

@@ -77,6 +77,8 @@ fn the_unit_keeps_its_hardening() {
         "RestrictAddressFamilies=AF_INET AF_INET6",
         "IPAddressDeny=any",
         "IPAddressAllow=localhost 169.254.169.254/32",
+        "SocketBindAllow=tcp:50342",
+        "SocketBindDeny=any",
         "MemoryDenyWriteExecute=yes",
         "SystemCallFilter=@system-service",
         "Restart=on-failure",

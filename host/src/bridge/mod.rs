@@ -40,6 +40,10 @@ use crate::token_client::{ClientConfig, GetTokenError, TokenClient};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50342";
 /// Default upstream: IMDS.
 pub const DEFAULT_UPSTREAM: &str = "http://169.254.169.254";
+/// Most runtime worker threads `mitoken bridge` starts (fewer on smaller machines).
+pub const MAX_WORKER_THREADS: usize = 4;
+/// Most blocking threads (name resolution of a named upstream) `mitoken bridge` starts.
+pub const MAX_BLOCKING_THREADS: usize = 8;
 
 /// Everything [`Bridge::start`] needs.
 #[derive(Debug, Clone)]
