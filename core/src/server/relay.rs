@@ -1,64 +1,64 @@
-//! Relay mode: serve the token endpoint without an identity table and answer later, for a
-//! shell that gets its tokens from elsewhere (the legacy-extension bridge asks IMDS).
-//!
-//! [`Relay::handle`] runs the same HTTP front ([`ServerConnection`]) and the same checks as
-//! [`Server::handle`](super::Server::handle), in the same order and with the same
-//! [`Rejection`]s, but stops before identity resolution: a valid request comes back as a
-//! [`RelayRequest`] (resource, selector, `bypass_cache`) and nothing is written yet. The shell
-//! gets the token however it likes — typically awaiting an upstream request — and then writes
-//! the answer with [`Relay::write_token`] or [`Relay::write_upstream_error`], which use the
-//! server's own response writers (the flavor's JSON shape, `Content-Length`, `Retry-After`,
-//! `Connection`).
-//!
-//! A relay is stricter than a server in three ways, because it forwards what it is asked:
-//!
-//! - an absolute-form target (`GET http://host/oauth2/token`) must name a loopback host
-//!   (`localhost`, `127.0.0.1` or `[::1]`, any port), else 401 `unknown_source`
-//!   `Unknown Source http://host/oauth2/token` (the extension's documented answer to a URI
-//!   that is not its localhost form) — a caller never picks the upstream;
-//! - `X-Forwarded-For` **or** `Forwarded` is refused (400) whatever the flavor;
-//! - only the token path is served (in the IMDS flavor `/metadata/identity/info` gets 404).
-//!
-//! Validation order: target authority → path → method → `Metadata` → `X-Forwarded-For` /
-//! `Forwarded` → POST content type → parameter syntax (count, duplicates, encoding) →
-//! `api-version` (IMDS flavor) → `resource` → number of selectors.
-//!
-//! ```
-//! use mitoken_core::http::Limits;
-//! use mitoken_core::identity::{Flavor, Selector};
-//! use mitoken_core::server::{Config, Relay, Relayed};
-//! use mitoken_core::token::{Secret, TokenJson};
-//!
-//! let relay = Relay::new(Config::new(Flavor::Extension));
-//! let mut conn = relay.connection();
-//! let mut input = *b"GET /oauth2/token?resource=https%3A%2F%2Fvault.azure.net HTTP/1.1\r\nMetadata: true\r\n\r\n";
-//! let (mut work, mut out) = ([0u8; 1024], [0u8; 1024]);
-//! let Ok(Relayed::Relay(request)) = relay.handle(&mut conn, &mut input, &mut work, &mut out) else {
-//!     panic!("a valid request");
-//! };
-//! assert_eq!((request.resource, request.selector), ("https://vault.azure.net", Selector::Default));
-//! // … the shell gets the token from upstream, then:
-//! let token = TokenJson {
-//!     access_token: Secret::new("eyJ0eXAi"),
-//!     client_id: "",
-//!     expires_in: 3599,
-//!     expires_on: 1_700_003_599,
-//!     ext_expires_in: 0,
-//!     not_before: 1_699_999_700,
-//!     resource: request.resource,
-//! };
-//! let response = relay.write_token(&request.reply, &token, &mut out).unwrap();
-//! assert!(out[..response.len].ends_with(br#""resource":"https://vault.azure.net","token_type":"Bearer"}"#));
-//! assert_eq!(response.consumed, input.len());
-//! ```
+//! Relay mode: the server's HTTP front and checks without identity resolution, with a
+//! deferred answer. See [`Relay`].
 
 use super::conn::{self, Ctx, Framed, Outcome, Response, ServerConnection, Texts};
 use super::respond::{self, Shape, TokenJson};
 use super::{Config, Fault, HandleError, Mode, Rejection};
 use crate::identity::{Flavor, Selector};
 
-/// A relay-mode token endpoint: validates requests like [`Server`](super::Server) but leaves
-/// identity resolution and the token to the shell. See the [module](self) docs.
+/// Relay mode: serve the token endpoint without an identity table and answer later, for a
+/// shell that gets its tokens from elsewhere (the legacy-extension bridge asks IMDS).
+///
+/// [`Relay::handle`] runs the same HTTP front ([`ServerConnection`]) and the same checks as
+/// [`Server::handle`](super::Server::handle), in the same order and with the same
+/// [`Rejection`]s, but stops before identity resolution: a valid request comes back as a
+/// [`RelayRequest`] (resource, selector, `bypass_cache`) and nothing is written yet. The shell
+/// gets the token however it likes — typically awaiting an upstream request — and then writes
+/// the answer with [`Relay::write_token`] or [`Relay::write_upstream_error`], which use the
+/// server's own response writers (the flavor's JSON shape, `Content-Length`, `Retry-After`,
+/// `Connection`).
+///
+/// A relay is stricter than a server in three ways, because it forwards what it is asked:
+///
+/// - an absolute-form target (`GET http://host/oauth2/token`) must name a loopback host
+///   (`localhost`, `127.0.0.1` or `[::1]`, any port), else 401 `unknown_source`
+///   `Unknown Source http://host/oauth2/token` (the extension's documented answer to a URI
+///   that is not its localhost form) — a caller never picks the upstream;
+/// - `X-Forwarded-For` **or** `Forwarded` is refused (400) whatever the flavor;
+/// - only the token path is served (in the IMDS flavor `/metadata/identity/info` gets 404).
+///
+/// Validation order: target authority → path → method → `Metadata` → `X-Forwarded-For` /
+/// `Forwarded` → POST content type → parameter syntax (count, duplicates, encoding) →
+/// `api-version` (IMDS flavor) → `resource` → number of selectors.
+///
+/// ```
+/// use mitoken_core::http::Limits;
+/// use mitoken_core::identity::{Flavor, Selector};
+/// use mitoken_core::server::{Config, Relay, Relayed};
+/// use mitoken_core::token::{Secret, TokenJson};
+///
+/// let relay = Relay::new(Config::new(Flavor::Extension));
+/// let mut conn = relay.connection();
+/// let mut input = *b"GET /oauth2/token?resource=https%3A%2F%2Fvault.azure.net HTTP/1.1\r\nMetadata: true\r\n\r\n";
+/// let (mut work, mut out) = ([0u8; 1024], [0u8; 1024]);
+/// let Ok(Relayed::Relay(request)) = relay.handle(&mut conn, &mut input, &mut work, &mut out) else {
+///     panic!("a valid request");
+/// };
+/// assert_eq!((request.resource, request.selector), ("https://vault.azure.net", Selector::Default));
+/// // … the shell gets the token from upstream, then:
+/// let token = TokenJson {
+///     access_token: Secret::new("eyJ0eXAi"),
+///     client_id: "",
+///     expires_in: 3599,
+///     expires_on: 1_700_003_599,
+///     ext_expires_in: 0,
+///     not_before: 1_699_999_700,
+///     resource: request.resource,
+/// };
+/// let response = relay.write_token(&request.reply, &token, &mut out).unwrap();
+/// assert!(out[..response.len].ends_with(br#""resource":"https://vault.azure.net","token_type":"Bearer"}"#));
+/// assert_eq!(response.consumed, input.len());
+/// ```
 ///
 /// A relay holds only its configuration; buffers are lent per call, so one relay can serve
 /// every connection of a process.

@@ -2,7 +2,7 @@
 //! shape from a cached or fetched token, and upstream failures as legacy-compatible errors.
 //!
 //! Pure functions (no I/O, no clock), unit-tested here; the connection loop is in
-//! [`super::serve`].
+//! `bridge::serve`.
 
 use mitoken_core::cache::CachedToken;
 use mitoken_core::identity::Selector;

@@ -19,7 +19,7 @@
 //! withheld.
 //!
 //! - [`answer`]: what is asked upstream, and the answers (legacy token shape, error mapping).
-//! - [`serve`]: the connection loop.
+//! - `serve`: the connection loop.
 
 pub mod answer;
 mod serve;
