@@ -163,7 +163,9 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let Some(case) = args.next() else {
         check();
-        println!("parse_callgrind: every case agrees; pass <case> <iterations> [n] under callgrind");
+        println!(
+            "parse_callgrind: every case agrees; pass <case> <iterations> [n] under callgrind"
+        );
         return;
     };
     let iterations: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);

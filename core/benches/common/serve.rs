@@ -97,9 +97,8 @@ pub fn run_resolve_resource(table: &Table, resource_id: &str) -> usize {
 
 /// The request the build benchmarks write: IMDS, a `client_id` selector.
 pub fn build_request() -> TokenRequest<'static> {
-    TokenRequest::new(RESOURCE).with_selector(Selector::ClientId(
-        "b9c48cb0-1720-400e-8ca8-2984fcb042d9",
-    ))
+    TokenRequest::new(RESOURCE)
+        .with_selector(Selector::ClientId("b9c48cb0-1720-400e-8ca8-2984fcb042d9"))
 }
 
 std::thread_local! {
@@ -262,7 +261,11 @@ pub fn cache(n: usize, body: &[u8]) -> Box<Cache> {
 /// `TokenCache::get` of the entry for identity `client_id`.
 #[inline(never)]
 pub fn run_cache_get(cache: &mut Cache, client_id: &str) -> usize {
-    let key = CacheKey::new(Endpoint::Imds, Some(Selector::ClientId(client_id)), RESOURCE);
+    let key = CacheKey::new(
+        Endpoint::Imds,
+        Some(Selector::ClientId(client_id)),
+        RESOURCE,
+    );
     cache
         .get(&key, NOW * 1000 + 1000)
         .token()

@@ -135,7 +135,11 @@ pub fn measure(root: &Path, smoke: bool) -> crate::Result<Counts> {
 type Measured = Vec<(&'static str, usize, u64)>;
 
 /// Runs the jobs on as many threads as there are CPUs (callgrind counts do not depend on it).
-fn run_parallel(bin: &Path, jobs: &[(&'static str, usize)], iterations: u64) -> crate::Result<Measured> {
+fn run_parallel(
+    bin: &Path,
+    jobs: &[(&'static str, usize)],
+    iterations: u64,
+) -> crate::Result<Measured> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let next = Mutex::new(0usize);
     let out: Mutex<crate::Result<Measured>> = Mutex::new(Ok(Vec::new()));
@@ -144,14 +148,18 @@ fn run_parallel(bin: &Path, jobs: &[(&'static str, usize)], iterations: u64) -> 
             s.spawn(|| {
                 loop {
                     let i = {
-                        let mut g = next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let mut g = next
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         let i = *g;
                         *g += 1;
                         i
                     };
                     let Some(&(arg, n)) = jobs.get(i) else { break };
                     let r = instructions(bin, arg, iterations, n);
-                    let mut o = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut o = out
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     match (r, o.as_mut()) {
                         (Ok(count), Ok(v)) => v.push((arg, n, count)),
                         (Err(e), Ok(_)) => *o = Err(e),
@@ -186,7 +194,12 @@ fn build_harness(root: &Path) -> crate::Result<PathBuf> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["target"]["name"] == "parse_callgrind")
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| fail("bench build", "cargo reported no parse_callgrind executable"))
+        .ok_or_else(|| {
+            fail(
+                "bench build",
+                "cargo reported no parse_callgrind executable",
+            )
+        })
 }
 
 /// Instructions per call of `case` at size `n`, measured under callgrind.
@@ -219,8 +232,12 @@ fn callgrind_total(bin: &Path, case: &str, iterations: u64, n: usize) -> crate::
             reason: format!("valgrind exited with {status}"),
         });
     }
-    let text = std::fs::read_to_string(&out_file)
-        .map_err(|e| fail("callgrind", format!("cannot read {}: {e}", out_file.display())))?;
+    let text = std::fs::read_to_string(&out_file).map_err(|e| {
+        fail(
+            "callgrind",
+            format!("cannot read {}: {e}", out_file.display()),
+        )
+    })?;
     let _ = std::fs::remove_file(&out_file);
     text.lines()
         .find_map(|l| {

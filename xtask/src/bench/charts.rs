@@ -140,7 +140,9 @@ pub fn lines_log_x(
                     .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
                     .map_err(|e| err(title, e))?
                     .label(name.as_str())
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2))
+                    });
                 chart
                     .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
                     .map_err(|e| err(title, e))?;
@@ -155,10 +157,7 @@ pub fn lines_log_x(
         }};
     }
     if log_y {
-        draw!(builder.build_cartesian_2d(
-            (x_min..x_max).log_scale(),
-            (y_min..y_max).log_scale()
-        ));
+        draw!(builder.build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale()));
     } else {
         draw!(builder.build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max));
     }

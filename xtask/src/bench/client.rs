@@ -56,10 +56,7 @@ pub fn measure(
         ),
         (
             "curl".into(),
-            format!(
-                "curl -s -H Metadata:true http://{emu}{}",
-                procs::IMDS_PATH
-            ),
+            format!("curl -s -H Metadata:true http://{emu}{}", procs::IMDS_PATH),
         ),
     ];
     if let Some(py) = python {

@@ -150,7 +150,10 @@ pub fn wrk(url: &str, s: Settings, cpus: Cpus, script: &Path) -> crate::Result<R
         }
     }
     if run.requests == 0 {
-        return Err(fail("wrk", format!("{url}: no requests completed:\n{text}")));
+        return Err(fail(
+            "wrk",
+            format!("{url}: no requests completed:\n{text}"),
+        ));
     }
     Ok(run)
 }
@@ -284,7 +287,11 @@ pub fn measure(
     drop(bridge);
     drop(nginx);
     let python_ops = match python {
-        Some(py) => python_inproc(py, emu_addr, if settings.seconds <= 1 { 200 } else { 20_000 }),
+        Some(py) => python_inproc(
+            py,
+            emu_addr,
+            if settings.seconds <= 1 { 200 } else { 20_000 },
+        ),
         None => Err("no Python with azure-identity".into()),
     };
     Ok(Load {
@@ -343,7 +350,10 @@ fn python_inproc(python: &Path, emu: SocketAddr, n: u64) -> Result<(f64, u64), S
         .ok_or_else(|| {
             format!(
                 "python failed: {}",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             )
         })?;
     #[allow(clippy::cast_precision_loss)] // n is small

@@ -159,7 +159,10 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
     let text = report::render(&results);
     print!("{text}");
     if smoke {
-        println!("bench --smoke: every measurement ran ({:.1?})", started.elapsed());
+        println!(
+            "bench --smoke: every measurement ran ({:.1?})",
+            started.elapsed()
+        );
         return Ok(());
     }
     let docs = root.join("docs");
@@ -180,7 +183,11 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// The binary's size as built and stripped (`strip -o` into the target directory).
 fn binary_sizes(bin: &Path, target: &Path) -> crate::Result<(u64, u64)> {
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(|e| fail("size", e));
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| fail("size", e))
+    };
     let stripped = target.join("mitoken.stripped");
     run(std::process::Command::new("strip")
         .arg("-o")

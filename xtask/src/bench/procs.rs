@@ -15,8 +15,7 @@ use crate::StepFailed;
 /// The resource every measured request asks for.
 pub const RESOURCE: &str = "https://management.azure.com/";
 /// The IMDS token path and query the emulator is measured on (the default identity).
-pub const IMDS_PATH: &str =
-    "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F";
+pub const IMDS_PATH: &str = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F";
 /// The legacy extension's token path and query the bridge is measured on.
 pub const EXTENSION_PATH: &str = "/oauth2/token?resource=https%3A%2F%2Fmanagement.azure.com%2F";
 
@@ -145,7 +144,10 @@ fn start_announcing(name: &str, mut cmd: Command) -> crate::Result<(Proc, Socket
         Ok(addr) => Ok((proc, addr)),
         Err(_) => {
             proc.stop();
-            Err(fail(name, "did not print `listening on http://ADDR` within 30 s"))
+            Err(fail(
+                name,
+                "did not print `listening on http://ADDR` within 30 s",
+            ))
         }
     }
 }

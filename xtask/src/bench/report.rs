@@ -113,7 +113,12 @@ fn headline(r: &Results) -> Headline {
         let best = r.load.servers.iter().find(|s| s.name == name)?.best()?;
         Some(best.rps / nginx?)
     };
-    let timing = |name: &str| r.clients.iter().find(|t| t.name == name).map(|t| t.median_ms);
+    let timing = |name: &str| {
+        r.clients
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.median_ms)
+    };
     Headline {
         parse: ratio(
             r.counts.response.first().copied().unwrap_or(0),
@@ -291,7 +296,12 @@ pub fn render(r: &Results) -> String {
          | server | requests | req/s | vs nginx | p50 | p99 | p99.9 | errors |\n|---|---|---:|---:|---:|---:|---:|---:|",
         s.threads, s.connections, s.seconds, s.rounds, r.load.body_len
     );
-    let nginx = r.load.servers.first().and_then(|x| x.best()).map_or(0.0, |b| b.rps);
+    let nginx = r
+        .load
+        .servers
+        .first()
+        .and_then(|x| x.best())
+        .map_or(0.0, |b| b.rps);
     for srv in &r.load.servers {
         if let Some(b) = srv.best() {
             let _ = writeln!(
@@ -321,7 +331,10 @@ pub fn render(r: &Results) -> String {
             );
         }
         Err(e) => {
-            let _ = writeln!(o, "| Python `azure-identity` | not measured: {e} | | | | | | |");
+            let _ = writeln!(
+                o,
+                "| Python `azure-identity` | not measured: {e} | | | | | | |"
+            );
         }
     }
     let rounds: Vec<String> = r
@@ -376,7 +389,10 @@ pub fn render(r: &Results) -> String {
         kib(r.binary.1)
     );
     if let Some(idle) = r.load.emulator_rss_idle_kib {
-        let _ = writeln!(o, "| `mitoken emulate` RSS idle (after one token) | {idle} KiB |");
+        let _ = writeln!(
+            o,
+            "| `mitoken emulate` RSS idle (after one token) | {idle} KiB |"
+        );
     }
     for srv in &r.load.servers {
         if let Some((peak, hwm)) = srv.rss_load_kib {
@@ -490,8 +506,16 @@ pub fn readme_table(r: &Results) -> String {
         h.parse,
         check(h.parse <= 1.0)
     );
-    let nginx = r.load.servers.first().and_then(|s| s.best()).map_or(0.0, |b| b.rps);
-    for (name, v) in [("mitoken emulate", h.emulator), ("mitoken bridge", h.bridge)] {
+    let nginx = r
+        .load
+        .servers
+        .first()
+        .and_then(|s| s.best())
+        .map_or(0.0, |b| b.rps);
+    for (name, v) in [
+        ("mitoken emulate", h.emulator),
+        ("mitoken bridge", h.bridge),
+    ] {
         let rps = r
             .load
             .servers
@@ -570,17 +594,18 @@ pub fn update_readme(readme: &Path, table: &str) -> crate::Result {
             format!("markers `{README_BEGIN}` … `{README_END}` not found"),
         ));
     };
-    let new = format!(
-        "{}{README_BEGIN}\n{table}{}",
-        &text[..a],
-        &text[b..]
-    );
+    let new = format!("{}{README_BEGIN}\n{table}{}", &text[..a], &text[b..]);
     std::fs::write(readme, new).map_err(|e| fail("README", e))
 }
 
 /// Writes the charts into `docs/`.
 pub fn charts(r: &Results, docs: &Path) -> crate::Result {
-    let nginx = r.load.servers.first().and_then(|s| s.best()).map_or(0.0, |b| b.rps);
+    let nginx = r
+        .load
+        .servers
+        .first()
+        .and_then(|s| s.best())
+        .map_or(0.0, |b| b.rps);
     let mut bars: Vec<(String, f64)> = r
         .load
         .servers

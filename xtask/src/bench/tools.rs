@@ -58,7 +58,10 @@ pub fn in_path(program: &str) -> Option<PathBuf> {
 
 /// Installs every missing tool with `apt-get` (as root), or fails saying what to install.
 pub fn ensure() -> crate::Result {
-    let missing: Vec<&Tool> = TOOLS.iter().filter(|t| in_path(t.program).is_none()).collect();
+    let missing: Vec<&Tool> = TOOLS
+        .iter()
+        .filter(|t| in_path(t.program).is_none())
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -62,11 +62,13 @@ pub fn measure(root: &Path, target_dir: &Path) -> crate::Result<Medians> {
     ]))?;
     let mut out = Vec::new();
     for id in IDS {
-        let file = target_dir.join("criterion").join(id).join("new/estimates.json");
+        let file = target_dir
+            .join("criterion")
+            .join(id)
+            .join("new/estimates.json");
         let text = std::fs::read_to_string(&file)
             .map_err(|e| fail("criterion", format!("{}: {e}", file.display())))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| fail("criterion", e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail("criterion", e))?;
         if let Some(ns) = v["median"]["point_estimate"].as_f64() {
             out.push(((*id).to_owned(), ns));
         }
