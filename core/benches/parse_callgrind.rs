@@ -170,11 +170,10 @@ fn main() {
     };
     let iterations: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
     let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-    match run_case(&case, iterations, n) {
-        Some(sum) => println!("{sum}"),
-        None => {
-            eprintln!("parse_callgrind: unknown case `{case}`");
-            std::process::exit(2);
-        }
+    if let Some(sum) = run_case(&case, iterations, n) {
+        println!("{sum}");
+    } else {
+        eprintln!("parse_callgrind: unknown case `{case}`");
+        std::process::exit(2);
     }
 }

@@ -147,22 +147,24 @@ fn run_parallel(
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
-                    let i = {
-                        let mut g = next
+                    let job = {
+                        let mut guard = next
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        let i = *g;
-                        *g += 1;
-                        i
+                        let job = *guard;
+                        *guard += 1;
+                        job
                     };
-                    let Some(&(arg, n)) = jobs.get(i) else { break };
-                    let r = instructions(bin, arg, iterations, n);
-                    let mut o = out
+                    let Some(&(arg, size)) = jobs.get(job) else {
+                        break;
+                    };
+                    let result = instructions(bin, arg, iterations, size);
+                    let mut shared = out
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match (r, o.as_mut()) {
-                        (Ok(count), Ok(v)) => v.push((arg, n, count)),
-                        (Err(e), Ok(_)) => *o = Err(e),
+                    match (result, shared.as_mut()) {
+                        (Ok(count), Ok(done)) => done.push((arg, size, count)),
+                        (Err(e), Ok(_)) => *shared = Err(e),
                         (_, Err(_)) => {}
                     }
                 }

@@ -42,13 +42,14 @@ pub fn bars(
         .chain(goal.map(|g| g.0))
         .fold(0.0_f64, f64::max)
         * 1.2;
-    let n = items.len();
+    #[allow(clippy::cast_precision_loss)] // a handful of bars
+    let n = items.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..(n as f64), 0.0..top.max(f64::MIN_POSITIVE))
+        .build_cartesian_2d(0.0..n, 0.0..top.max(f64::MIN_POSITIVE))
         .map_err(|e| err(title, e))?;
     chart
         .configure_mesh()
@@ -77,7 +78,7 @@ pub fn bars(
     if let Some((g, label)) = goal {
         chart
             .draw_series(DashedLineSeries::new(
-                [(0.0, g), (n as f64, g)],
+                [(0.0, g), (n, g)],
                 6,
                 4,
                 BLACK.stroke_width(1),

@@ -191,6 +191,7 @@ struct Target {
 
 /// Starts nginx and the bridge next to the running emulator, runs wrk against each in
 /// interleaved rounds, and measures the Python cached `get_token` cost.
+#[allow(clippy::too_many_lines)]
 pub fn measure(
     mitoken: &Path,
     emulator: (&procs::Proc, SocketAddr),

@@ -59,6 +59,7 @@ pub struct Results {
 }
 
 /// Runs the benchmarks; `smoke` checks every part in seconds without writing anything.
+#[allow(clippy::too_many_lines)]
 pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
     let started = Instant::now();
     let load_at_start = report::loadavg();
@@ -110,10 +111,10 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
         }
     } else {
         load::Settings {
-            seconds: 10,
+            seconds: 8,
             connections: 32,
             threads: 1,
-            rounds: 2,
+            rounds: 3,
         }
     };
     let (mut emu, emu_addr) = procs::emulator(&mitoken, cpus)?;

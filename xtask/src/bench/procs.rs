@@ -140,15 +140,14 @@ fn start_announcing(name: &str, mut cmd: Command) -> crate::Result<(Proc, Socket
         }
         for _ in lines.map_while(Result::ok) {}
     });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => Ok((proc, addr)),
-        Err(_) => {
-            proc.stop();
-            Err(fail(
-                name,
-                "did not print `listening on http://ADDR` within 30 s",
-            ))
-        }
+    if let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) {
+        Ok((proc, addr))
+    } else {
+        proc.stop();
+        Err(fail(
+            name,
+            "did not print `listening on http://ADDR` within 30 s",
+        ))
     }
 }
 

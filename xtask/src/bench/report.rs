@@ -68,7 +68,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -97,6 +97,14 @@ const BODY_IDS: [&str; 3] = [
     "token_body/serde_json_core",
 ];
 const BUILD_IDS: [&str; 2] = ["request_build/mitoken", "request_build/format"];
+
+/// A parse/build table: title, cases, their counts, their criterion ids.
+type Table<'a> = (
+    &'a str,
+    &'a [super::callgrind::Case],
+    &'a [u64],
+    &'a [&'a str],
+);
 
 /// Headline figures, shared by the report and the README table.
 struct Headline {
@@ -132,7 +140,7 @@ fn headline(r: &Results) -> Headline {
 }
 
 /// The whole report (Markdown).
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)]
 pub fn render(r: &Results) -> String {
     let mut o = String::new();
     let h = headline(r);
@@ -207,19 +215,19 @@ pub fn render(r: &Results) -> String {
         );
     }
     for (case, points) in SCALING.iter().zip(&r.counts.scaling) {
-        if let (Some(first), Some(last)) = (points.first(), points.last()) {
-            if first.0 < last.0 {
-                let growth = ratio(last.1, first.1);
-                // log2(1000) ≈ 10 comparisons: anything under 4× from 1 to 1000 is not linear.
-                let _ = writeln!(
-                    o,
-                    "| {} flat or logarithmic, 1 → {} | {:.2}× the cost at 1 | {} |",
-                    case.label,
-                    last.0,
-                    growth,
-                    check(growth < 4.0)
-                );
-            }
+        if let (Some(first), Some(last)) = (points.first(), points.last())
+            && first.0 < last.0
+        {
+            let growth = ratio(last.1, first.1);
+            // log2(1000) ≈ 10 comparisons: anything under 4× from 1 to 1000 is not linear.
+            let _ = writeln!(
+                o,
+                "| {} flat or logarithmic, 1 → {} | {:.2}× the cost at 1 | {} |",
+                case.label,
+                last.0,
+                growth,
+                check(growth < 4.0)
+            );
         }
     }
     o.push('\n');
@@ -232,7 +240,7 @@ pub fn render(r: &Results) -> String {
          machine's load, wall clock does.\n"
     );
     let wall = r.wall.as_ref();
-    let tables: [(&str, &[super::callgrind::Case], &[u64], &[&str]); 3] = [
+    let tables: [Table<'_>; 3] = [
         (
             "Whole 200-OK response (`imds-token-response.http`: head + 2.5 KB JSON body)",
             &RESPONSE,
@@ -564,18 +572,18 @@ pub fn readme_table(r: &Results) -> String {
             f.stack_core
         );
     }
-    if let Some(points) = r.counts.scaling.first() {
-        if let (Some(a), Some(b)) = (points.first(), points.last()) {
-            let _ = writeln!(
-                o,
-                "| identity resolution, {} vs {} user-assigned identities, instructions | {} | {} | {:.2}× | flat or log |",
-                b.0,
-                a.0,
-                thousands(b.1),
-                thousands(a.1),
-                ratio(b.1, a.1)
-            );
-        }
+    if let Some(points) = r.counts.scaling.first()
+        && let (Some(a), Some(b)) = (points.first(), points.last())
+    {
+        let _ = writeln!(
+            o,
+            "| identity resolution, {} vs {} user-assigned identities, instructions | {} | {} | {:.2}× | flat or log |",
+            b.0,
+            a.0,
+            thousands(b.1),
+            thousands(a.1),
+            ratio(b.1, a.1)
+        );
     }
     let _ = writeln!(
         o,

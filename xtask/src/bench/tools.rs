@@ -81,7 +81,8 @@ pub fn ensure() -> crate::Result {
     };
     let mut install = vec!["install", "-y", "--no-install-recommends"];
     install.extend(&packages);
-    if !quiet(&install) && !(quiet(&["update"]) && quiet(&install)) {
+    let installed = quiet(&install) || (quiet(&["update"]) && quiet(&install));
+    if !installed {
         return Err(fail(
             "bench tools",
             format!("could not install them; as root run `apt-get update && {how}`"),

@@ -44,7 +44,8 @@ pub const IDS: &[&str] = &[
     "cache_get/1000",
 ];
 
-/// Runs both criterion benches briefly (1 s warm-up, 2 s measurement each) and reads the medians.
+/// Runs both criterion benches briefly (0.5 s warm-up, 1.5 s measurement each) and reads the
+/// medians.
 pub fn measure(root: &Path, target_dir: &Path) -> crate::Result<Medians> {
     run(cargo(root).args([
         "bench",
@@ -56,9 +57,9 @@ pub fn measure(root: &Path, target_dir: &Path) -> crate::Result<Medians> {
         "serve",
         "--",
         "--warm-up-time",
-        "1",
+        "0.5",
         "--measurement-time",
-        "2",
+        "1.5",
     ]))?;
     let mut out = Vec::new();
     for id in IDS {
