@@ -23,17 +23,15 @@ use core::time::Duration;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use mitoken_core::http::Limits;
 use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
 use mitoken_core::server::{
     Admission, Config, Fault, HandleError, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError,
     IssueRequest, Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server,
     ServerConnection,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use super::admin::{ADMIN_PREFIX, EmulatorControls};
 use super::cache::{ServedToken, TokenCache};
@@ -46,6 +44,9 @@ use super::signing::{KeyError, SigningKey};
 use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
+use crate::serve_loop::{
+    self, AcceptPolicy, MAX_BUFFER, READ_CHUNK, ReadOutcome, max_input, read_more,
+};
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
@@ -66,30 +67,7 @@ pub fn default_listen(flavor: Flavor) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
-/// Bounds on connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Connections served at once; more are answered 503 and closed. Default 1024.
-    pub max_connections: usize,
-    /// A connection with no complete request for this long is closed. Default 60 s.
-    pub idle_timeout: Duration,
-    /// On shutdown, how long answers in progress may take before their connections are dropped.
-    /// Default 5 s.
-    pub shutdown_grace: Duration,
-    /// Request heads and bodies (the core's limits): 8 KiB lines, 64 headers, 8 KiB bodies.
-    pub http: Limits,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            idle_timeout: Duration::from_mins(1),
-            shutdown_grace: Duration::from_secs(5),
-            http: Config::new(Flavor::Imds).limits,
-        }
-    }
-}
+pub use crate::serve_loop::ConnectionLimits;
 
 /// Everything [`Emulator::start`] needs.
 #[derive(Debug)]
@@ -384,73 +362,20 @@ fn refusal_bytes(
     out
 }
 
-/// Resolves when shutdown is asked for (or every sender is gone).
-async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut rx: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shutdown_requested(&mut rx) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, "connection limit reached; refusing");
-                        // Best effort, without waiting: a full socket buffer just loses it.
-                        let _ = stream.try_write(&shared.refusal);
-                        continue;
-                    };
-                    let shared = Arc::clone(&shared);
-                    let rx = rx.clone();
-                    tasks.spawn(async move {
-                        serve_connection(&shared, stream, peer, rx).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-        }
-    }
-    drop(listener);
-    tracing::info!(connections = tasks.len(), "emulator shutting down");
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(shared.limits.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
-}
-
-/// Largest response or work buffer a connection grows to.
-const MAX_BUFFER: usize = 1 << 20;
-/// Size of one socket read.
-const READ_CHUNK: usize = 8192;
-
-/// The most request bytes a connection buffers: the core refuses longer heads and bodies well
-/// before this, so reaching it means something is wrong; the connection is closed.
-fn max_input(limits: &Limits) -> usize {
-    limits
-        .max_line_len
-        .saturating_add(2)
-        .saturating_mul(limits.max_headers.saturating_add(2))
-        .saturating_add(limits.max_body.saturating_mul(2))
-        .saturating_add(READ_CHUNK)
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, rx: watch::Receiver<bool>) {
+    let policy = AcceptPolicy {
+        limits: shared.limits,
+        refusal: Arc::from(shared.refusal.as_slice()),
+        // The listen address was checked at start: a non-loopback one needs the opt-in, and
+        // then any peer is served.
+        allow_non_loopback: true,
+        name: "emulator",
+    };
+    serve_loop::accept_loop(listener, policy, rx, move |stream, peer, rx| {
+        let shared = Arc::clone(&shared);
+        async move { serve_connection(&shared, stream, peer, rx).await }
+    })
+    .await;
 }
 
 async fn serve_connection(
@@ -466,7 +391,6 @@ async fn serve_connection(
     let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut work = vec![0u8; 16 * 1024];
     let mut out = vec![0u8; 16 * 1024];
-    let mut chunk = vec![0u8; READ_CHUNK];
     let limit = max_input(&shared.server_config.limits);
     let mut started: Option<Instant> = None;
     'conn: loop {
@@ -497,6 +421,10 @@ async fn serve_connection(
                 }
             };
             let t0 = started.take().unwrap_or_else(Instant::now);
+            // In flight until its answer is written (delays included); admin and document
+            // requests are not counted.
+            let in_flight = (!matches!(response.outcome, Outcome::Other))
+                .then(|| shared.controls.counters.begin());
             let delay = issuer.state.delay;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -512,6 +440,7 @@ async fn serve_connection(
                 stream.write_all(bytes).await.is_ok()
             };
             drop(permit);
+            drop(in_flight);
             input.drain(..response.consumed.min(input.len()));
             if !written || close_now || !response.keep_alive || *rx.borrow() {
                 break 'conn;
@@ -521,23 +450,18 @@ async fn serve_connection(
             tracing::warn!(%peer, "request larger than the limits allow; closing");
             break;
         }
-        let read = tokio::select! {
-            () = shutdown_requested(&mut rx) => break,
-            r = tokio::time::timeout(shared.limits.idle_timeout, stream.read(&mut chunk)) => r,
-        };
-        match read {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
+        match read_more(&mut stream, &mut input, shared.limits.idle_timeout, &mut rx).await {
+            ReadOutcome::Data => {
                 if started.is_none() {
                     started = Some(Instant::now());
                 }
-                input.extend_from_slice(chunk.get(..n).unwrap_or_default());
             }
-            Ok(Err(e)) => {
+            ReadOutcome::Eof | ReadOutcome::Shutdown => break,
+            ReadOutcome::Failed(e) => {
                 tracing::debug!(%peer, "read failed: {e}");
                 break;
             }
-            Err(_) => {
+            ReadOutcome::Idle => {
                 tracing::debug!(%peer, "idle timeout");
                 break;
             }
