@@ -185,11 +185,15 @@ struct Inner {
 }
 
 impl Inner {
-    /// The cache shard that holds `spec`'s token.
-    fn shard(&self, spec: &TokenSpec) -> &Mutex<Box<Cache>> {
+    /// The cache shard that holds the token for `request` (by resource and selector, the parts
+    /// of the cache key that vary within one client).
+    fn shard(&self, request: &TokenRequest<'_>) -> &Mutex<Box<Cache>> {
         use std::hash::{BuildHasher as _, RandomState};
         static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
-        let hash = HASHER.get_or_init(RandomState::new).hash_one(spec);
+        let selector = request.selector.map(|s| (s.param(), s.value()));
+        let hash = HASHER
+            .get_or_init(RandomState::new)
+            .hash_one((request.resource, selector));
         let len = u64::try_from(self.cache.len()).unwrap_or(1).max(1);
         let index = usize::try_from(hash % len).unwrap_or(0);
         &self.cache[index]
@@ -282,7 +286,7 @@ impl TokenClient {
         let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
         let key = CacheKey::for_request(request, endpoint);
         let now = unix_ms();
-        let mut cache = lock(&self.inner.cache);
+        let mut cache = lock(self.inner.shard(request));
         match cache.get(&key, now) {
             Lookup::Fresh(t) => Some((f(&t, now), false)),
             Lookup::Stale(t) => Some((f(&t, now), true)),
@@ -316,7 +320,7 @@ impl TokenClient {
         let request = spec.as_request(api);
         let key = CacheKey::for_request(&request, *endpoint);
         let now = unix_ms();
-        let mut cache = lock(self.inner.shard(spec));
+        let mut cache = lock(self.inner.shard(&request));
         let (cached, stale) = match cache.get(&key, now) {
             Lookup::Fresh(t) => (t, false),
             Lookup::Stale(t) => (t, true),
@@ -448,7 +452,7 @@ impl TokenClient {
         let token = fetch_with(endpoint, request, inner.config.attempt_timeout, |t| {
             if cache_it {
                 let key = CacheKey::for_request(request, *endpoint);
-                if let Err(e) = lock(inner.shard(spec)).insert(&key, t, unix_ms()) {
+                if let Err(e) = lock(inner.shard(request)).insert(&key, t, unix_ms()) {
                     tracing::debug!(error = %e, resource = %spec.resource, "token not cached");
                 }
             }

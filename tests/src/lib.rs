@@ -309,6 +309,7 @@ pub mod builtin {
     );
     /// `uami-2`'s ARM resource id.
     pub const UA2_RES: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/mitoken-emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-2";
+}
 
 /// Starts `mitoken <args>` with `MITOKEN_LOG=info` (stderr to a temporary log file), reads its
 /// stdout banner up to the line `last` accepts, and keeps draining stdout. Returns the child,
@@ -515,17 +516,4 @@ pub fn jwt_claims(jwt: &str) -> serde_json::Value {
         }
     }
     serde_json::from_slice(&bytes).expect("JWT payload is JSON")
-}
-
-/// The first non-loopback IPv4 address of this machine (from `hostname -I`), to connect
-/// from as a "remote" peer.
-pub fn non_loopback_ipv4() -> Option<String> {
-    let out = Command::new("hostname").arg("-I").output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find(|a| {
-            a.parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        })
-        .map(str::to_owned)
 }

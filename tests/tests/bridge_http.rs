@@ -6,8 +6,7 @@ use std::io::{BufReader, Write as _};
 use std::process::Command;
 
 use mitoken_tests::{
-    BridgeProcess, EmulatorProcess, legacy_get, legacy_post, mitoken_bin, non_loopback_ipv4,
-    read_response,
+    BridgeProcess, EmulatorProcess, legacy_get, legacy_post, mitoken_bin, read_response,
 };
 
 const UA1: &str = "20000000-0000-4000-8000-000000000002";
@@ -212,40 +211,48 @@ fn keep_alive_pipelining_and_the_legacy_shape() {
     assert_eq!(c["total"], 3, "{c}");
 }
 
+/// A non-loopback peer, for real, without touching this machine's network: inside a private
+/// network namespace (`unshare -n`), `lo` also gets 192.0.2.2 (TEST-NET-1); the bridge listens
+/// on the namespace's 127.0.0.1 and curl connects from 192.0.2.2, then from 127.0.0.1.
 #[test]
 fn non_loopback_peers_are_closed_unanswered() {
-    let (_emu, bridge) = pair();
-    let Some(ip) = non_loopback_ipv4() else {
-        eprintln!("SKIP: this machine has no non-loopback IPv4 address to connect from");
-        return;
-    };
-    // curl from a non-loopback source address to the bridge's loopback port.
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--noproxy",
-            "*",
-            "--interface",
-            &ip,
-            "-H",
-            "Metadata: true",
-        ])
-        .arg(format!("{}?{Q}", bridge.token_url()))
-        .output()
-        .expect("run curl");
-    // 52: empty reply (accepted, then closed); 7/56: refused or reset.
-    assert!(
-        matches!(out.status.code(), Some(52 | 56 | 7)),
-        "curl exit {:?}, stdout {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout)
+    let script = format!(
+        r#"set -u
+ip link set lo up && ip addr add 192.0.2.2/32 dev lo || exit 90
+log=$(mktemp)
+MITOKEN_LOG=info "{bin}" bridge --listen 127.0.0.1:50342 --upstream http://127.0.0.1:9 >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.05; done
+curl -s -o /dev/null --noproxy '*' --max-time 5 --interface 192.0.2.2 -H 'Metadata: true'   'http://127.0.0.1:50342/oauth2/token?resource=https%3A%2F%2Fvault.azure.net'
+echo "REMOTE_EXIT=$?"
+code=$(curl -s -o /dev/null -w '%{{http_code}}' --noproxy '*' --max-time 5   'http://127.0.0.1:50342/oauth2/token?resource=https%3A%2F%2Fvault.azure.net')
+echo "LOCAL_STATUS=$code"
+kill -TERM $pid; wait $pid
+echo "BRIDGE_EXIT=$?"
+cat "$log"; rm -f "$log"
+"#,
+        bin = mitoken_bin().display()
     );
-    assert!(out.stdout.is_empty());
-    let logs = bridge.logs();
-    assert!(logs.contains("non-loopback peer refused"), "{logs}");
-    // The same from loopback works.
-    let reply = bridge.send(&legacy_get(Q)).unwrap();
-    assert_eq!(reply.status, 200);
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .expect("run unshare (util-linux; needs root)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "namespace setup failed ({:?}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 52: empty reply (accepted, then closed); 56: reset.
+    assert!(
+        text.contains("REMOTE_EXIT=52") || text.contains("REMOTE_EXIT=56"),
+        "{text}"
+    );
+    assert!(text.contains("non-loopback peer refused"), "{text}");
+    // From loopback the same bridge answers (400: no `Metadata: true`, nothing sent upstream).
+    assert!(text.contains("LOCAL_STATUS=400"), "{text}");
+    assert!(text.contains("BRIDGE_EXIT=0"), "{text}");
 }
 
 #[test]
