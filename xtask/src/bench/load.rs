@@ -76,10 +76,8 @@ impl Server {
 
 /// Everything the load measurement found.
 pub struct Load {
-    /// nginx first, then the emulator, then the bridge if it could run.
+    /// nginx first, then the emulator, then the bridge.
     pub servers: Vec<Server>,
-    /// Why the bridge was not measured.
-    pub bridge_missing: Option<String>,
     /// Size of the token response body served (and of nginx's file), bytes.
     pub body_len: usize,
     /// The emulator's `VmRSS` idle (after start and one token), KiB.
@@ -228,28 +226,17 @@ pub fn measure(
             pid: emu.pid(),
         },
     ];
-    let mut bridge_missing = None;
-    let bridge = match procs::bridge(mitoken, cpus, emu_addr) {
-        Ok(started) => {
-            let (proc, addr) = started?;
-            let (status, _) = procs::get(addr, procs::EXTENSION_PATH)?;
-            if status != 200 {
-                return Err(fail("bridge", format!("token request answered {status}")));
-            }
-            targets.push(Target {
-                name: "mitoken bridge",
-                what: "legacy extension path, token cached by the bridge".into(),
-                url: format!("http://{addr}{}", procs::EXTENSION_PATH),
-                pid: proc.pid(),
-            });
-            Some(proc)
-        }
-        Err(why) => {
-            println!("bench: bridge not measured: {why}");
-            bridge_missing = Some(why);
-            None
-        }
-    };
+    let (bridge, bridge_addr) = procs::bridge(mitoken, cpus, emu_addr)?;
+    let (status, _) = procs::get(bridge_addr, procs::EXTENSION_PATH)?;
+    if status != 200 {
+        return Err(fail("bridge", format!("token request answered {status}")));
+    }
+    targets.push(Target {
+        name: "mitoken bridge",
+        what: "legacy extension path, token cached by the bridge".into(),
+        url: format!("http://{bridge_addr}{}", procs::EXTENSION_PATH),
+        pid: bridge.pid(),
+    });
     let script = work.join("report.lua");
     std::fs::write(&script, lua()).map_err(|e| fail("wrk script", e))?;
     let mut servers: Vec<Server> = targets
@@ -297,7 +284,6 @@ pub fn measure(
     };
     Ok(Load {
         servers,
-        bridge_missing,
         body_len: body.len(),
         emulator_rss_idle_kib,
         python_ops,

@@ -159,32 +159,24 @@ pub fn emulator(mitoken: &Path, cpus: Cpus) -> crate::Result<(Proc, SocketAddr)>
     start_announcing("mitoken emulate", cmd)
 }
 
-/// `mitoken bridge` answering legacy-extension requests from `upstream` (the emulator), or why
-/// it cannot be measured (not in this build).
+/// `mitoken bridge` answering legacy-extension requests from `upstream` (the emulator),
+/// logging only warnings.
 pub fn bridge(
     mitoken: &Path,
     cpus: Cpus,
     upstream: SocketAddr,
-) -> Result<crate::Result<(Proc, SocketAddr)>, String> {
-    let help = Command::new(mitoken)
-        .args(["bridge", "--help"])
-        .output()
-        .map_err(|e| format!("cannot run `mitoken bridge --help`: {e}"))?;
-    if !help.status.success() {
-        return Err("`mitoken bridge` is not in this build yet".into());
-    }
-    let text = String::from_utf8_lossy(&help.stdout);
-    let upstream_flag = ["--upstream", "--endpoint", "--imds"]
-        .into_iter()
-        .find(|f| text.contains(f))
-        .ok_or_else(|| "`mitoken bridge --help` names no upstream flag".to_owned())?;
+) -> crate::Result<(Proc, SocketAddr)> {
     let mut cmd = pinned(cpus.server, mitoken);
-    cmd.args(["bridge", "--listen", "127.0.0.1:0", upstream_flag])
-        .arg(format!("http://{upstream}"));
-    if text.contains("--log") {
-        cmd.args(["--log", "warn"]);
-    }
-    Ok(start_announcing("mitoken bridge", cmd))
+    cmd.args([
+        "bridge",
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "warn",
+        "--upstream",
+    ])
+    .arg(format!("http://{upstream}"));
+    start_announcing("mitoken bridge", cmd)
 }
 
 /// A free loopback port (bound and released; nginx cannot report an ephemeral one).
