@@ -446,8 +446,8 @@ pub fn render(r: &Results) -> String {
         o,
         "## 5. Scaling: 1 → 1000 user-assigned identities / cached tokens (instructions per call)\n\n\
          The identity asked for is the last one inserted. Resolution uses sorted indexes (binary \
-         search: GUIDs by value, resource ids ignoring case); the core's `TokenCache` scans a dense \
-         array of 64-bit key hashes (the emulator's own cache is a `HashMap`).\n\n\
+         search: GUIDs by value, resource ids ignoring case); the core's `TokenCache` binary-searches \
+         a sorted index of 64-bit key hashes (the emulator's own cache is a `HashMap`).\n\n\
          ![scaling](bench-scaling.svg)\n"
     );
     let sizes: Vec<usize> = r
