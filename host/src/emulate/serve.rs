@@ -71,7 +71,9 @@ pub fn default_listen(flavor: Flavor) -> SocketAddr {
 pub struct ConnectionLimits {
     /// Connections served at once; more are answered 503 and closed. Default 1024.
     pub max_connections: usize,
-    /// A connection with no complete request for this long is closed. Default 60 s.
+    /// A connection with no complete request for this long is closed, counted from its opening
+    /// or its last answer (a request trickling in byte by byte is closed too); also the longest
+    /// an answer may wait to be written to a client that does not read. Default 60 s.
     pub idle_timeout: Duration,
     /// On shutdown, how long answers in progress may take before their connections are dropped.
     /// Default 5 s.
@@ -469,6 +471,10 @@ async fn serve_connection(
     let mut chunk = vec![0u8; READ_CHUNK];
     let limit = max_input(&shared.server_config.limits);
     let mut started: Option<Instant> = None;
+    // The next request must be complete by then: counted from the connection's start or the
+    // last answer, not from the last byte read, so a request trickling in (slow-loris) is closed
+    // like an idle connection.
+    let mut deadline = tokio::time::Instant::now() + shared.limits.idle_timeout;
     'conn: loop {
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
@@ -509,8 +515,14 @@ async fn serve_connection(
                 true
             } else {
                 let bytes = out.get(..response.len).unwrap_or_default();
-                stream.write_all(bytes).await.is_ok()
+                // A client that does not read its answers cannot hold the connection forever.
+                let write = stream.write_all(bytes);
+                matches!(
+                    tokio::time::timeout(shared.limits.idle_timeout, write).await,
+                    Ok(Ok(()))
+                )
             };
+            deadline = tokio::time::Instant::now() + shared.limits.idle_timeout;
             drop(permit);
             input.drain(..response.consumed.min(input.len()));
             if !written || close_now || !response.keep_alive || *rx.borrow() {
@@ -523,7 +535,7 @@ async fn serve_connection(
         }
         let read = tokio::select! {
             () = shutdown_requested(&mut rx) => break,
-            r = tokio::time::timeout(shared.limits.idle_timeout, stream.read(&mut chunk)) => r,
+            r = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => r,
         };
         match read {
             Ok(Ok(0)) => break,
