@@ -22,14 +22,15 @@ pub const SAMI_CLIENT: &str = "20000000-0000-4000-8000-000000000001";
 /// Client id of the built-in VM's first user-assigned identity.
 pub const UA1_CLIENT: &str = "20000000-0000-4000-8000-000000000002";
 
-/// Resident memory a target may gain over its warmed-up baseline during an attack: 48 MiB.
+/// Resident memory a target may gain over its warmed-up baseline during an attack: 32 MiB.
 ///
-/// Why this figure: the emulator serves at most `--max-connections` (1024) connections at once
-/// and gives each a 16 KiB work buffer, a 16 KiB output buffer, an 8 KiB read chunk and an input
-/// buffer that grows only as far as the core's head/body limits allow; 1024 connections with
-/// their buffers touched stay under ~45 MiB. A leak per request or per connection (e.g. the
-/// 10,000-connection attack keeping state for refused connections) goes well past it.
-pub const RSS_HEADROOM_KIB: u64 = 48 * 1024;
+/// Why this figure: measured growth is at most ~3 MiB (1024 idle connections held open cost
+/// ~2.4 KiB each: a task and its socket; the 1,000-identity run caches 1,000 tokens). A
+/// connection with a request in progress holds ~40 KiB of buffers (16 KiB work, 16 KiB output,
+/// 8 KiB+ input), so 32 MiB still admits ~800 such connections at once, while a leak per request
+/// or per connection does not fit: before the fix that made idle connections hold no buffers,
+/// 1024 idle connections alone took the emulator from 11 MiB to 73 MiB.
+pub const RSS_HEADROOM_KIB: u64 = 32 * 1024;
 
 /// Which program is attacked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use mitoken_core::server::{
     IssueRequest, Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server,
     ServerConnection,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -316,13 +316,10 @@ impl Emulator {
         let flavor = options.flavor;
         let (table, by_slot) = build_table(flavor, &options.config)?;
         let plan = FaultPlan::new(options.faults)?;
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: options.listen,
-                    source,
-                })?;
+        let listener = bind(options.listen).map_err(|source| StartError::Bind {
+            addr: options.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: options.listen,
             source,
@@ -365,6 +362,24 @@ impl Emulator {
             task,
         })
     }
+}
+
+/// Pending connections the kernel queues for `accept`: tokio's `TcpListener::bind` asks for
+/// 128, which a burst of clients overflows (dropped SYNs stall each client ≥ 1 s; seen by the
+/// hostile suite's 10,000-connection attack). The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
+/// [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The 503 written to a connection over the limit.
@@ -443,6 +458,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut rx: watch::
 const MAX_BUFFER: usize = 1 << 20;
 /// Size of one socket read.
 const READ_CHUNK: usize = 8192;
+/// Work and response buffers of a connection with a request in progress (grown on demand, up to
+/// [`MAX_BUFFER`]).
+const INITIAL_BUFFER: usize = 16 * 1024;
 
 /// The most request bytes a connection buffers: the core refuses longer heads and bodies well
 /// before this, so reaching it means something is wrong; the connection is closed.
@@ -465,10 +483,12 @@ async fn serve_connection(
     tracing::debug!(%peer, "connection opened");
     let mut issuer = HostIssuer::new(Arc::clone(shared));
     let mut conn = ServerConnection::new(shared.server_config.limits);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut work = vec![0u8; 16 * 1024];
-    let mut out = vec![0u8; 16 * 1024];
-    let mut chunk = vec![0u8; READ_CHUNK];
+    // Buffers are allocated when request bytes arrive and released while the connection is
+    // idle, so an idle connection costs its task and socket only (the hostile suite holds 1024
+    // idle connections and bounds the process's RSS).
+    let mut input: Vec<u8> = Vec::new();
+    let mut work: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     let limit = max_input(&shared.server_config.limits);
     let mut started: Option<Instant> = None;
     // The next request must be complete by then: counted from the connection's start or the
@@ -476,6 +496,10 @@ async fn serve_connection(
     // like an idle connection.
     let mut deadline = tokio::time::Instant::now() + shared.limits.idle_timeout;
     'conn: loop {
+        if !input.is_empty() && out.is_empty() {
+            work.resize(INITIAL_BUFFER, 0);
+            out.resize(INITIAL_BUFFER, 0);
+        }
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let now = unix_now();
@@ -533,24 +557,38 @@ async fn serve_connection(
             tracing::warn!(%peer, "request larger than the limits allow; closing");
             break;
         }
-        let read = tokio::select! {
+        if input.is_empty() {
+            // Idle between requests: hold no buffers.
+            input = Vec::new();
+            work = Vec::new();
+            out = Vec::new();
+        }
+        let readable = tokio::select! {
             () = shutdown_requested(&mut rx) => break,
-            r = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => r,
+            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
         };
-        match read {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
-                if started.is_none() {
-                    started = Some(Instant::now());
-                }
-                input.extend_from_slice(chunk.get(..n).unwrap_or_default());
-            }
+        match readable {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(%peer, "read failed: {e}");
                 break;
             }
             Err(_) => {
                 tracing::debug!(%peer, "idle timeout");
+                break;
+            }
+        }
+        input.reserve(READ_CHUNK);
+        match stream.try_read_buf(&mut input) {
+            Ok(0) => break,
+            Ok(_) => {
+                if started.is_none() {
+                    started = Some(Instant::now());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::debug!(%peer, "read failed: {e}");
                 break;
             }
         }
