@@ -1,7 +1,7 @@
 //! `mitoken demo`: the main job end to end on one machine with no Azure.
 //!
 //! Starts the emulator in-process on an ephemeral loopback port and gets tokens through the same
-//! client code as `mitoken token` ([`crate::client::fetch_once`]): the system-assigned identity,
+//! client code as `mitoken token` ([`crate::token_client::TokenClient`]): the system-assigned identity,
 //! a user-assigned one by `client_id` and by resource id, each checked against the emulator's
 //! published key. Then the default-identity rules on VMs without a system-assigned identity: one
 //! user-assigned identity is the default; with two, IMDS's error. Exits 0 when every step behaved
@@ -9,15 +9,16 @@
 
 use std::time::Duration;
 
-use mitoken_core::request::{Endpoint, ResIdParam, Selector, TokenRequest};
+use mitoken_core::request::{ResIdParam, Selector, TokenRequest};
 
 use crate::cli::DemoArgs;
-use crate::client::{FetchFailure, TokenResponse, fetch_once};
+use crate::client::{FetchFailure, TokenResponse};
 use crate::emulate::config::{EmulatorConfig, Flavor, IdentityConfig};
 use crate::emulate::jwt::verify_rs256;
 use crate::emulate::serve::{Emulator, EmulatorOptions, RunningEmulator};
 use crate::emulate::signing::SigningKey;
 use crate::exit::Failure;
+use crate::token_client::{ClientConfig, GetTokenError, IdentitySelector, TokenClient, TokenSpec};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,13 +58,33 @@ async fn fetch(
     resource: &str,
     selector: Option<Selector<'_>>,
 ) -> Result<TokenResponse, FetchFailure> {
-    let base = emulator.base_url();
-    let endpoint = Endpoint::parse_url(&base).map_err(FetchFailure::InvalidRequest)?;
-    let mut request = TokenRequest::from_scope(resource).map_err(FetchFailure::InvalidRequest)?;
-    if let Some(s) = selector {
-        request = request.with_selector(s);
+    let resource = TokenRequest::from_scope(resource)
+        .map_err(FetchFailure::InvalidRequest)?
+        .resource
+        .to_owned();
+    let selector = selector.map(|s| match s {
+        Selector::ClientId(id) => IdentitySelector::ClientId(id.to_owned()),
+        Selector::ObjectId(id) => IdentitySelector::ObjectId(id.to_owned()),
+        Selector::ResourceId { id, param } => IdentitySelector::ResourceId {
+            id: id.to_owned(),
+            mi_spelling: param == ResIdParam::MiResId,
+        },
+    });
+    let mut config = ClientConfig::new(emulator.base_url());
+    config.cache = false;
+    config.attempt_timeout = TIMEOUT;
+    let client = TokenClient::new(config).map_err(|e| match e {
+        GetTokenError::Endpoint { error, .. } => FetchFailure::InvalidRequest(error),
+        GetTokenError::Failed { last, .. } => last,
+    })?;
+    match client
+        .get_token(&TokenSpec::new(resource).with_selector(selector))
+        .await
+    {
+        Ok(token) => Ok(TokenResponse::clone(&token)),
+        Err(GetTokenError::Failed { last, .. }) => Err(last),
+        Err(GetTokenError::Endpoint { error, .. }) => Err(FetchFailure::InvalidRequest(error)),
     }
-    fetch_once(&endpoint, &request, TIMEOUT).await
 }
 
 /// Prints what the token says about itself and checks it names `expected`.

@@ -28,12 +28,16 @@ use tokio::sync::watch;
 use crate::client::{FetchFailure, TokenResponse, fetch_with};
 use crate::emulate::throttle::{Throttle, ThrottleLimits, ThrottleReason};
 
-/// Cache capacity: distinct (selector, resource) pairs kept.
-pub const CACHE_ENTRIES: usize = 128;
+/// The cache is split in shards, each a core [`TokenCache`] behind its own lock: less
+/// contention, and no single fixed-size value too large to build on a thread's stack.
+pub const CACHE_SHARDS: usize = 16;
+/// Entries per shard; the cache keeps up to `CACHE_SHARDS × CACHE_SHARD_ENTRIES` (256) distinct
+/// (selector, resource) pairs, least recently used evicted first within a shard.
+pub const CACHE_SHARD_ENTRIES: usize = 16;
 /// Largest cached token (access token + type + client id); larger tokens are served, not cached.
 pub const CACHE_TOKEN_BYTES: usize = 8192;
 
-type Cache = TokenCache<CACHE_ENTRIES, CACHE_TOKEN_BYTES>;
+type Cache = TokenCache<CACHE_SHARD_ENTRIES, CACHE_TOKEN_BYTES>;
 
 /// Which user-assigned identity a request names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -174,10 +178,22 @@ type Shared = Result<Arc<TokenResponse>, GetTokenError>;
 
 struct Inner {
     config: ClientConfig,
-    cache: Mutex<Box<Cache>>,
+    cache: Vec<Mutex<Box<Cache>>>,
     inflight: Mutex<HashMap<TokenSpec, watch::Receiver<Option<Shared>>>>,
     throttle: Option<Throttle>,
     clock: Instant,
+}
+
+impl Inner {
+    /// The cache shard that holds `spec`'s token.
+    fn shard(&self, spec: &TokenSpec) -> &Mutex<Box<Cache>> {
+        use std::hash::{BuildHasher as _, RandomState};
+        static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+        let hash = HASHER.get_or_init(RandomState::new).hash_one(spec);
+        let len = u64::try_from(self.cache.len()).unwrap_or(1).max(1);
+        let index = usize::try_from(hash % len).unwrap_or(0);
+        &self.cache[index]
+    }
 }
 
 /// A cloneable handle to one client (cache, in-flight table and limiter are shared).
@@ -213,7 +229,9 @@ impl TokenClient {
             inner: Arc::new(Inner {
                 throttle: config.upstream_limits.map(Throttle::new),
                 config,
-                cache: Mutex::new(Box::new(Cache::new())),
+                cache: (0..CACHE_SHARDS)
+                    .map(|_| Mutex::new(Box::new(Cache::new())))
+                    .collect(),
                 inflight: Mutex::new(HashMap::new()),
                 clock: Instant::now(),
             }),
@@ -257,7 +275,7 @@ impl TokenClient {
         let request = spec.as_request(api);
         let key = CacheKey::for_request(&request, *endpoint);
         let now = unix_ms();
-        let mut cache = lock(&self.inner.cache);
+        let mut cache = lock(self.inner.shard(spec));
         let (cached, stale) = match cache.get(&key, now) {
             Lookup::Fresh(t) => (t, false),
             Lookup::Stale(t) => (t, true),
@@ -371,7 +389,7 @@ impl TokenClient {
         let token = fetch_with(endpoint, request, inner.config.attempt_timeout, |t| {
             if cache_it {
                 let key = CacheKey::for_request(request, *endpoint);
-                if let Err(e) = lock(&inner.cache).insert(&key, t, unix_ms()) {
+                if let Err(e) = lock(inner.shard(spec)).insert(&key, t, unix_ms()) {
                     tracing::debug!(error = %e, resource = %spec.resource, "token not cached");
                 }
             }

@@ -338,3 +338,24 @@ impl Drop for EmulatorProcess {
         let _ = std::fs::remove_file(&self.stderr_path);
     }
 }
+
+/// The identities of `mitoken emulate`'s built-in VM (no `--config`): `(client_id, object_id)`.
+pub mod builtin {
+    /// The system-assigned identity.
+    pub const SAMI: (&str, &str) = (
+        "20000000-0000-4000-8000-000000000001",
+        "30000000-0000-4000-8000-000000000001",
+    );
+    /// User-assigned identity `uami-1`.
+    pub const UA1: (&str, &str) = (
+        "20000000-0000-4000-8000-000000000002",
+        "30000000-0000-4000-8000-000000000002",
+    );
+    /// User-assigned identity `uami-2`.
+    pub const UA2: (&str, &str) = (
+        "20000000-0000-4000-8000-000000000003",
+        "30000000-0000-4000-8000-000000000003",
+    );
+    /// `uami-2`'s ARM resource id.
+    pub const UA2_RES: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/mitoken-emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-2";
+}

@@ -11,21 +11,8 @@
 
 use std::process::{Command, Output};
 
+use mitoken_tests::builtin::{SAMI, UA1, UA2, UA2_RES};
 use mitoken_tests::{EmulatorProcess, python_with_azure_identity};
-
-const SAMI: (&str, &str) = (
-    "20000000-0000-4000-8000-000000000001",
-    "30000000-0000-4000-8000-000000000001",
-);
-const UA1: (&str, &str) = (
-    "20000000-0000-4000-8000-000000000002",
-    "30000000-0000-4000-8000-000000000002",
-);
-const UA2: (&str, &str) = (
-    "20000000-0000-4000-8000-000000000003",
-    "30000000-0000-4000-8000-000000000003",
-);
-const UA2_RES: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/mitoken-emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-2";
 
 /// Gets a token for each `(name, kind, value)` credential and validates it with `PyJWT` against
 /// the JWKS the OpenID configuration names; prints `{name: {oid, appid, aud}}` or

@@ -4,21 +4,9 @@
 use std::fmt::Write as _;
 use std::process::Output;
 
+use mitoken_tests::builtin::{SAMI, UA1, UA2, UA2_RES};
 use mitoken_tests::{EmulatorProcess, mitoken_bin};
 
-const SAMI: (&str, &str) = (
-    "20000000-0000-4000-8000-000000000001",
-    "30000000-0000-4000-8000-000000000001",
-);
-const UA1: (&str, &str) = (
-    "20000000-0000-4000-8000-000000000002",
-    "30000000-0000-4000-8000-000000000002",
-);
-const UA2: (&str, &str) = (
-    "20000000-0000-4000-8000-000000000003",
-    "30000000-0000-4000-8000-000000000003",
-);
-const UA2_RES: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/mitoken-emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-2";
 const ARM: &str = "https://management.azure.com/";
 
 fn token(emu: &EmulatorProcess, args: &[&str]) -> Output {

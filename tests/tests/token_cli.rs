@@ -78,18 +78,23 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Runs `mitoken token --endpoint <one-shot server answering fixture_name> ARGS…` and returns
+/// its output with the request the server saw.
+fn token_against(fixture_name: &str, args: &[&str]) -> (Output, String) {
+    let server = OneShot::start(fixture(fixture_name));
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let mut all = vec!["token", "--endpoint", &endpoint];
+    all.extend_from_slice(args);
+    let out = mitoken(&all);
+    (out, server.request())
+}
+
 #[test]
 fn prints_the_token_from_a_real_server() {
-    let server = OneShot::start(fixture("imds-token-response.http"));
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
-    let out = mitoken(&[
-        "token",
-        "--endpoint",
-        &endpoint,
-        "--resource",
-        "https://management.azure.com/",
-    ]);
-    let request = server.request();
+    let (out, request) = token_against(
+        "imds-token-response.http",
+        &["--resource", "https://management.azure.com/"],
+    );
     assert!(
         out.status.success(),
         "exit {:?}: {}",
@@ -115,20 +120,17 @@ fn prints_the_token_from_a_real_server() {
 
 #[test]
 fn chunked_response_and_raw_output() {
-    let server = OneShot::start(fixture("imds-token-response-chunked.http"));
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
-    let out = mitoken(&[
-        "token",
-        "--endpoint",
-        &endpoint,
-        "--resource",
-        "https://management.azure.com/.default",
-        "--client-id",
-        "11111111-2222-3333-4444-555555555555",
-        "--output",
-        "raw",
-    ]);
-    let request = server.request();
+    let (out, request) = token_against(
+        "imds-token-response-chunked.http",
+        &[
+            "--resource",
+            "https://management.azure.com/.default",
+            "--client-id",
+            "11111111-2222-3333-4444-555555555555",
+            "--output",
+            "raw",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -148,18 +150,15 @@ fn chunked_response_and_raw_output() {
 
 #[test]
 fn service_error_is_reported_with_status_and_text() {
-    let server = OneShot::start(fixture("imds-error-400.http"));
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
-    let out = mitoken(&[
-        "token",
-        "--endpoint",
-        &endpoint,
-        "--resource",
-        "https://vault.azure.net",
-        "--object-id",
-        "99999999-2222-3333-4444-555555555555",
-    ]);
-    server.request();
+    let (out, _) = token_against(
+        "imds-error-400.http",
+        &[
+            "--resource",
+            "https://vault.azure.net",
+            "--object-id",
+            "99999999-2222-3333-4444-555555555555",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "service errors exit 3");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("400"), "{stderr}");
@@ -221,18 +220,15 @@ fn control_characters_in_values_are_refused_before_sending() {
 
 #[test]
 fn az_output_has_az_cli_fields() {
-    let server = OneShot::start(fixture("imds-token-response.http"));
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
-    let out = mitoken(&[
-        "token",
-        "--endpoint",
-        &endpoint,
-        "--resource",
-        "https://management.azure.com/",
-        "--output",
-        "az",
-    ]);
-    server.request();
+    let (out, _) = token_against(
+        "imds-token-response.http",
+        &[
+            "--resource",
+            "https://management.azure.com/",
+            "--output",
+            "az",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

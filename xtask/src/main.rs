@@ -3,11 +3,14 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, a benchmark smoke run, firmware-sim fmt + clippy, and `sim`.
+//!   the no_std proof, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
+//!   each fuzz target.
 //! - `nostd`: only the no_std proof.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
 //! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
 //! - `bench`: instruction counts against peers, written to `docs/benchmarks.md`.
+//! - `fuzz`: the `cargo fuzz` targets, `--seconds N` each (default 60); `--report` writes
+//!   `docs/fuzzing.md`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use std::time::Instant;
 
 mod bench;
 mod elf;
+mod fuzz;
 mod nostd;
 mod relay;
 mod sim;
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         "nostd" => nostd::prove(&root()),
         "sim" => sim::sim(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
+        "fuzz" => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::run_fuzz(&root(), &o)),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -69,10 +74,11 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, sim\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check\n  \
-         sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens"
+         sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens\n  \
+         fuzz    cargo fuzz targets [--seconds N (60)] [--target NAME] [--report -> docs/fuzzing.md]"
     );
 }
 
@@ -121,6 +127,16 @@ fn ci() -> Result {
         ]))
     })?;
     step("firmware sim", || sim::sim(&root))?;
+    step("fuzz (30 s per target)", || {
+        fuzz::run_fuzz(
+            &root,
+            &fuzz::Options {
+                seconds: 30,
+                target: None,
+                report: false,
+            },
+        )
+    })?;
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -161,7 +161,7 @@ pub enum JsonError {
         field: Field,
     },
     /// A value that goes into an HTTP header (`access_token`, `token_type`) decodes to text
-    /// with a control character (an escaped CR, LF, …).
+    /// with a control character (an escaped CR, LF, …, or a raw DEL, which JSON allows).
     ControlInHeaderValue {
         /// The member.
         field: Field,
@@ -497,6 +497,11 @@ impl<'a> Token<'a> {
         })?;
         if access_escaped {
             header_safe(access_token, Field::AccessToken)?;
+        } else if access_token.as_bytes().contains(&0x7F) {
+            // The scanner refuses raw C0 controls in strings, but a raw DEL is valid JSON.
+            return Err(JsonError::ControlInHeaderValue {
+                field: Field::AccessToken,
+            });
         }
         let token_type = header_safe(
             token_type.ok_or(JsonError::MissingField {
