@@ -170,12 +170,11 @@ impl ServerProcess {
             banner: banner.clone(),
             stderr_path,
         };
-        if addr.is_none() {
-            panic!(
-                "{name} did not print its address; stdout {banner:?}, stderr {}",
-                process.logs()
-            );
-        }
+        assert!(
+            addr.is_some(),
+            "{name} did not print its address; stdout {banner:?}, stderr {}",
+            process.logs()
+        );
         process
     }
 
@@ -587,10 +586,7 @@ impl Exchange {
 pub fn parse_responses(bytes: &[u8]) -> (Vec<HttpReply>, Vec<u8>) {
     let mut replies = Vec::new();
     let mut rest = bytes;
-    loop {
-        let Some(head_end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
-            break;
-        };
+    while let Some(head_end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
         let head = String::from_utf8_lossy(rest.get(..head_end).unwrap_or_default()).into_owned();
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
@@ -781,6 +777,9 @@ pub fn ensure_open_files(n: u64) -> u64 {
     soft
 }
 
+/// Configuration files written so far (for unique names).
+static CONFIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Writes a VM configuration with a system-assigned identity and `n` user-assigned identities
 /// (client ids `21000000-0000-4000-8000-<i:012>`) to a temporary file.
 ///
@@ -798,8 +797,7 @@ pub fn many_identities_config(n: usize) -> PathBuf {
             many_client_id(i)
         );
     }
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let k = CONFIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!(
         "mitoken-hostile-vm-{n}-{}-{k}.toml",
         std::process::id()

@@ -12,6 +12,7 @@
 //!   armour;
 //! - the `IDENTITY_HEADER` secret appears nowhere, not even on stdout.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,15 @@ fn random_hex(n: usize) -> String {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .expect("read /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut acc, b| {
+        let _ = write!(acc, "{b:02x}");
+        acc
+    })
 }
 
 /// A fresh temporary directory.
@@ -346,7 +355,7 @@ fn key_needles(pem: &str) -> Vec<(String, String)> {
         if *name == "e" {
             continue;
         }
-        let hex: String = int.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(&int);
         let forms = [
             ("hex", hex.clone()),
             ("HEX", hex.to_uppercase()),
@@ -417,34 +426,34 @@ fn designated_token(run: &Run, format: &str) -> String {
         run.stderr()
     );
     let stdout = run.stdout();
-    match format {
-        "raw" => {
-            let token = stdout.trim_end_matches('\n');
-            assert!(!token.contains('\n'), "{}: raw is one line", run.what);
-            assert_eq!(token.split('.').count(), 3, "{}: {stdout}", run.what);
-            token.to_owned()
-        }
-        _ => {
-            let v: serde_json::Value = serde_json::from_str(&stdout)
-                .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}): {stdout}", run.what));
-            let field = if format == "az" {
-                "accessToken"
-            } else {
-                "access_token"
-            };
-            let token = v[field].as_str().expect("token field").to_owned();
-            assert_eq!(
-                stdout.matches(token.as_str()).count(),
-                1,
-                "{}: the token appears once, in `{field}`",
-                run.what
-            );
-            token
-        }
+    if format == "raw" {
+        let token = stdout.trim_end_matches('\n');
+        assert!(!token.contains('\n'), "{}: raw is one line", run.what);
+        assert_eq!(token.split('.').count(), 3, "{}: {stdout}", run.what);
+        return token.to_owned();
     }
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}): {stdout}", run.what));
+    let field = if format == "az" {
+        "accessToken"
+    } else {
+        "access_token"
+    };
+    let token = v[field].as_str().expect("token field").to_owned();
+    assert_eq!(
+        stdout.matches(token.as_str()).count(),
+        1,
+        "{}: the token appears once, in `{field}`",
+        run.what
+    );
+    token
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: success and failure paths, then checks"
+)]
 fn emulate_and_token_at_trace_never_log_a_token_key_or_identity_header() {
     let env = Env::new();
     let dir = temp_dir("emulate");
@@ -680,6 +689,7 @@ impl Canned {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a table of malformed responses")]
 fn token_failure_paths_never_echo_the_token_they_received() {
     let env = Env::new();
     // A JWT-shaped secret the client must never repeat, whatever is wrong around it.

@@ -1,6 +1,6 @@
 //! `cargo xtask deny`: `cargo deny` over the root workspace and firmware-sim with the project's
 //! `deny.toml` — licenses (an allow-list), bans (duplicate versions, wildcards), sources
-//! (crates.io only) and, when a RustSec advisory database is at hand, advisories.
+//! (crates.io only) and, when a `RustSec` advisory database is at hand, advisories.
 //!
 //! Installs `cargo-deny` (`cargo install cargo-deny --locked`) when it is missing. Advisories:
 //! a local database (`~/.cargo/advisory-db*`, as `cargo deny fetch` leaves it) is used offline;

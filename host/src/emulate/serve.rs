@@ -563,38 +563,64 @@ async fn serve_connection(
             work = Vec::new();
             out = Vec::new();
         }
-        let readable = tokio::select! {
-            () = shutdown_requested(&mut rx) => break,
-            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
-        };
-        match readable {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, "read failed: {e}");
-                break;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "idle timeout");
-                break;
-            }
-        }
-        input.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut input) {
-            Ok(0) => break,
-            Ok(_) => {
+        match read_more(&stream, &mut input, deadline, &mut rx, peer).await {
+            ReadMore::Bytes => {
                 if started.is_none() {
                     started = Some(Instant::now());
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                tracing::debug!(%peer, "read failed: {e}");
-                break;
-            }
+            ReadMore::Nothing => {}
+            ReadMore::Done => break,
         }
     }
     let _ = stream.shutdown().await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// What [`read_more`] did.
+enum ReadMore {
+    /// Appended bytes to the input.
+    Bytes,
+    /// A spurious wake-up: nothing read, try again.
+    Nothing,
+    /// Closed by the peer, failed, timed out or shutting down: close the connection.
+    Done,
+}
+
+/// Waits (until `deadline`, or shutdown) for request bytes and appends them to `input`, which
+/// gets its buffer only once bytes are there to read.
+async fn read_more(
+    stream: &TcpStream,
+    input: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+    rx: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> ReadMore {
+    let readable = tokio::select! {
+        () = shutdown_requested(rx) => return ReadMore::Done,
+        r = tokio::time::timeout_at(deadline, stream.readable()) => r,
+    };
+    match readable {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "read failed: {e}");
+            return ReadMore::Done;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "idle timeout");
+            return ReadMore::Done;
+        }
+    }
+    input.reserve(READ_CHUNK);
+    match stream.try_read_buf(input) {
+        Ok(0) => ReadMore::Done,
+        Ok(_) => ReadMore::Bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadMore::Nothing,
+        Err(e) => {
+            tracing::debug!(%peer, "read failed: {e}");
+            ReadMore::Done
+        }
+    }
 }
 
 /// Per-request decisions, kept until the answer is written so that a repeated
