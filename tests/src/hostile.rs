@@ -13,7 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::{HttpReply, mitoken_bin};
+use crate::HttpReply;
+
+/// The `mitoken` binary attacked: `MITOKEN_HOSTILE_BIN` when set (to attack another build, e.g.
+/// a release build), else the workspace's debug build ([`crate::mitoken_bin`]).
+pub fn mitoken_bin() -> PathBuf {
+    std::env::var_os("MITOKEN_HOSTILE_BIN")
+        .map_or_else(|| crate::mitoken_bin().to_owned(), PathBuf::from)
+}
 
 /// The resource every normal request asks a token for.
 pub const RESOURCE: &str = "https://vault.azure.net";
@@ -311,10 +318,9 @@ fn emulate_args(options: &Options) -> Vec<String> {
 }
 
 /// The command line of `mitoken bridge` in front of `upstream` (an `http://127.0.0.1:PORT`
-/// emulator). BRIDGE: written before the subcommand existed; adjust here once, for every
-/// hostile test, if its flags differ.
+/// emulator).
 fn bridge_args(options: &Options, upstream: &str) -> Vec<String> {
-    let mut args: Vec<String> = ["bridge", "--listen", "127.0.0.1:0", "--endpoint"]
+    let mut args: Vec<String> = ["bridge", "--listen", "127.0.0.1:0", "--upstream"]
         .map(str::to_owned)
         .into();
     args.push(upstream.to_owned());
@@ -326,6 +332,37 @@ fn bridge_args(options: &Options, upstream: &str) -> Vec<String> {
         args.extend(["--max-connections".to_owned(), n.to_string()]);
     }
     args
+}
+
+/// The claims of a JWT (its middle part, base64url-decoded JSON).
+///
+/// # Panics
+/// If it is not a JWT with a JSON payload.
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let value = |c: u8| -> Option<u32> {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        Some(u32::from(v))
+    };
+    let digits: Vec<u32> = payload.bytes().filter_map(value).collect();
+    let mut bytes = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (k, &d)| acc | (d << (18 - 6 * k)));
+        for k in 0..chunk.len().saturating_sub(1) {
+            bytes.push(n.to_be_bytes()[1 + k]);
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("JWT payload is not JSON ({e})"))
 }
 
 impl Target {
@@ -349,11 +386,7 @@ impl Target {
                 let upstream =
                     ServerProcess::spawn("upstream", &emulate_args(&upstream_options), &[]);
                 let url = format!("http://{}", upstream.addr);
-                let bridge = ServerProcess::spawn(
-                    "bridge",
-                    &bridge_args(&options, &url),
-                    &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &url)],
-                );
+                let bridge = ServerProcess::spawn("bridge", &bridge_args(&options, &url), &[]);
                 (bridge, Some(upstream))
             }
         };
@@ -426,7 +459,8 @@ impl Target {
         self.get_request(&self.token_target(RESOURCE, extra), "")
     }
 
-    /// Checks `reply` is a correct token answer for [`RESOURCE`] and (when given) `client_id`.
+    /// Checks `reply` is a correct token answer for [`RESOURCE`] and (when given) `client_id`:
+    /// status 200, a JWT whose `aud` is the resource and whose `appid` is the client id.
     ///
     /// # Panics
     /// If it is not.
@@ -447,8 +481,14 @@ impl Target {
             self.kind.name()
         );
         assert_eq!(v["resource"], RESOURCE, "{} {context}", self.kind.name());
+        let claims = jwt_claims(token);
+        assert_eq!(claims["aud"], RESOURCE, "{} {context}", self.kind.name());
         if let Some(id) = client_id {
-            assert_eq!(v["client_id"], id, "{} {context}", self.kind.name());
+            // The token is the identity's (the bridge's legacy shape has no `client_id`).
+            assert_eq!(claims["appid"], id, "{} {context}", self.kind.name());
+            if self.kind == Kind::Emulate {
+                assert_eq!(v["client_id"], id, "{} {context}", self.kind.name());
+            }
         }
     }
 

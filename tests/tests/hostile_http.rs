@@ -838,8 +838,10 @@ fn huge_query_strings(kind: Kind) {
                 .first()
                 .unwrap_or_else(|| panic!("{} {what}: answered", kind.name()));
             let _ = reply.json();
+            // The bridge may relay IMDS's refusal of what it forwards as a gateway error.
+            let gateway = kind == Kind::Bridge && matches!(reply.status, 502..=504);
             assert!(
-                reply.status == 200 || (400..500).contains(&reply.status),
+                reply.status == 200 || (400..500).contains(&reply.status) || gateway,
                 "{} {what}: {}",
                 kind.name(),
                 reply.status
