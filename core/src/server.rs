@@ -19,21 +19,24 @@
 //! the shell passes on gets the flavor's 404 / 401.
 //!
 //! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
-//! HTTP stack. Every error answer, its text and its source is listed in the README ("Errors the server answers with").
+//! HTTP stack. [`Relay`] is the same front without identity resolution and with a deferred
+//! answer, for a shell that fetches tokens from upstream (the legacy-extension bridge). Every error answer, its text and its source is listed in the README ("Errors the server answers with").
 
 mod conn;
 mod params;
 mod reject;
+mod relay;
 mod respond;
 
 use core::fmt;
 
 pub use conn::{Handled, Outcome, Response, ServerConnection};
 pub use reject::{Provenance, Rejection};
+pub use relay::{Relay, RelayRequest, Relayed, Reply};
 pub use respond::CONTENT_TYPE;
 
 use crate::http::Limits;
-use crate::identity::{Flavor, IdentityTable, Resolved};
+use crate::identity::{Flavor, IdentityTable, Resolved, Selector};
 
 /// Most parameters (query and form together) a request may carry.
 pub const MAX_PARAMS: usize = 16;
@@ -228,7 +231,8 @@ pub struct Issued {
     pub expires_on: u64,
 }
 
-/// An error answer chosen by the shell (fault injection, throttling, maintenance).
+/// An error answer chosen by the shell (fault injection, throttling, maintenance), or an
+/// upstream error passed on by a [`Relay`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault<'f> {
     /// The HTTP status, 100–999.
@@ -498,75 +502,120 @@ fn decide_inner<'a, 'w, const N: usize>(
     req: &RequestView<'_>,
     work: &'w mut [u8],
 ) -> Result<(Decision<'a, 'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
-    {
-        let flavor = config.flavor;
-        let route = match (flavor, req.path) {
-            (Flavor::Extension, EXTENSION_TOKEN_PATH) | (Flavor::Imds, IMDS_TOKEN_PATH) => {
-                Route::Token
-            }
-            (Flavor::Imds, IMDS_INFO_PATH) => Route::Info,
-            (Flavor::Extension, _) => return Err((Rejection::UnknownSource, work)),
-            (Flavor::Imds, _) => return Err((Rejection::NotFound, work)),
-        };
-        let post = req.method == "POST";
-        let method_ok = match flavor {
-            Flavor::Extension => req.method == "GET" || post,
-            Flavor::Imds => req.method == "GET",
-        };
-        if !method_ok {
-            return Err((Rejection::MethodNotAllowed, work));
-        }
-        if !req
-            .metadata
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
-        {
-            return Err((Rejection::MetadataHeaderMissing, work));
-        }
-        if flavor == Flavor::Imds && req.forwarded_for {
-            return Err((Rejection::ForwardedFor, work));
-        }
-        let form: &[u8] = if post {
-            match req.content_type {
-                Some(ct) if is_form_urlencoded(ct) => req.body,
-                None if req.body.is_empty() => &[],
-                _ => return Err((Rejection::UnsupportedContentType, work)),
-            }
+    let (valid, rest) = validate(config, req, Mode::Resolve, work)?;
+    let Some(resource) = valid.resource else {
+        return if table.system_assigned().is_some() && config.tenant_id.is_some() {
+            Ok((Decision::Info, rest))
         } else {
-            &[]
+            Err((Rejection::IdentityNotFound, rest))
         };
-        let (params, rest) = params::parse(&[req.query, form], work)?;
-        if flavor == Flavor::Imds
-            && !params
-                .api_version
-                .is_some_and(|v| config.api_versions.contains(&v))
-        {
-            return Err((Rejection::ApiVersion, rest));
-        }
-        if route == Route::Info {
-            return if table.system_assigned().is_some() && config.tenant_id.is_some() {
-                Ok((Decision::Info, rest))
-            } else {
-                Err((Rejection::IdentityNotFound, rest))
-            };
-        }
-        let Some(resource) = params.resource.filter(|r| !r.is_empty()) else {
-            return Err((Rejection::ResourceMissing, rest));
-        };
-        if params.selectors > 1 {
-            return Err((Rejection::MultipleSelectors, rest));
-        }
-        match table.resolve(&params.selector) {
-            Ok(resolved) => Ok((
-                Decision::Token(Grant {
-                    resolved,
-                    resource,
-                    bypass_cache: params.bypass_cache,
-                }),
-                rest,
-            )),
-            Err(e) => Err((e.into(), rest)),
-        }
+    };
+    match table.resolve(&valid.selector) {
+        Ok(resolved) => Ok((
+            Decision::Token(Grant {
+                resolved,
+                resource,
+                bypass_cache: valid.bypass_cache,
+            }),
+            rest,
+        )),
+        Err(e) => Err((e.into(), rest)),
     }
+}
+
+/// Who consumes a validated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// [`Server`]: the identity is resolved from the table, and the IMDS info path is served.
+    Resolve,
+    /// [`Relay`]: the request is passed on upstream, which resolves the identity; only the
+    /// token path is served, and a proxied request (`X-Forwarded-For` or `Forwarded`) is
+    /// refused whatever the flavor.
+    Relay,
+}
+
+/// A request that passed every check before identity resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Valid<'w> {
+    /// The non-empty `resource` of a token request; `None` for the info path.
+    pub resource: Option<&'w str>,
+    /// The one selector (or [`Selector::Default`]).
+    pub selector: Selector<'w>,
+    /// `bypass_cache=true` was given.
+    pub bypass_cache: bool,
+}
+
+/// The checks of [`Server::decide`] up to, not including, identity resolution; shared with
+/// the relay so both answer malformed requests the same way. Parameters are decoded into
+/// `work`; its unused rest comes back with the outcome.
+#[allow(clippy::type_complexity)]
+pub(crate) fn validate<'w>(
+    config: &Config<'_>,
+    req: &RequestView<'_>,
+    mode: Mode,
+    work: &'w mut [u8],
+) -> Result<(Valid<'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
+    let flavor = config.flavor;
+    let route = match (flavor, req.path) {
+        (Flavor::Extension, EXTENSION_TOKEN_PATH) | (Flavor::Imds, IMDS_TOKEN_PATH) => Route::Token,
+        (Flavor::Imds, IMDS_INFO_PATH) if mode == Mode::Resolve => Route::Info,
+        (Flavor::Extension, _) => return Err((Rejection::UnknownSource, work)),
+        (Flavor::Imds, _) => return Err((Rejection::NotFound, work)),
+    };
+    let post = req.method == "POST";
+    let method_ok = match flavor {
+        Flavor::Extension => req.method == "GET" || post,
+        Flavor::Imds => req.method == "GET",
+    };
+    if !method_ok {
+        return Err((Rejection::MethodNotAllowed, work));
+    }
+    if !req
+        .metadata
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
+    {
+        return Err((Rejection::MetadataHeaderMissing, work));
+    }
+    if (flavor == Flavor::Imds || mode == Mode::Relay) && req.forwarded_for {
+        return Err((Rejection::ForwardedFor, work));
+    }
+    let form: &[u8] = if post {
+        match req.content_type {
+            Some(ct) if is_form_urlencoded(ct) => req.body,
+            None if req.body.is_empty() => &[],
+            _ => return Err((Rejection::UnsupportedContentType, work)),
+        }
+    } else {
+        &[]
+    };
+    let (params, rest) = params::parse(&[req.query, form], work)?;
+    if flavor == Flavor::Imds
+        && !params
+            .api_version
+            .is_some_and(|v| config.api_versions.contains(&v))
+    {
+        return Err((Rejection::ApiVersion, rest));
+    }
+    if route == Route::Info {
+        let valid = Valid {
+            resource: None,
+            selector: Selector::Default,
+            bypass_cache: params.bypass_cache,
+        };
+        return Ok((valid, rest));
+    }
+    let Some(resource) = params.resource.filter(|r| !r.is_empty()) else {
+        return Err((Rejection::ResourceMissing, rest));
+    };
+    if params.selectors > 1 {
+        return Err((Rejection::MultipleSelectors, rest));
+    }
+    let valid = Valid {
+        resource: Some(resource),
+        selector: params.selector,
+        bypass_cache: params.bypass_cache,
+    };
+    Ok((valid, rest))
 }
 
 /// True for `application/x-www-form-urlencoded`, any case, with or without parameters.

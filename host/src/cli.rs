@@ -32,6 +32,31 @@ pub enum Command {
     /// Show the main job end to end on this machine, with no Azure: an in-process emulator and
     /// the same client code as `mitoken token`.
     Demo(DemoArgs),
+    /// Answer the retired VM extension's endpoint (legacy GET or form POST on
+    /// 127.0.0.1:50342/oauth2/token) with tokens from IMDS.
+    Bridge(BridgeArgs),
+}
+
+/// Arguments of `mitoken bridge`.
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// Address to listen on; port 0 picks a free port (the first line printed says which).
+    #[arg(long, value_name = "ADDR", default_value = crate::bridge::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Where tokens come from: IMDS's base URL (`http://host[:port]`, IMDS's token path added)
+    /// or a full token URL `http://host[:port]/path`. Never taken from the request.
+    #[arg(long, value_name = "URL", default_value = crate::bridge::DEFAULT_UPSTREAM)]
+    pub upstream: String,
+    /// Allow a non-loopback `--listen` address and serve non-loopback peers: anyone who can
+    /// reach the bridge gets this VM's tokens.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// Most connections served at once; more are answered 503 and closed.
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Close a connection that sends no complete request for this long.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
 }
 
 /// Which service `mitoken emulate` imitates.

@@ -89,7 +89,7 @@ pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

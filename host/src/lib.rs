@@ -4,6 +4,8 @@
 //! them as a library.
 #![forbid(unsafe_code)]
 
+pub mod bridge;
+pub mod bridge_cmd;
 pub mod cli;
 pub mod client;
 pub mod demo;
@@ -12,5 +14,6 @@ pub mod emulate_cmd;
 pub mod exit;
 pub mod logging;
 pub mod output;
+pub mod serve_loop;
 pub mod token_client;
 pub mod token_cmd;

@@ -10,13 +10,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The emulator logs one line per request by default; the other commands only warnings.
     let default_log = match cli.command {
-        Command::Emulate(_) => "info",
+        Command::Emulate(_) | Command::Bridge(_) => "info",
         Command::Token(_) | Command::Demo(_) => "warn",
     };
     mitoken_host::logging::init(cli.log.as_deref(), default_log);
     let mut builder = match cli.command {
         Command::Token(_) => tokio::runtime::Builder::new_current_thread(),
         Command::Emulate(_) | Command::Demo(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Bridge(_) => {
+            // A small, bounded thread count whatever the VM's size: the systemd unit caps
+            // tasks (TasksMax=64), and the cached path needs no more than a few cores.
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            b.worker_threads(cores.min(mitoken_host::bridge::MAX_WORKER_THREADS))
+                .max_blocking_threads(mitoken_host::bridge::MAX_BLOCKING_THREADS);
+            b
+        }
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -30,6 +39,7 @@ fn main() -> ExitCode {
             Command::Token(args) => mitoken_host::token_cmd::run(args).await,
             Command::Emulate(args) => mitoken_host::emulate_cmd::run(args).await,
             Command::Demo(args) => mitoken_host::demo::run(args).await,
+            Command::Bridge(args) => mitoken_host::bridge_cmd::run(args).await,
         }
     });
     match outcome {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mitoken_core::cache::{CacheKey, Lookup, TokenCache};
+use mitoken_core::cache::{CacheKey, CachedToken, Lookup, TokenCache};
 use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, TokenRequest};
 use mitoken_core::retry::{AttemptResult, Decision, RetryError, RetryPolicy, RetryState};
 use tokio::sync::watch;
@@ -185,11 +185,15 @@ struct Inner {
 }
 
 impl Inner {
-    /// The cache shard that holds `spec`'s token.
-    fn shard(&self, spec: &TokenSpec) -> &Mutex<Box<Cache>> {
+    /// The cache shard that holds the token for `request` (by resource and selector, the parts
+    /// of the cache key that vary within one client).
+    fn shard(&self, request: &TokenRequest<'_>) -> &Mutex<Box<Cache>> {
         use std::hash::{BuildHasher as _, RandomState};
         static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
-        let hash = HASHER.get_or_init(RandomState::new).hash_one(spec);
+        let selector = request.selector.map(|s| (s.param(), s.value()));
+        let hash = HASHER
+            .get_or_init(RandomState::new)
+            .hash_one((request.resource, selector));
         let len = u64::try_from(self.cache.len()).unwrap_or(1).max(1);
         let index = usize::try_from(hash % len).unwrap_or(0);
         &self.cache[index]
@@ -265,6 +269,47 @@ impl TokenClient {
         }
     }
 
+    /// Looks `request` up in the cache without allocating or waiting: `f` gets the cached
+    /// token and the current Unix time in milliseconds **under the cache lock** (keep it short;
+    /// it cannot await), and its result comes back with whether the token is due for refresh
+    /// (then call [`TokenClient::refresh_in_background`]). `None` when caching is off or no
+    /// valid token is cached. The key is the request's selector and resource as written (see
+    /// [`CacheKey`]), so a lookup only ever finds a token fetched for the same selector.
+    pub fn with_cached<R>(
+        &self,
+        request: &TokenRequest<'_>,
+        f: impl FnOnce(&CachedToken<'_>, u64) -> R,
+    ) -> Option<(R, bool)> {
+        if !self.inner.config.cache {
+            return None;
+        }
+        let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
+        let key = CacheKey::for_request(request, endpoint);
+        let now = unix_ms();
+        let mut cache = lock(self.inner.shard(request));
+        match cache.get(&key, now) {
+            Lookup::Fresh(t) => Some((f(&t, now), false)),
+            Lookup::Stale(t) => Some((f(&t, now), true)),
+            Lookup::Missing => None,
+        }
+    }
+
+    /// Refreshes `spec`'s token in a background task on the current tokio runtime (for a
+    /// token [`with_cached`](Self::with_cached) reported due), unless a request for it is
+    /// already in flight. The new token goes to the cache; a failure is logged, and the cached
+    /// token is served until it expires.
+    pub fn refresh_in_background(&self, spec: TokenSpec) {
+        if lock(&self.inner.inflight).contains_key(&spec) {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.single_flight(&spec).await {
+                tracing::warn!(error = %e, resource = ?spec.resource, "background refresh failed");
+            }
+        });
+    }
+
     /// The cached token for `spec`, and whether its refresh is due.
     fn lookup(
         &self,
@@ -275,7 +320,7 @@ impl TokenClient {
         let request = spec.as_request(api);
         let key = CacheKey::for_request(&request, *endpoint);
         let now = unix_ms();
-        let mut cache = lock(self.inner.shard(spec));
+        let mut cache = lock(self.inner.shard(&request));
         let (cached, stale) = match cache.get(&key, now) {
             Lookup::Fresh(t) => (t, false),
             Lookup::Stale(t) => (t, true),
@@ -314,7 +359,13 @@ impl TokenClient {
                     inner: &self.inner,
                     spec,
                 };
-                let result = self.fetch_with_retries(spec).await;
+                // A leader that finished between the caller's cache lookup and this point has
+                // cached its token before leaving the in-flight table: use it, so concurrent
+                // callers cause one upstream request per key, not two.
+                let result = match self.fresh_cached(spec) {
+                    Some(fresh) => Ok(fresh),
+                    None => self.fetch_with_retries(spec).await,
+                };
                 drop(guard);
                 let _ = tx.send(Some(result.clone()));
                 return result;
@@ -328,6 +379,18 @@ impl TokenClient {
                     break;
                 }
             }
+        }
+    }
+
+    /// A fresh (not stale) cached token for `spec`, unless it bypasses the cache.
+    fn fresh_cached(&self, spec: &TokenSpec) -> Option<Arc<TokenResponse>> {
+        if !self.inner.config.cache || spec.bypass_cache {
+            return None;
+        }
+        let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
+        match self.lookup(&endpoint, spec) {
+            (Some(fresh), false) => Some(fresh),
+            _ => None,
         }
     }
 
@@ -389,8 +452,8 @@ impl TokenClient {
         let token = fetch_with(endpoint, request, inner.config.attempt_timeout, |t| {
             if cache_it {
                 let key = CacheKey::for_request(request, *endpoint);
-                if let Err(e) = lock(inner.shard(spec)).insert(&key, t, unix_ms()) {
-                    tracing::debug!(error = %e, resource = %spec.resource, "token not cached");
+                if let Err(e) = lock(inner.shard(request)).insert(&key, t, unix_ms()) {
+                    tracing::debug!(error = %e, resource = ?spec.resource, "token not cached");
                 }
             }
             TokenResponse::from_core(t)

@@ -199,43 +199,11 @@ impl EmulatorProcess {
     /// # Panics
     /// If it does not start or print its address.
     pub fn spawn(args: &[&str]) -> Self {
-        use std::io::BufRead as _;
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stderr_path =
-            std::env::temp_dir().join(format!("mitoken-emulate-{}-{n}.log", std::process::id()));
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
-        let mut child = Command::new(mitoken_bin())
-            .args(["emulate", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("MITOKEN_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start mitoken emulate");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let mut banner = Vec::new();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            let done = line.ends_with("identities:") || line == "no identities";
-            banner.push(line);
-            if done {
-                break;
-            }
-        }
-        // Keep draining stdout so the emulator never blocks on it.
-        std::thread::spawn(move || lines.for_each(drop));
-        let addr = banner
-            .first()
-            .and_then(|l| l.strip_prefix("listening on http://"))
-            .map_or_else(
-                || {
-                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                    panic!("emulator did not print its address; stdout {banner:?}, stderr {log}")
-                },
-                str::to_owned,
-            );
+        let mut full = vec!["emulate", "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        let (child, addr, banner, stderr_path) = spawn_listening(&full, "emulate", |line| {
+            line.ends_with("identities:") || line == "no identities"
+        });
         Self {
             child,
             addr,
@@ -310,22 +278,7 @@ impl EmulatorProcess {
     /// # Panics
     /// If it does not exit in time.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "emulator did not stop after SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        terminate_child(&mut self.child)
     }
 }
 
@@ -358,4 +311,211 @@ pub mod builtin {
     );
     /// `uami-2`'s ARM resource id.
     pub const UA2_RES: &str = "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/mitoken-emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-2";
+}
+
+/// Starts `mitoken <args>` with `MITOKEN_LOG=info` (stderr to a temporary log file), reads its
+/// stdout banner up to the line `last` accepts, and keeps draining stdout. Returns the child,
+/// the `host:port` of the first line (`listening on http://ADDR`), the banner and the log path.
+///
+/// # Panics
+/// If it does not start or print its address.
+fn spawn_listening(
+    args: &[&str],
+    name: &str,
+    last: impl Fn(&str) -> bool,
+) -> (std::process::Child, String, Vec<String>, PathBuf) {
+    use std::io::BufRead as _;
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stderr_path =
+        std::env::temp_dir().join(format!("mitoken-{name}-{}-{n}.log", std::process::id()));
+    let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+    let mut child = Command::new(mitoken_bin())
+        .args(args)
+        .env("MITOKEN_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start mitoken {name}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        let done = last(&line);
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    // Keep draining stdout so the process never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    let addr = banner
+        .first()
+        .and_then(|l| l.strip_prefix("listening on http://"))
+        .map_or_else(
+            || {
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("mitoken {name} did not print its address; stdout {banner:?}, stderr {log}")
+            },
+            str::to_owned,
+        );
+    (child, addr, banner, stderr_path)
+}
+
+/// Sends SIGTERM to `child` and waits (at most 10 s) for its exit status.
+///
+/// # Panics
+/// If it does not exit in time.
+fn terminate_child(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process did not stop after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A `mitoken bridge` process on an ephemeral loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct BridgeProcess {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`, read from the first line the bridge printed.
+    pub addr: String,
+    /// The start-up banner.
+    pub banner: Vec<String>,
+    stderr_path: PathBuf,
+}
+
+impl BridgeProcess {
+    /// Starts `mitoken bridge --listen 127.0.0.1:0 --upstream <upstream> <args>` (without the
+    /// `--listen` when `args` have one) and waits for its banner.
+    ///
+    /// # Panics
+    /// If it does not start or print its address.
+    pub fn spawn(upstream: &str, args: &[&str]) -> Self {
+        let mut full = vec!["bridge", "--upstream", upstream];
+        if !args.contains(&"--listen") {
+            full.extend(["--listen", "127.0.0.1:0"]);
+        }
+        full.extend_from_slice(args);
+        let (child, addr, banner, stderr_path) =
+            spawn_listening(&full, "bridge", |line| line.starts_with("mitoken bridge:"));
+        Self {
+            child,
+            addr,
+            banner,
+            stderr_path,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/oauth2/token`: the legacy extension's token URL.
+    pub fn token_url(&self) -> String {
+        format!("http://{}/oauth2/token", self.addr)
+    }
+
+    /// A new connection to the bridge (2 min read timeout: the bridge may be retrying).
+    ///
+    /// # Panics
+    /// If it cannot connect.
+    pub fn connect(&self) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(&self.addr).expect("connect to the bridge");
+        s.set_read_timeout(Some(std::time::Duration::from_mins(2)))
+            .expect("timeout");
+        s
+    }
+
+    /// Sends `raw` on a new connection and reads one response (`None` when the bridge closes
+    /// the connection without one).
+    ///
+    /// # Panics
+    /// If it cannot connect or send.
+    pub fn send(&self, raw: &str) -> Option<HttpReply> {
+        use std::io::Write as _;
+        let mut s = self.connect();
+        s.write_all(raw.as_bytes()).expect("send");
+        read_response(&mut std::io::BufReader::new(s))
+    }
+
+    /// The bridge's stderr so far (its logs).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit status.
+    ///
+    /// # Panics
+    /// If it does not exit in time.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        terminate_child(&mut self.child)
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}
+
+/// A legacy extension request: `GET /oauth2/token?<query>` with `Metadata: true`, as text.
+pub fn legacy_get(query: &str) -> String {
+    format!(
+        "GET /oauth2/token?{query} HTTP/1.1\r\nHost: localhost:50342\r\nMetadata: true\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// A legacy extension request as msrestazure sent it: a form `POST /oauth2/token` with
+/// `Metadata: true`, as text.
+pub fn legacy_post(form: &str) -> String {
+    format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: localhost:50342\r\nMetadata: true\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+}
+
+/// The claims of a JWT (its middle part, base64url-decoded and parsed).
+///
+/// # Panics
+/// If `jwt` is not a JWT with a JSON payload.
+pub fn jwt_claims(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
+    let mut bits = 0u32;
+    let mut nbits = 0u32;
+    let mut bytes = Vec::with_capacity(payload.len() * 3 / 4);
+    for c in payload.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {c}"),
+        };
+        bits = (bits << 6) | u32::from(v);
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            bytes.push(u8::try_from((bits >> nbits) & 0xff).expect("a byte"));
+        }
+    }
+    serde_json::from_slice(&bytes).expect("JWT payload is JSON")
 }

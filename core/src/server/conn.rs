@@ -37,6 +37,88 @@ impl ServerConnection {
         self.parser.reset();
         self.body = None;
     }
+
+    /// Parses (more of) the request at the start of `input`: its head, then its body, decoded
+    /// in place. The one HTTP front of [`Server::handle`] and
+    /// [`Relay::handle`](super::Relay::handle). After [`Framed::Failed`] the caller answers
+    /// and closes; after [`Framed::Request`] it answers and calls [`reset`](Self::reset).
+    pub(crate) fn frame<'i>(&mut self, input: &'i mut [u8], mode: super::Mode) -> Framed<'i> {
+        let head_len = if let Some((len, _)) = self.body {
+            len
+        } else {
+            match self.parser.parse(input) {
+                Ok(Status::Partial) => return Framed::Partial,
+                Ok(Status::Complete { value, len }) => {
+                    self.body = Some((len, BodyDecoder::new(value.framing, self.limits)));
+                    len
+                }
+                Err(e) => return Framed::Failed(http_rejection(e)),
+            }
+        };
+        let decoded = match self.body.as_mut() {
+            Some((_, decoder)) => {
+                let tail = input.get_mut(head_len..).unwrap_or_default();
+                decoder.decode(tail)
+            }
+            None => Err(HttpError::BufferMismatch),
+        };
+        let (body_len, body_raw) = match decoded {
+            Ok(Status::Partial) => return Framed::Partial,
+            Ok(Status::Complete { value, len }) => (value, len),
+            Err(e) => return Framed::Failed(http_rejection(e)),
+        };
+        let consumed = head_len.saturating_add(body_raw);
+        let input: &'i [u8] = input;
+        let Some(head) = self.parser.head(input) else {
+            return Framed::Failed(Rejection::MalformedRequest);
+        };
+        let body = input
+            .get(head_len..head_len.saturating_add(body_len))
+            .unwrap_or_default();
+        let headers = head.headers;
+        // A relay refuses proxied requests whatever the flavor, `Forwarded` (RFC 7239) too.
+        let forwarded_for = headers.get("X-Forwarded-For").is_some()
+            || (mode == super::Mode::Relay && headers.get("Forwarded").is_some());
+        let view = RequestView {
+            method: head.method.as_str(),
+            path: head.target.path,
+            query: head.target.query.unwrap_or_default().as_bytes(),
+            metadata: headers.get("Metadata"),
+            forwarded_for,
+            content_type: headers.get("Content-Type"),
+            body,
+        };
+        let ctx = Ctx {
+            keep_alive: head.keep_alive,
+            head_only: head.method == Method::Head,
+            consumed,
+        };
+        Framed::Request(FramedRequest {
+            view,
+            authority: head.target.authority,
+            ctx,
+        })
+    }
+}
+
+/// What [`ServerConnection::frame`] found.
+pub(crate) enum Framed<'i> {
+    /// The request is not complete yet.
+    Partial,
+    /// The bytes cannot be a request we accept: answer this and close.
+    Failed(Rejection),
+    /// A complete request.
+    Request(FramedRequest<'i>),
+}
+
+/// A complete request, borrowed from the input.
+pub(crate) struct FramedRequest<'i> {
+    /// What validation looks at.
+    pub view: RequestView<'i>,
+    /// `host[:port]` of an absolute-form target.
+    pub authority: Option<&'i str>,
+    /// How to answer it.
+    pub ctx: Ctx,
 }
 
 /// What [`Server::handle`] did.
@@ -97,6 +179,12 @@ pub enum Outcome<'a> {
     },
     /// [`Issuer::serve_other`] answered a path the server does not own.
     Other,
+    /// Relay mode: a token from upstream was written by
+    /// [`Relay::write_token`](super::Relay::write_token).
+    Relayed,
+    /// Relay mode: an upstream error (or the shell's own error for a failed upstream) was
+    /// written by [`Relay::write_upstream_error`](super::Relay::write_upstream_error).
+    Upstream,
 }
 
 /// Maps an HTTP parse failure to its answer.
@@ -148,53 +236,13 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         issuer: &mut I,
         out: &mut [u8],
     ) -> Result<Handled<'a>, HandleError> {
-        let head_len = if let Some((len, _)) = conn.body {
-            len
-        } else {
-            match conn.parser.parse(input) {
-                Ok(Status::Partial) => return Ok(Handled::Partial),
-                Ok(Status::Complete { value, len }) => {
-                    conn.body = Some((len, BodyDecoder::new(value.framing, conn.limits)));
-                    len
-                }
-                Err(e) => return self.fail(conn, http_rejection(e), input.len(), out),
-            }
+        let input_len = input.len();
+        let request = match conn.frame(input, super::Mode::Resolve) {
+            Framed::Partial => return Ok(Handled::Partial),
+            Framed::Failed(rejection) => return self.fail(conn, rejection, input_len, out),
+            Framed::Request(request) => request,
         };
-        let decoded = match conn.body.as_mut() {
-            Some((_, decoder)) => {
-                let tail = input.get_mut(head_len..).unwrap_or_default();
-                decoder.decode(tail)
-            }
-            None => Err(HttpError::BufferMismatch),
-        };
-        let (body_len, body_raw) = match decoded {
-            Ok(Status::Partial) => return Ok(Handled::Partial),
-            Ok(Status::Complete { value, len }) => (value, len),
-            Err(e) => return self.fail(conn, http_rejection(e), input.len(), out),
-        };
-        let consumed = head_len.saturating_add(body_raw);
-        let input: &[u8] = input;
-        let Some(head) = conn.parser.head(input) else {
-            return self.fail(conn, Rejection::MalformedRequest, input.len(), out);
-        };
-        let body = input
-            .get(head_len..head_len.saturating_add(body_len))
-            .unwrap_or_default();
-        let view = RequestView {
-            method: head.method.as_str(),
-            path: head.target.path,
-            query: head.target.query.unwrap_or_default().as_bytes(),
-            metadata: head.headers.get("Metadata"),
-            forwarded_for: head.headers.get("X-Forwarded-For").is_some(),
-            content_type: head.headers.get("Content-Type"),
-            body,
-        };
-        let ctx = Ctx {
-            keep_alive: head.keep_alive,
-            head_only: head.method == Method::Head,
-            consumed,
-        };
-        let response = self.respond(&view, &ctx, now, issuer, out)?;
+        let response = self.respond(&request.view, &request.ctx, now, issuer, out)?;
         conn.reset();
         Ok(Handled::Response(response))
     }
@@ -300,6 +348,7 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         let (decision, rest) = super::decide_with(self.table, &config, view, &mut *self.work);
         let texts = Texts {
             path: view.path,
+            authority: None,
             resource: "",
             tenant: config.tenant_id.unwrap_or("the VM's tenant"),
         };
@@ -427,22 +476,25 @@ fn write_token<'a>(
 const MIN_JSON_ROOM: usize = 1024;
 
 /// Request facts that outlive parsing.
-#[derive(Debug, Clone, Copy)]
-struct Ctx {
-    keep_alive: bool,
-    head_only: bool,
-    consumed: usize,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ctx {
+    pub keep_alive: bool,
+    pub head_only: bool,
+    pub consumed: usize,
 }
 
 /// Values substituted into dynamic error descriptions.
 #[derive(Debug, Clone, Copy, Default)]
-struct Texts<'t> {
-    path: &'t str,
-    resource: &'t str,
-    tenant: &'t str,
+pub(crate) struct Texts<'t> {
+    /// The request path, or the whole absolute-form target (`http://host/path`).
+    pub path: &'t str,
+    /// The authority of an absolute-form target: `Unknown Source http://<authority><path>`.
+    pub authority: Option<&'t str>,
+    pub resource: &'t str,
+    pub tenant: &'t str,
 }
 
-fn finish<'a>(
+pub(crate) fn finish<'a>(
     config: &super::Config<'_>,
     status: u16,
     retry_after: Option<u32>,
@@ -467,7 +519,7 @@ fn finish<'a>(
     })
 }
 
-fn write_rejection<'a>(
+pub(crate) fn write_rejection<'a>(
     config: &super::Config<'_>,
     rejection: Rejection,
     resolved: Option<Resolved<'a>>,
@@ -501,6 +553,10 @@ fn write_rejection_retry<'a>(
         let mut w = SliceWriter::new(&mut *area);
         if rejection == Rejection::UnknownSource {
             w.put_str(template);
+            if let Some(authority) = texts.authority {
+                w.put_str("http://");
+                w.put_str(authority);
+            }
             w.put_str(texts.path);
         } else {
             let subs = [("<resource>", texts.resource), ("<tenant>", texts.tenant)];
@@ -538,7 +594,7 @@ fn write_rejection_retry<'a>(
     )
 }
 
-fn write_fault<'a>(
+pub(crate) fn write_fault<'a>(
     config: &super::Config<'_>,
     fault: &Fault<'_>,
     resolved: Option<Resolved<'a>>,

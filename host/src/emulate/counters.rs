@@ -4,8 +4,14 @@
 //! ```json
 //! {"total":7,"closed":1,"by_status":{"200":4,"429":1,"500":1},
 //!  "by_origin":{"emulator":4,"fault":2,"throttle":1},
-//!  "by_identity":{"20000000-0000-4000-8000-000000000002":{"total":5,"closed":0,"by_status":{"200":4,"500":1}}}}
+//!  "by_identity":{"20000000-0000-4000-8000-000000000002":{"total":5,"closed":0,"by_status":{"200":4,"500":1}}},
+//!  "in_flight":0,"max_in_flight":2}
 //! ```
+//!
+//! `in_flight` is how many requests to the identity endpoints are being answered right now
+//! (from the complete request to the answer written, delays included) and `max_in_flight` the
+//! most there were at once since start (or since the counters were last zeroed): what a client
+//! that promises "at most N concurrent requests" is checked against.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -70,6 +76,12 @@ pub struct CountersSnapshot {
     /// Requests that resolved to an identity, by its client ID.
     #[serde(with = "super::config::guid_serde::map")]
     pub by_identity: BTreeMap<Guid, IdentityCounts>,
+    /// Requests being answered now.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// The most requests answered at once.
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 impl CountersSnapshot {
@@ -119,6 +131,15 @@ impl Counters {
         }
     }
 
+    /// Marks a request as being answered until the returned guard is dropped (after its answer
+    /// is written), for `in_flight` and `max_in_flight`.
+    pub fn begin(&self) -> InFlight<'_> {
+        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        c.in_flight += 1;
+        c.max_in_flight = c.max_in_flight.max(c.in_flight);
+        InFlight { counters: self }
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> CountersSnapshot {
         self.inner
@@ -127,15 +148,39 @@ impl Counters {
             .clone()
     }
 
-    /// Returns the counters and zeroes them, atomically.
+    /// Returns the counters and zeroes them, atomically (requests still being answered stay
+    /// `in_flight`, and `max_in_flight` restarts from them).
     pub fn take(&self) -> CountersSnapshot {
-        core::mem::take(&mut *self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_flight = c.in_flight;
+        let taken = core::mem::take(&mut *c);
+        c.in_flight = in_flight;
+        c.max_in_flight = in_flight;
+        taken
     }
 
     /// The counters as a JSON document.
     pub fn to_json(&self) -> String {
         // Maps with integer and GUID keys serialize as JSON object keys; this cannot fail.
         serde_json::to_string(&self.snapshot()).unwrap_or_default()
+    }
+}
+
+/// A request being answered; see [`Counters::begin`].
+#[derive(Debug)]
+#[must_use = "the request counts as in flight until this is dropped"]
+pub struct InFlight<'c> {
+    counters: &'c Counters,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut c = self
+            .counters
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        c.in_flight = c.in_flight.saturating_sub(1);
     }
 }
 
@@ -187,12 +232,33 @@ mod tests {
                 "total": 2, "closed": 0,
                 "by_status": {"200": 1, "429": 1},
                 "by_origin": {"emulator": 1, "fault": 0, "throttle": 1},
-                "by_identity": {"20000000-0000-4000-8000-000000000002": {"total": 1, "closed": 0, "by_status": {"200": 1}}}
+                "by_identity": {"20000000-0000-4000-8000-000000000002": {"total": 1, "closed": 0, "by_status": {"200": 1}}},
+                "in_flight": 0, "max_in_flight": 0
             })
         );
         let parsed: CountersSnapshot = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(parsed, c.snapshot());
         assert_eq!(c.take(), parsed);
         assert_eq!(c.snapshot(), CountersSnapshot::default());
+    }
+
+    #[test]
+    fn in_flight_and_its_maximum() {
+        let counters = Counters::new();
+        let first = counters.begin();
+        let second = counters.begin();
+        drop(first);
+        let third = counters.begin();
+        let snap = counters.snapshot();
+        assert_eq!((snap.in_flight, snap.max_in_flight), (2, 2));
+        drop((second, third));
+        let snap = counters.snapshot();
+        assert_eq!((snap.in_flight, snap.max_in_flight), (0, 2));
+        let held = counters.begin();
+        assert_eq!(counters.take().max_in_flight, 2);
+        let snap = counters.snapshot();
+        assert_eq!((snap.in_flight, snap.max_in_flight), (1, 1));
+        drop(held);
+        assert_eq!(counters.snapshot().in_flight, 0);
     }
 }

@@ -23,7 +23,6 @@ use core::time::Duration;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use mitoken_core::http::Limits;
 use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
 use mitoken_core::server::{
     Admission, Config, Fault, HandleError, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError,
@@ -32,8 +31,7 @@ use mitoken_core::server::{
 };
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use super::admin::{ADMIN_PREFIX, EmulatorControls};
 use super::cache::{ServedToken, TokenCache};
@@ -46,6 +44,10 @@ use super::signing::{KeyError, SigningKey};
 use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
+use crate::serve_loop::{
+    self, AcceptPolicy, Buffers, MAX_BUFFER, ReadOutcome, max_input, read_more, request_deadline,
+    write_answer,
+};
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
@@ -66,32 +68,7 @@ pub fn default_listen(flavor: Flavor) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
-/// Bounds on connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Connections served at once; more are answered 503 and closed. Default 1024.
-    pub max_connections: usize,
-    /// A connection with no complete request for this long is closed, counted from its opening
-    /// or its last answer (a request trickling in byte by byte is closed too); also the longest
-    /// an answer may wait to be written to a client that does not read. Default 60 s.
-    pub idle_timeout: Duration,
-    /// On shutdown, how long answers in progress may take before their connections are dropped.
-    /// Default 5 s.
-    pub shutdown_grace: Duration,
-    /// Request heads and bodies (the core's limits): 8 KiB lines, 64 headers, 8 KiB bodies.
-    pub http: Limits,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            idle_timeout: Duration::from_mins(1),
-            shutdown_grace: Duration::from_secs(5),
-            http: Config::new(Flavor::Imds).limits,
-        }
-    }
-}
+pub use crate::serve_loop::ConnectionLimits;
 
 /// Everything [`Emulator::start`] needs.
 #[derive(Debug)]
@@ -316,7 +293,7 @@ impl Emulator {
         let flavor = options.flavor;
         let (table, by_slot) = build_table(flavor, &options.config)?;
         let plan = FaultPlan::new(options.faults)?;
-        let listener = bind(options.listen).map_err(|source| StartError::Bind {
+        let listener = serve_loop::bind(options.listen).map_err(|source| StartError::Bind {
             addr: options.listen,
             source,
         })?;
@@ -364,24 +341,6 @@ impl Emulator {
     }
 }
 
-/// Pending connections the kernel queues for `accept`: tokio's `TcpListener::bind` asks for
-/// 128, which a burst of clients overflows (dropped SYNs stall each client ≥ 1 s; seen by the
-/// hostile suite's 10,000-connection attack). The kernel caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: u32 = 1024;
-
-/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
-/// [`LISTEN_BACKLOG`].
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
 /// The 503 written to a connection over the limit.
 fn refusal_bytes(
     table: &'static IdentityTable<'static, TABLE_CAPACITY>,
@@ -401,76 +360,20 @@ fn refusal_bytes(
     out
 }
 
-/// Resolves when shutdown is asked for (or every sender is gone).
-async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut rx: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shutdown_requested(&mut rx) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, "connection limit reached; refusing");
-                        // Best effort, without waiting: a full socket buffer just loses it.
-                        let _ = stream.try_write(&shared.refusal);
-                        continue;
-                    };
-                    let shared = Arc::clone(&shared);
-                    let rx = rx.clone();
-                    tasks.spawn(async move {
-                        serve_connection(&shared, stream, peer, rx).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-        }
-    }
-    drop(listener);
-    tracing::info!(connections = tasks.len(), "emulator shutting down");
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(shared.limits.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
-}
-
-/// Largest response or work buffer a connection grows to.
-const MAX_BUFFER: usize = 1 << 20;
-/// Size of one socket read.
-const READ_CHUNK: usize = 8192;
-/// Work and response buffers of a connection with a request in progress (grown on demand, up to
-/// [`MAX_BUFFER`]).
-const INITIAL_BUFFER: usize = 16 * 1024;
-
-/// The most request bytes a connection buffers: the core refuses longer heads and bodies well
-/// before this, so reaching it means something is wrong; the connection is closed.
-fn max_input(limits: &Limits) -> usize {
-    limits
-        .max_line_len
-        .saturating_add(2)
-        .saturating_mul(limits.max_headers.saturating_add(2))
-        .saturating_add(limits.max_body.saturating_mul(2))
-        .saturating_add(READ_CHUNK)
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, rx: watch::Receiver<bool>) {
+    let policy = AcceptPolicy {
+        limits: shared.limits,
+        refusal: Arc::from(shared.refusal.as_slice()),
+        // The listen address was checked at start: a non-loopback one needs the opt-in, and
+        // then any peer is served.
+        allow_non_loopback: true,
+        name: "emulator",
+    };
+    serve_loop::accept_loop(listener, policy, rx, move |stream, peer, rx| {
+        let shared = Arc::clone(&shared);
+        async move { serve_connection(&shared, stream, peer, rx).await }
+    })
+    .await;
 }
 
 async fn serve_connection(
@@ -483,32 +386,22 @@ async fn serve_connection(
     tracing::debug!(%peer, "connection opened");
     let mut issuer = HostIssuer::new(Arc::clone(shared));
     let mut conn = ServerConnection::new(shared.server_config.limits);
-    // Buffers are allocated when request bytes arrive and released while the connection is
-    // idle, so an idle connection costs its task and socket only (the hostile suite holds 1024
-    // idle connections and bounds the process's RSS).
-    let mut input: Vec<u8> = Vec::new();
-    let mut work: Vec<u8> = Vec::new();
-    let mut out: Vec<u8> = Vec::new();
+    let mut buffers = Buffers::default();
     let limit = max_input(&shared.server_config.limits);
     let mut started: Option<Instant> = None;
-    // The next request must be complete by then: counted from the connection's start or the
-    // last answer, not from the last byte read, so a request trickling in (slow-loris) is closed
-    // like an idle connection.
-    let mut deadline = tokio::time::Instant::now() + shared.limits.idle_timeout;
+    let mut deadline = request_deadline(&shared.limits);
     'conn: loop {
-        if !input.is_empty() && out.is_empty() {
-            work.resize(INITIAL_BUFFER, 0);
-            out.resize(INITIAL_BUFFER, 0);
-        }
+        buffers.ready(16 * 1024);
+        let Buffers { input, work, out } = &mut buffers;
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let now = unix_now();
-            let handled = Server::new(shared.table, shared.server_config, &mut work).handle(
+            let handled = Server::new(shared.table, shared.server_config, work).handle(
                 &mut conn,
-                &mut input,
+                input,
                 now,
                 &mut issuer,
-                &mut out,
+                out,
             );
             let response = match handled {
                 Ok(Handled::Partial) => break,
@@ -527,6 +420,10 @@ async fn serve_connection(
                 }
             };
             let t0 = started.take().unwrap_or_else(Instant::now);
+            // In flight until its answer is written (delays included); admin and document
+            // requests are not counted.
+            let in_flight = (!matches!(response.outcome, Outcome::Other))
+                .then(|| shared.controls.counters.begin());
             let delay = issuer.state.delay;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -539,15 +436,11 @@ async fn serve_connection(
                 true
             } else {
                 let bytes = out.get(..response.len).unwrap_or_default();
-                // A client that does not read its answers cannot hold the connection forever.
-                let write = stream.write_all(bytes);
-                matches!(
-                    tokio::time::timeout(shared.limits.idle_timeout, write).await,
-                    Ok(Ok(()))
-                )
+                write_answer(&mut stream, bytes, shared.limits.idle_timeout).await
             };
-            deadline = tokio::time::Instant::now() + shared.limits.idle_timeout;
+            deadline = request_deadline(&shared.limits);
             drop(permit);
+            drop(in_flight);
             input.drain(..response.consumed.min(input.len()));
             if !written || close_now || !response.keep_alive || *rx.borrow() {
                 break 'conn;
@@ -557,70 +450,26 @@ async fn serve_connection(
             tracing::warn!(%peer, "request larger than the limits allow; closing");
             break;
         }
-        if input.is_empty() {
-            // Idle between requests: hold no buffers.
-            input = Vec::new();
-            work = Vec::new();
-            out = Vec::new();
-        }
-        match read_more(&stream, &mut input, deadline, &mut rx, peer).await {
-            ReadMore::Bytes => {
+        buffers.release_if_idle();
+        match read_more(&mut stream, &mut buffers.input, deadline, &mut rx).await {
+            ReadOutcome::Data => {
                 if started.is_none() {
                     started = Some(Instant::now());
                 }
             }
-            ReadMore::Nothing => {}
-            ReadMore::Done => break,
+            ReadOutcome::Eof | ReadOutcome::Shutdown => break,
+            ReadOutcome::Failed(e) => {
+                tracing::debug!(%peer, "read failed: {e}");
+                break;
+            }
+            ReadOutcome::Idle => {
+                tracing::debug!(%peer, "idle timeout");
+                break;
+            }
         }
     }
     let _ = stream.shutdown().await;
     tracing::debug!(%peer, "connection closed");
-}
-
-/// What [`read_more`] did.
-enum ReadMore {
-    /// Appended bytes to the input.
-    Bytes,
-    /// A spurious wake-up: nothing read, try again.
-    Nothing,
-    /// Closed by the peer, failed, timed out or shutting down: close the connection.
-    Done,
-}
-
-/// Waits (until `deadline`, or shutdown) for request bytes and appends them to `input`, which
-/// gets its buffer only once bytes are there to read.
-async fn read_more(
-    stream: &TcpStream,
-    input: &mut Vec<u8>,
-    deadline: tokio::time::Instant,
-    rx: &mut watch::Receiver<bool>,
-    peer: SocketAddr,
-) -> ReadMore {
-    let readable = tokio::select! {
-        () = shutdown_requested(rx) => return ReadMore::Done,
-        r = tokio::time::timeout_at(deadline, stream.readable()) => r,
-    };
-    match readable {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, "read failed: {e}");
-            return ReadMore::Done;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "idle timeout");
-            return ReadMore::Done;
-        }
-    }
-    input.reserve(READ_CHUNK);
-    match stream.try_read_buf(input) {
-        Ok(0) => ReadMore::Done,
-        Ok(_) => ReadMore::Bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadMore::Nothing,
-        Err(e) => {
-            tracing::debug!(%peer, "read failed: {e}");
-            ReadMore::Done
-        }
-    }
 }
 
 /// Per-request decisions, kept until the answer is written so that a repeated

@@ -1,0 +1,228 @@
+//! The bridge's connections: bytes in → the core's [`Relay`] → a token from the shared
+//! [`TokenClient`] → the core's legacy answer → bytes out.
+//!
+//! Per connection: one input vector, one work and one output buffer (16 KiB each, grown only
+//! for unusual requests or tokens), allocated when request bytes arrive, reused for every
+//! pipelined request, released while the connection is idle. The cached
+//! path allocates nothing: the relay decodes the parameters into the work buffer, the cache is
+//! looked up by a key borrowing them, and the answer is written from the cache entry straight
+//! into the output buffer under the cache's (synchronous, never awaited-across) lock. Only a
+//! cache miss builds an owned request for the token client, whose single-flight and upstream
+//! limiter then decide when IMDS is asked.
+//!
+//! Logs (target `mitoken_host::bridge::serve`): one `debug` line per request (status, whether
+//! it came from the cache, latency), `warn` for failed upstream requests. Tokens are never
+//! logged.
+
+use core::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mitoken_core::server::{Fault, HandleError, Relay, RelayRequest, Relayed, Response};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::answer::{
+    ErrorAnswer, cached_json, error_answer, fetched_json, token_request, token_spec,
+    wrong_identity, wrong_identity_answer,
+};
+use crate::client::unix_now;
+use crate::serve_loop::{
+    Buffers, ConnectionLimits, MAX_BUFFER, ReadOutcome, max_input, read_more, request_deadline,
+    write_answer,
+};
+use crate::token_client::TokenClient;
+
+/// Initial size of a connection's work and output buffers.
+const BUFFER: usize = 16 * 1024;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub relay: Relay<'static>,
+    pub client: TokenClient,
+    pub limits: ConnectionLimits,
+}
+
+/// Writes an answer with `write`, growing `out` when it is too small.
+fn write_growing(
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<Response<'static>, HandleError>,
+) -> Option<Response<'static>> {
+    loop {
+        match write(out) {
+            Ok(r) => return Some(r),
+            Err(HandleError::OutputTooSmall { required })
+                if required <= MAX_BUFFER && required > out.len() =>
+            {
+                out.resize(required, 0);
+            }
+            Err(e) => {
+                tracing::error!("cannot write the answer: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+fn write_error(
+    relay: &Relay<'_>,
+    request: &RelayRequest<'_>,
+    answer: &ErrorAnswer,
+    out: &mut Vec<u8>,
+) -> Option<Response<'static>> {
+    let fault = Fault {
+        status: answer.status,
+        error: &answer.error,
+        description: Some(&answer.description),
+        retry_after: answer.retry_after,
+    };
+    write_growing(out, |o| {
+        relay.write_upstream_error(&request.reply, &fault, o)
+    })
+}
+
+/// How a relayed request was answered, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Cache,
+    Upstream,
+}
+
+/// Answers a valid request: from the cache when it holds a valid token (refreshing a due one
+/// in the background), else from upstream through the token client.
+async fn answer(
+    shared: &Shared,
+    request: &RelayRequest<'_>,
+    out: &mut Vec<u8>,
+) -> Option<(Response<'static>, Source)> {
+    let relay = &shared.relay;
+    let client = &shared.client;
+    if !request.bypass_cache {
+        let api_version = client.config().api_version.as_str();
+        let key = token_request(request, api_version);
+        // `Err` when the cached token names another identity (it is then not written).
+        let hit = client.with_cached(&key, |cached, now_ms| {
+            if wrong_identity(request.selector, cached.client_id) {
+                return Err(());
+            }
+            let json = cached_json(cached, now_ms, request.resource);
+            Ok(write_growing(out, |o| {
+                relay.write_token(&request.reply, &json, o)
+            }))
+        });
+        match hit {
+            Some((Ok(response), stale)) => {
+                if stale {
+                    client.refresh_in_background(token_spec(request));
+                }
+                return response.map(|r| (r, Source::Cache));
+            }
+            Some((Err(()), _)) => {
+                return write_error(relay, request, &wrong_identity_answer(), out)
+                    .map(|r| (r, Source::Cache));
+            }
+            None => {}
+        }
+    }
+    let spec = token_spec(request);
+    let response = match client.get_token(&spec).await {
+        Ok(token) if wrong_identity(request.selector, token.client_id.as_deref()) => {
+            tracing::warn!(
+                resource = ?spec.resource,
+                "upstream answered for another client_id; token withheld"
+            );
+            write_error(relay, request, &wrong_identity_answer(), out)
+        }
+        Ok(token) => {
+            let json = fetched_json(&token, unix_now(), request.resource);
+            write_growing(out, |o| relay.write_token(&request.reply, &json, o))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, resource = ?spec.resource, "no token from upstream");
+            write_error(relay, request, &error_answer(&e), out)
+        }
+    };
+    response.map(|r| (r, Source::Upstream))
+}
+
+/// Serves one client connection until it closes, idles out, errs or shutdown is asked for.
+pub(super) async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut rx: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(%peer, "connection opened");
+    let relay = shared.relay;
+    let mut conn = relay.connection();
+    let mut buffers = Buffers::default();
+    let limit = max_input(&relay.config().limits);
+    let mut deadline = request_deadline(&shared.limits);
+    'conn: loop {
+        buffers.ready(BUFFER);
+        let Buffers { input, work, out } = &mut buffers;
+        // Answer every complete (pipelined) request in the buffer.
+        while !input.is_empty() {
+            let started = Instant::now();
+            let handled = relay.handle(&mut conn, input, work, out);
+            let (response, source) = match handled {
+                Ok(Relayed::Partial) => break,
+                Ok(Relayed::Response(r)) => (r, None),
+                Ok(Relayed::Relay(request)) => match answer(&shared, &request, out).await {
+                    Some((r, source)) => (r, Some(source)),
+                    None => break 'conn,
+                },
+                Err(HandleError::OutputTooSmall { required }) if required <= MAX_BUFFER => {
+                    out.resize(required, 0);
+                    continue;
+                }
+                Err(HandleError::WorkTooSmall { required }) if required <= MAX_BUFFER => {
+                    work.resize(required, 0);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(%peer, "cannot answer: {e}");
+                    break 'conn;
+                }
+            };
+            tracing::debug!(
+                %peer,
+                status = response.status,
+                cached = source.map(|s| s == Source::Cache),
+                latency = ?started.elapsed(),
+                "answered"
+            );
+            let bytes = out.get(..response.len).unwrap_or_default();
+            if !write_answer(&mut stream, bytes, shared.limits.idle_timeout).await {
+                break 'conn;
+            }
+            deadline = request_deadline(&shared.limits);
+            input.drain(..response.consumed.min(input.len()));
+            if !response.keep_alive || *rx.borrow() {
+                break 'conn;
+            }
+        }
+        if input.len() >= limit {
+            tracing::warn!(%peer, "request larger than the limits allow; closing");
+            break;
+        }
+        buffers.release_if_idle();
+        match read_more(&mut stream, &mut buffers.input, deadline, &mut rx).await {
+            ReadOutcome::Data => {}
+            ReadOutcome::Eof | ReadOutcome::Shutdown => break,
+            ReadOutcome::Failed(e) => {
+                tracing::debug!(%peer, "read failed: {e}");
+                break;
+            }
+            ReadOutcome::Idle => {
+                tracing::debug!(%peer, "idle timeout");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+    tracing::debug!(%peer, "connection closed");
+}

@@ -1,0 +1,281 @@
+//! The connection plumbing shared by the tokio shells around the core server (`mitoken
+//! emulate`) and the core relay (`mitoken bridge`): the accept loop with its connection limit,
+//! peer check and graceful shutdown, and the per-connection read step with its idle timeout.
+//!
+//! The HTTP itself is never here: each connection's bytes go to the core
+//! (`Server::handle` / `Relay::handle`), which parses, validates and writes the answers.
+
+use core::future::Future;
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::sync::Arc;
+
+use mitoken_core::http::Limits;
+use mitoken_core::identity::Flavor;
+use mitoken_core::server::Config;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// Bounds on connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more are answered 503 and closed. Default 1024.
+    pub max_connections: usize,
+    /// A connection with no complete request for this long is closed, counted from its opening
+    /// or its last answer (a request trickling in byte by byte is closed too); also the longest
+    /// an answer may wait to be written to a client that does not read. Default 60 s.
+    pub idle_timeout: Duration,
+    /// On shutdown, how long answers in progress may take before their connections are dropped.
+    /// Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Request heads and bodies (the core's limits): 8 KiB lines, 64 headers, 8 KiB bodies.
+    pub http: Limits,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_mins(1),
+            shutdown_grace: Duration::from_secs(5),
+            http: Config::new(Flavor::Imds).limits,
+        }
+    }
+}
+
+/// Pending connections the kernel queues for `accept`: tokio's `TcpListener::bind` asks for
+/// 128, which a burst of clients overflows (dropped SYNs stall each client ≥ 1 s; seen by the
+/// hostile suite's 10,000-connection attack). The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
+/// [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// A connection's buffers: allocated when request bytes arrive, released while it is idle, so
+/// an idle connection costs its task and socket only (1024 idle connections: ~2.5 MiB, not the
+/// ~60 MiB of buffers allocated up front; `tests/tests/hostile_load.rs`).
+#[derive(Debug, Default)]
+pub struct Buffers {
+    /// Request bytes not yet consumed.
+    pub input: Vec<u8>,
+    /// The core's work area.
+    pub work: Vec<u8>,
+    /// The response being written.
+    pub out: Vec<u8>,
+}
+
+impl Buffers {
+    /// Gives `work` and `out` `size` bytes if there is input to handle and they have none.
+    pub fn ready(&mut self, size: usize) {
+        if !self.input.is_empty() && self.out.is_empty() {
+            self.work.resize(size, 0);
+            self.out.resize(size, 0);
+        }
+    }
+
+    /// Frees every buffer if no input is pending (between requests).
+    pub fn release_if_idle(&mut self) {
+        if self.input.is_empty() {
+            *self = Self::default();
+        }
+    }
+}
+
+/// When the next request must be complete: `idle_timeout` from now (the connection's opening
+/// or its last answer).
+pub fn request_deadline(limits: &ConnectionLimits) -> tokio::time::Instant {
+    tokio::time::Instant::now() + limits.idle_timeout
+}
+
+/// Writes an answer within `limit`; false if it failed or the client did not take it in time
+/// (a client that never reads cannot hold its connection forever).
+pub async fn write_answer(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Largest response or work buffer a connection grows to.
+pub const MAX_BUFFER: usize = 1 << 20;
+/// Room reserved for one socket read.
+pub const READ_CHUNK: usize = 8192;
+
+/// The most request bytes a connection buffers: the core refuses longer heads and bodies well
+/// before this, so reaching it means something is wrong; the connection is closed.
+pub fn max_input(limits: &Limits) -> usize {
+    limits
+        .max_line_len
+        .saturating_add(2)
+        .saturating_mul(limits.max_headers.saturating_add(2))
+        .saturating_add(limits.max_body.saturating_mul(2))
+        .saturating_add(READ_CHUNK)
+}
+
+/// True for a loopback peer, IPv4-mapped IPv6 loopback (`::ffff:127.0.0.1`) included.
+pub fn is_loopback_peer(peer: SocketAddr) -> bool {
+    peer.ip().to_canonical().is_loopback()
+}
+
+/// Resolves when shutdown is asked for (or every sender is gone).
+pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How [`accept_loop`] treats connections.
+#[derive(Clone, Debug)]
+pub struct AcceptPolicy {
+    /// Connection bounds.
+    pub limits: ConnectionLimits,
+    /// The complete answer written (best effort) to a connection over the limit, e.g. a 503.
+    pub refusal: Arc<[u8]>,
+    /// Serve peers that are not on loopback; without it they are closed unanswered.
+    pub allow_non_loopback: bool,
+    /// Name for logs (`emulator`, `bridge`).
+    pub name: &'static str,
+}
+
+/// Accepts connections until shutdown is asked for, each served by `serve` in its own task;
+/// then stops listening and waits up to the shutdown grace for the connections, aborting the
+/// rest.
+///
+/// A connection from a non-loopback peer is closed at once unless the policy allows it; one
+/// over the connection limit gets the refusal bytes and is closed.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    policy: AcceptPolicy,
+    mut rx: watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let name = policy.name;
+    let slots = Arc::new(Semaphore::new(policy.limits.max_connections.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown_requested(&mut rx) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if !policy.allow_non_loopback && !is_loopback_peer(peer) {
+                        tracing::warn!(%peer, "{name}: non-loopback peer refused (closed)");
+                        drop(stream);
+                        continue;
+                    }
+                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, "{name}: connection limit reached; refusing");
+                        // Best effort, without waiting: a full socket buffer just loses it.
+                        let _ = stream.try_write(&policy.refusal);
+                        continue;
+                    };
+                    let connection = serve(stream, peer, rx.clone());
+                    tasks.spawn(async move {
+                        connection.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("{name}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = tasks.len(), "{name} shutting down");
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(policy.limits.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// What [`read_more`] got.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// Bytes were appended to the input.
+    Data,
+    /// The peer closed its side.
+    Eof,
+    /// Shutdown was asked for while waiting.
+    Shutdown,
+    /// The request was not complete by its deadline (or nothing arrived).
+    Idle,
+    /// The read failed.
+    Failed(std::io::Error),
+}
+
+/// Waits for what the peer sends next (until `deadline`: the request must be complete by then,
+/// however slowly it trickles in) and appends it to `input`, reserving [`READ_CHUNK`] bytes only
+/// once there is something to read.
+pub async fn read_more(
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+    rx: &mut watch::Receiver<bool>,
+) -> ReadOutcome {
+    loop {
+        let readable = tokio::select! {
+            () = shutdown_requested(rx) => return ReadOutcome::Shutdown,
+            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
+        };
+        match readable {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return ReadOutcome::Failed(e),
+            Err(_) => return ReadOutcome::Idle,
+        }
+        input.reserve(READ_CHUNK);
+        match stream.try_read_buf(input) {
+            Ok(0) => return ReadOutcome::Eof,
+            Ok(_) => return ReadOutcome::Data,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return ReadOutcome::Failed(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_peers() {
+        for (addr, loopback) in [
+            ("127.0.0.1:1", true),
+            ("127.8.9.10:1", true),
+            ("[::1]:1", true),
+            ("[::ffff:127.0.0.1]:1", true),
+            ("10.0.0.1:1", false),
+            ("169.254.169.254:80", false),
+            ("[::ffff:10.0.0.1]:1", false),
+            ("[fe80::1]:1", false),
+        ] {
+            let peer: SocketAddr = addr.parse().unwrap();
+            assert_eq!(is_loopback_peer(peer), loopback, "{addr}");
+        }
+    }
+}
