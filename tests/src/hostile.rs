@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::HttpReply;
@@ -78,33 +78,6 @@ impl Default for Options {
             config: None,
         }
     }
-}
-
-/// True when this build of `mitoken` has the `bridge` subcommand.
-///
-/// The bridge runs of the hostile suite are written and compiled now; until `mitoken bridge`
-/// exists they report themselves skipped (on stderr) rather than fail. Set
-/// `MITOKEN_REQUIRE_BRIDGE=1` to make a missing bridge a failure.
-///
-/// # Panics
-/// If the bridge is missing and `MITOKEN_REQUIRE_BRIDGE=1`.
-pub fn bridge_available() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    let has = *HAS.get_or_init(|| {
-        Command::new(mitoken_bin())
-            .args(["bridge", "--help"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !has {
-        assert!(
-            std::env::var_os("MITOKEN_REQUIRE_BRIDGE").is_none_or(|v| v != "1"),
-            "MITOKEN_REQUIRE_BRIDGE=1 but `mitoken bridge` does not exist"
-        );
-    }
-    has
 }
 
 /// A `mitoken` server process on an ephemeral loopback port, killed when dropped.
@@ -588,6 +561,24 @@ impl Target {
             up.terminate();
         }
     }
+}
+
+/// `GET /mitoken/admin/<name>` on the emulator at `addr` (`127.0.0.1:PORT`), as JSON.
+///
+/// # Panics
+/// If it does not answer 200 with JSON.
+pub fn admin_get(addr: &str, name: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(addr).expect("connect to the emulator");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /mitoken/admin/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let reply = crate::read_response(&mut BufReader::new(s)).expect("an answer");
+    assert_eq!(reply.status, 200, "admin {name}");
+    reply.json()
 }
 
 /// How reading a connection to its end went.

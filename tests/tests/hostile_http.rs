@@ -7,7 +7,7 @@
 //! `RSS_HEADROOM_KIB` of its warmed-up baseline, and SIGTERM stops it with exit 0.
 //!
 //! Each attack runs twice: `emulate::<attack>` and `bridge::<attack>` (the bridge in front of an
-//! emulator upstream; reported skipped while this build has no `mitoken bridge`).
+//! emulator upstream).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use mitoken_tests::hostile::{
     End, Exchange, Kind, Options, RESOURCE, Rng, SAMI_CLIENT, ServerProcess, Target, UA1_CLIENT,
-    bridge_available, exchange, read_replies, read_until_closed,
+    exchange, read_replies, read_until_closed,
 };
 
 const WITHIN: Duration = Duration::from_secs(10);
@@ -38,14 +38,7 @@ macro_rules! hostile {
             $(
                 #[test]
                 fn $attack() {
-                    if super::bridge_available() {
-                        super::$attack(super::Kind::Bridge);
-                    } else {
-                        eprintln!(
-                            "SKIPPED bridge::{}: this build has no `mitoken bridge`",
-                            stringify!($attack)
-                        );
-                    }
+                    super::$attack(super::Kind::Bridge);
                 }
             )*
         }

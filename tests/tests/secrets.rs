@@ -105,26 +105,34 @@ fn mitoken(env: &Env, what: &str, args: &[&str]) -> Run {
     }
 }
 
-/// A `mitoken emulate --log trace` whose stdout and stderr go to files.
+/// A `mitoken emulate` or `mitoken bridge` at `--log trace` whose stdout and stderr go to files.
 struct Emulator {
     child: Child,
     addr: String,
     dir: PathBuf,
+    name: &'static str,
 }
 
 impl Emulator {
     fn start(env: &Env, dir: &Path, extra: &[&str]) -> Self {
+        Self::start_command(env, dir, "emulate", extra)
+    }
+
+    fn start_command(env: &Env, dir: &Path, name: &'static str, extra: &[&str]) -> Self {
+        let stdout = dir.join(format!("{name}.stdout"));
         let mut cmd = Command::new(mitoken_bin());
-        cmd.args(["emulate", "--listen", "127.0.0.1:0", "--log", "trace"])
+        cmd.args([name, "--listen", "127.0.0.1:0", "--log", "trace"])
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("emulate.stdout")).expect("stdout file"))
-            .stderr(std::fs::File::create(dir.join("emulate.stderr")).expect("stderr file"));
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(
+                std::fs::File::create(dir.join(format!("{name}.stderr"))).expect("stderr file"),
+            );
         env.apply(&mut cmd);
-        let child = cmd.spawn().expect("start mitoken emulate");
+        let child = cmd.spawn().expect("start mitoken");
         let deadline = Instant::now() + Duration::from_mins(1);
         let addr = loop {
-            let out = std::fs::read_to_string(dir.join("emulate.stdout")).unwrap_or_default();
+            let out = std::fs::read_to_string(&stdout).unwrap_or_default();
             if let Some(addr) = out
                 .lines()
                 .next()
@@ -132,13 +140,17 @@ impl Emulator {
             {
                 break addr.to_owned();
             }
-            assert!(Instant::now() < deadline, "emulator did not start: {out}");
+            assert!(
+                Instant::now() < deadline,
+                "mitoken {name} did not start: {out}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         Self {
             child,
             addr,
             dir: dir.to_owned(),
+            name,
         }
     }
 
@@ -169,12 +181,18 @@ impl Emulator {
             .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.child.try_wait().expect("wait").is_none() {
-            assert!(Instant::now() < deadline, "emulator did not stop");
+            assert!(
+                Instant::now() < deadline,
+                "mitoken {} did not stop",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         (
-            std::fs::read_to_string(self.dir.join("emulate.stdout")).unwrap_or_default(),
-            std::fs::read_to_string(self.dir.join("emulate.stderr")).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join(format!("{}.stdout", self.name)))
+                .unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join(format!("{}.stderr", self.name)))
+                .unwrap_or_default(),
         )
     }
 }
@@ -653,6 +671,108 @@ fn emulate_and_token_at_trace_never_log_a_token_key_or_identity_header() {
                 .sum::<usize>(),
         tokens.len(),
         key.len()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bridge_at_trace_never_logs_a_token_key_or_identity_header() {
+    let env = Env::new();
+    let dir = temp_dir("bridge");
+    let key_path = dir.join("key.pem");
+    let emu = Emulator::start(
+        &env,
+        &dir,
+        &[
+            "--export-signing-key",
+            key_path.to_str().expect("utf-8 path"),
+        ],
+    );
+    let key = key_needles(&std::fs::read_to_string(&key_path).expect("exported key"));
+    let upstream = emu.url();
+    let bridge = Emulator::start_command(&env, &dir, "bridge", &["--upstream", &upstream]);
+    let mut tokens = Vec::new();
+    let legacy = "/oauth2/token?resource=https://vault.azure.net";
+    // Success: fetched, cached, another identity, a form POST, bypass_cache.
+    for (method, target, body) in [
+        ("GET", legacy.to_owned(), String::new()),
+        ("GET", legacy.to_owned(), String::new()),
+        (
+            "GET",
+            format!("{legacy}&client_id={}", UA1.0),
+            String::new(),
+        ),
+        (
+            "POST",
+            "/oauth2/token".to_owned(),
+            format!("resource=https://vault.azure.net&object_id={}", UA2.1),
+        ),
+        ("GET", format!("{legacy}&bypass_cache=true"), String::new()),
+    ] {
+        let headers = if method == "POST" {
+            "Metadata: true\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        } else {
+            "Metadata: true\r\n"
+        };
+        let r = bridge.http(method, &target, headers, &body);
+        tokens.push(token_in_http(&r));
+    }
+    // Failures: an identity the VM lacks, upstream faults, no Metadata, a malformed request.
+    let fault = |rule: &str| {
+        let r = emu.http(
+            "POST",
+            "/mitoken/admin/faults",
+            "Content-Type: application/json\r\n",
+            rule,
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    };
+    let missing = format!("{legacy}&client_id=20000000-0000-4000-8000-0000000000ff");
+    assert!(
+        !bridge
+            .http("GET", &missing, "Metadata: true\r\n", "")
+            .starts_with("HTTP/1.1 200")
+    );
+    fault(r#"{"status":400,"count":1}"#);
+    let other = format!("{legacy}&client_id={}", UA2.0);
+    assert!(
+        !bridge
+            .http("GET", &other, "Metadata: true\r\n", "")
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        bridge
+            .http("GET", legacy, "", "")
+            .starts_with("HTTP/1.1 400")
+    );
+    assert!(
+        bridge
+            .http(
+                "GET",
+                "/oauth2/token?resource=x%0Ay",
+                "Metadata: true\r\n",
+                ""
+            )
+            .starts_with("HTTP/1.1 ")
+    );
+    let (bridge_out, bridge_err) = bridge.stop();
+    let (emu_out, emu_err) = emu.stop();
+    tokens.sort();
+    tokens.dedup();
+    assert!(tokens.len() >= 4, "tokens issued: {}", tokens.len());
+    assert!(bridge_err.lines().count() > 10, "trace logs: {bridge_err}");
+    for (what, text) in [
+        ("mitoken bridge stdout", &bridge_out),
+        ("mitoken bridge stderr", &bridge_err),
+        ("mitoken emulate stdout", &emu_out),
+        ("mitoken emulate stderr", &emu_err),
+    ] {
+        assert_clean(what, text, &tokens, &key, &env);
+    }
+    println!(
+        "secrets: mitoken bridge at trace ({} log lines), {} tokens: none leaked",
+        bridge_err.lines().count(),
+        tokens.len()
     );
     let _ = std::fs::remove_dir_all(dir);
 }
