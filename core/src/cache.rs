@@ -38,11 +38,11 @@
 //!
 //! # Cost
 //!
-//! Lookups hash the key (FNV-1a, 64 bit, over its encoding — no copy) and scan a dense
-//! `[u64; N]` of hashes (512 bytes at N = 64, a few dozen nanoseconds); only a hash match
-//! compares the stored key bytes, so a collision can never return the wrong token. Inserts,
-//! eviction and [`next_refresh_at`](TokenCache::next_refresh_at) scan the `N` entries' times.
-//! The cache is meant for tens of entries, not thousands.
+//! Lookups hash the key (FNV-1a, 64 bit, over its encoding — no copy) and binary-search a
+//! sorted `(hash, slot)` index, so their cost grows with log N; only a hash match compares the
+//! stored key bytes, so a collision can never return the wrong token. Inserts and removals
+//! shift the index (O(N) copies of 16 bytes); eviction and
+//! [`next_refresh_at`](TokenCache::next_refresh_at) scan the `N` entries' times.
 //!
 //! # Size
 //!
@@ -493,7 +493,10 @@ impl<'c> Lookup<'c> {
 /// A fixed-capacity token cache: `N` entries, `T` bytes of token text and `K` bytes of key per
 /// entry. See the [module](self) docs.
 pub struct TokenCache<const N: usize, const T: usize = 4096, const K: usize = 512> {
+    /// Each slot's key hash.
     hashes: [u64; N],
+    /// `(hash, slot)` of the live slots, sorted by hash: lookups are a binary search.
+    index: [(u64, usize); N],
     entries: [Entry<T, K>; N],
     len: usize,
     tick: u64,
@@ -530,6 +533,7 @@ impl<const N: usize, const T: usize, const K: usize> TokenCache<N, T, K> {
     pub const fn new() -> Self {
         Self {
             hashes: [0; N],
+            index: [(0, 0); N],
             entries: [const { Entry::<T, K>::EMPTY }; N],
             len: 0,
             tick: 0,
@@ -560,13 +564,66 @@ impl<const N: usize, const T: usize, const K: usize> TokenCache<N, T, K> {
             return None;
         }
         let h = hash(key);
-        let hashes = self.hashes.get(..self.len).unwrap_or_default();
-        hashes
+        let index = self.index.get(..self.len).unwrap_or_default();
+        let first = index.partition_point(|&(x, _)| x < h);
+        index
+            .get(first..)
+            .unwrap_or_default()
             .iter()
-            .enumerate()
-            .filter(|&(_, &x)| x == h)
-            .map(|(i, _)| i)
+            .take_while(|&&(x, _)| x == h)
+            .map(|&(_, slot)| slot)
             .find(|&i| self.entries.get(i).is_some_and(|e| e.matches(key)))
+    }
+
+    /// Adds `(h, slot)` to the sorted index (which holds `live` entries before the call).
+    fn index_insert(&mut self, live: usize, h: u64, slot: usize) {
+        let pos = self
+            .index
+            .get(..live)
+            .unwrap_or_default()
+            .partition_point(|&(x, _)| x < h);
+        if let Some(tail) = self.index.get_mut(pos..=live) {
+            tail.copy_within(..tail.len().saturating_sub(1), 1);
+        }
+        if let Some(e) = self.index.get_mut(pos) {
+            *e = (h, slot);
+        }
+    }
+
+    /// Removes `slot`'s entry (hash `h`) from the sorted index of `live` entries.
+    fn index_remove(&mut self, live: usize, h: u64, slot: usize) {
+        let index = self.index.get(..live).unwrap_or_default();
+        let first = index.partition_point(|&(x, _)| x < h);
+        let Some(pos) = index
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&e| e == (h, slot))
+            .map(|p| first.saturating_add(p))
+        else {
+            return;
+        };
+        if let Some(tail) = self.index.get_mut(pos..live) {
+            tail.copy_within(1.., 0);
+        }
+    }
+
+    /// Points the index entry of `from` (hash `h`) at `to` instead.
+    fn index_move(&mut self, live: usize, h: u64, from: usize, to: usize) {
+        let first = self
+            .index
+            .get(..live)
+            .unwrap_or_default()
+            .partition_point(|&(x, _)| x < h);
+        if let Some(e) = self
+            .index
+            .get_mut(first..live)
+            .unwrap_or_default()
+            .iter_mut()
+            .find(|e| **e == (h, from))
+        {
+            e.1 = to;
+        }
     }
 
     /// Looks `key` up at `now` (ms) and marks it recently used. An expired entry is dropped and
@@ -632,10 +689,18 @@ impl<const N: usize, const T: usize, const K: usize> TokenCache<N, T, K> {
         let slot = match self.find(key) {
             Some(i) => i,
             None if self.len < N => {
+                let slot = self.len;
+                self.index_insert(slot, h, slot);
                 self.len = self.len.saturating_add(1);
-                self.len.saturating_sub(1)
+                slot
             }
-            None => self.victim(now),
+            None => {
+                let slot = self.victim(now);
+                let old = self.hashes.get(slot).copied().unwrap_or_default();
+                self.index_remove(self.len, old, slot);
+                self.index_insert(self.len.saturating_sub(1), h, slot);
+                slot
+            }
         };
         self.tick = self.tick.saturating_add(1);
         let tick = self.tick;
@@ -704,7 +769,12 @@ impl<const N: usize, const T: usize, const K: usize> TokenCache<N, T, K> {
             return;
         }
         let last = self.len.saturating_sub(1);
+        let hash_i = self.hashes.get(i).copied().unwrap_or_default();
+        self.index_remove(self.len, hash_i, i);
         if i != last {
+            // The last entry moves into slot `i`.
+            let hash_last = self.hashes.get(last).copied().unwrap_or_default();
+            self.index_move(last, hash_last, last, i);
             if let Some((a, b)) = self.entries.split_at_mut_checked(last)
                 && let (Some(x), Some(y)) = (a.get_mut(i), b.first_mut())
             {

@@ -129,9 +129,28 @@ impl fmt::Display for Guid {
 
 /// Compares two strings ASCII-case-insensitively (the order used for ARM resource ids).
 pub fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
-    a.bytes()
-        .map(|c| c.to_ascii_lowercase())
-        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // Identical bytes are identical ignoring case: skip the common prefix 16 bytes at a time
+    // (ARM ids share long prefixes such as `/subscriptions/<sub>/resourceGroups/`).
+    let mut pos = 0usize;
+    while let (Some(chunk_a), Some(chunk_b)) = (
+        a.get(pos..pos.saturating_add(16)),
+        b.get(pos..pos.saturating_add(16)),
+    ) {
+        if chunk_a != chunk_b {
+            break;
+        }
+        pos = pos.saturating_add(16);
+    }
+    let rest_a = a.get(pos..).unwrap_or_default();
+    let rest_b = b.get(pos..).unwrap_or_default();
+    for (ca, cb) in rest_a.iter().zip(rest_b) {
+        let (la, lb) = (ca.to_ascii_lowercase(), cb.to_ascii_lowercase());
+        if la != lb {
+            return la.cmp(&lb);
+        }
+    }
+    rest_a.len().cmp(&rest_b.len())
 }
 
 /// The kind of a managed identity.

@@ -10,7 +10,9 @@
 //!   database exists) over the workspace and firmware-sim.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
 //! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
-//! - `bench`: instruction counts against peers, written to `docs/benchmarks.md`.
+//! - `bench`: parse/build/server instruction counts and wall clock against peers, the emulator
+//!   and bridge under `wrk` load against nginx, client start-to-token against curl and Python,
+//!   footprint and scaling: `docs/benchmarks.md`, `docs/bench-*.svg`, the README's table.
 //! - `fuzz`: the `cargo fuzz` targets, `--seconds N` each (default 60); `--report` writes
 //!   `docs/fuzzing.md`.
 
@@ -78,10 +80,11 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, sim, fuzz 30 s each\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
-         bench   instruction counts vs peers (callgrind) -> docs/benchmarks.md; --smoke: quick check\n  \
+         bench   parse/serve/load/client/footprint/scaling benchmarks -> docs/benchmarks.md + SVG\n          \
+                 charts + README table (under 15 min); --smoke: every measurement, tiny (CI)\n  \
          sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens\n  \
          fuzz    cargo fuzz targets [--seconds N (60)] [--target NAME] [--report -> docs/fuzzing.md]"
     );

@@ -127,6 +127,23 @@ fn fail(step: &str, reason: impl Into<String>) -> StepFailed {
 
 /// Runs the whole simulation.
 pub fn sim(root: &Path) -> crate::Result {
+    measure(root).map(|_| ())
+}
+
+/// What a simulation measured, for `cargo xtask bench`.
+pub struct Figures {
+    /// Section sizes of the image and of the core-free baseline.
+    pub sizes: Sizes,
+    /// Peak stack of one full token fetch (driver + core + smoltcp + virtio), bytes.
+    pub stack_fetch: String,
+    /// Peak stack of mitoken-core alone (the response replayed from memory), bytes.
+    pub stack_core: String,
+    /// Boot to first token (guest TSC), milliseconds.
+    pub first_token_ms: String,
+}
+
+/// Runs the whole simulation and returns its figures.
+pub fn measure(root: &Path) -> crate::Result<Figures> {
     let started = Instant::now();
     let qemu = ensure_qemu()?;
     println!("qemu: {}", qemu.display());
@@ -156,23 +173,29 @@ pub fn sim(root: &Path) -> crate::Result {
     let mut emu = Emulator::start(&emulator, &config)?;
     let result = boot_and_check(&qemu, &image, emu.addr.as_str(), &record, &sizes);
     emu.stop();
-    let report = result?;
+    let (report, stack_fetch, stack_core, first_token_ms) = result?;
     println!("{report}");
     println!("xtask sim: ok ({:.1?} in all)", started.elapsed());
-    Ok(())
+    Ok(Figures {
+        sizes,
+        stack_fetch,
+        stack_core,
+        first_token_ms,
+    })
 }
 
-/// Section sizes of the image and of the core-free baseline.
-struct Sizes {
-    text: u64,
-    rodata: u64,
-    data: u64,
-    bss: u64,
-    file: u64,
-    base_text: u64,
-    base_rodata: u64,
-    base_data: u64,
-    core_symbols_text: u64,
+/// Section sizes of the image and of the core-free baseline, bytes.
+#[allow(missing_docs)]
+pub struct Sizes {
+    pub text: u64,
+    pub rodata: u64,
+    pub data: u64,
+    pub bss: u64,
+    pub file: u64,
+    pub base_text: u64,
+    pub base_rodata: u64,
+    pub base_data: u64,
+    pub core_symbols_text: u64,
 }
 
 fn image_sizes(image: &Path, baseline: &Path) -> Result<Sizes, StepFailed> {
@@ -372,7 +395,7 @@ fn boot_and_check(
     emulator: &str,
     record: &Path,
     sizes: &Sizes,
-) -> Result<String, StepFailed> {
+) -> Result<(String, String, String, String), StepFailed> {
     let relay_exe = env::current_exe().map_err(|e| fail("relay path", e.to_string()))?;
     let relay = format!(
         "{} relay {emulator} --record {}",
@@ -612,7 +635,13 @@ fn boot_and_check(
         ));
     }
     if problems.is_empty() {
-        Ok(summary)
+        let stack = |key| stackl.map(|s| field(s, key)).unwrap_or_default();
+        Ok((
+            summary,
+            stack("fetch_max"),
+            stack("core_only"),
+            first_token_ms,
+        ))
     } else {
         println!("{summary}");
         Err(fail("sim", format!("\n  - {}", problems.join("\n  - "))))

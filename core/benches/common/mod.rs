@@ -2,6 +2,8 @@
 //! callgrind can attribute instructions to it (`--toggle-collect='*run_mitoken*'`).
 #![allow(dead_code)]
 
+pub mod serve;
+
 use mitoken_core::token::Token;
 use serde::Deserialize;
 

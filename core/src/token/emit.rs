@@ -44,33 +44,59 @@ pub struct TokenJson<'a> {
 pub fn write_json_string(s: &str, w: &mut SliceWriter<'_>) {
     w.put_byte(b'"');
     let bytes = s.as_bytes();
+    // `bytes[start..i]` is clean and not yet written.
     let mut start = 0usize;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0C => b"\\f",
-            0x00..=0x1F => b"",
-            _ => continue,
-        };
-        w.put(bytes.get(start..i).unwrap_or_default());
-        if short.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            w.put(b"\\u00");
-            // b < 0x20: both nibbles index a 16-entry table.
-            w.put_byte(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
-            w.put_byte(HEX.get(usize::from(b & 0x0F)).copied().unwrap_or(b'0'));
-        } else {
-            w.put(short);
+    let mut i = 0usize;
+    while i < bytes.len() {
+        // Fast path: 16 bytes that need no escape (tokens are base64url: all of them are).
+        if let Some(chunk) = bytes.get(i..i.saturating_add(16))
+            && !chunk
+                .iter()
+                .fold(false, |dirty, &b| dirty | needs_escape(b))
+        {
+            i = i.saturating_add(16);
+            continue;
         }
-        start = i.saturating_add(1);
+        let Some(&b) = bytes.get(i) else { break };
+        if needs_escape(b) {
+            w.put(bytes.get(start..i).unwrap_or_default());
+            write_escape(b, w);
+            start = i.saturating_add(1);
+        }
+        i = i.saturating_add(1);
     }
     w.put(bytes.get(start..).unwrap_or_default());
     w.put_byte(b'"');
+}
+
+/// A byte JSON requires escaped inside a string.
+#[inline]
+#[allow(clippy::needless_bitwise_bool)] // branch-free on purpose: it vectorizes
+const fn needs_escape(b: u8) -> bool {
+    (b < 0x20) | (b == b'"') | (b == b'\\')
+}
+
+/// Writes the escape of `b` (one of [`needs_escape`]'s bytes).
+fn write_escape(b: u8, w: &mut SliceWriter<'_>) {
+    let short: &[u8] = match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x08 => b"\\b",
+        0x0C => b"\\f",
+        _ => b"",
+    };
+    if short.is_empty() {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        w.put(b"\\u00");
+        // b < 0x20: both nibbles index a 16-entry table.
+        w.put_byte(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
+        w.put_byte(HEX.get(usize::from(b & 0x0F)).copied().unwrap_or(b'0'));
+    } else {
+        w.put(short);
+    }
 }
 
 fn member_str(w: &mut SliceWriter<'_>, key: &str, value: &str) {

@@ -447,6 +447,17 @@ fn header_safe(s: &str, field: Field) -> Result<&str, JsonError> {
     }
 }
 
+/// True if `bytes` holds a DEL (0x7F). A branch-free OR-fold over 64-byte blocks, which LLVM
+/// vectorises: `<[u8]>::contains` scans a word at a time and cost the whole-response parse ~25%
+/// more instructions on a 2.3 KB token (`cargo xtask bench`).
+fn has_del(bytes: &[u8]) -> bool {
+    let (blocks, rest) = bytes.as_chunks::<64>();
+    blocks
+        .iter()
+        .any(|b| b.iter().fold(0u8, |acc, &c| acc | u8::from(c == 0x7F)) != 0)
+        || rest.contains(&0x7F)
+}
+
 impl<'a> Token<'a> {
     /// Parses a token body. `scratch` backs strings that contain JSON escapes (see the module
     /// docs); pass `&mut []` to require that there are none.
@@ -497,7 +508,7 @@ impl<'a> Token<'a> {
         })?;
         if access_escaped {
             header_safe(access_token, Field::AccessToken)?;
-        } else if access_token.as_bytes().contains(&0x7F) {
+        } else if has_del(access_token.as_bytes()) {
             // The scanner refuses raw C0 controls in strings, but a raw DEL is valid JSON.
             return Err(JsonError::ControlInHeaderValue {
                 field: Field::AccessToken,
@@ -644,3 +655,21 @@ impl fmt::Display for ServiceError<'_> {
 }
 
 impl core::error::Error for ServiceError<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::has_del;
+
+    #[test]
+    fn has_del_at_every_position() {
+        for len in [0usize, 1, 63, 64, 65, 130, 200] {
+            let clean = [b'a'; 200];
+            assert!(!has_del(&clean[..len]));
+            for at in 0..len {
+                let mut b = clean;
+                b[at] = 0x7F;
+                assert!(has_del(&b[..len]), "len {len} at {at}");
+            }
+        }
+    }
+}
