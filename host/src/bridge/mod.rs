@@ -175,6 +175,10 @@ fn refusal_bytes(relay: &Relay<'_>) -> Arc<[u8]> {
 impl Bridge {
     /// Checks the options, binds `options.listen` and serves in the background on the current
     /// tokio runtime.
+    #[expect(
+        clippy::unused_async,
+        reason = "async like `Emulator::start`: it must run on a runtime (it spawns the server)"
+    )]
     pub async fn start(options: BridgeOptions) -> Result<RunningBridge, StartError> {
         if !options.allow_non_loopback && !options.listen.ip().is_loopback() {
             return Err(StartError::NonLoopback(options.listen));
