@@ -305,7 +305,7 @@ impl TokenClient {
         let client = self.clone();
         tokio::spawn(async move {
             if let Err(e) = client.single_flight(&spec).await {
-                tracing::warn!(error = %e, resource = %spec.resource, "background refresh failed");
+                tracing::warn!(error = %e, resource = ?spec.resource, "background refresh failed");
             }
         });
     }
@@ -453,7 +453,7 @@ impl TokenClient {
             if cache_it {
                 let key = CacheKey::for_request(request, *endpoint);
                 if let Err(e) = lock(inner.shard(request)).insert(&key, t, unix_ms()) {
-                    tracing::debug!(error = %e, resource = %spec.resource, "token not cached");
+                    tracing::debug!(error = %e, resource = ?spec.resource, "token not cached");
                 }
             }
             TokenResponse::from_core(t)

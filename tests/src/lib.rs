@@ -2,6 +2,8 @@
 //! binary, and reading the shared fixtures.
 #![forbid(unsafe_code)]
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -3,9 +3,11 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
+//!   the no_std proof, `cargo deny`, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
 //!   each fuzz target.
 //! - `nostd`: only the no_std proof.
+//! - `deny`: `cargo deny` (licenses, duplicate versions, sources, advisories when a local
+//!   database exists) over the workspace and firmware-sim.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
 //! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
 //! - `bench`: parse/build/server instruction counts and wall clock against peers, the emulator
@@ -20,6 +22,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod deny;
 mod elf;
 mod fuzz;
 mod nostd;
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let outcome = match task {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
+        "deny" => deny::deny(&root()),
         "sim" => sim::sim(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
         "fuzz" => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::run_fuzz(&root(), &o)),
@@ -76,8 +80,9 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof, bench smoke, sim, fuzz 30 s each\n  \
+         ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
+         deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
          bench   parse/serve/load/client/footprint/scaling benchmarks -> docs/benchmarks.md + SVG\n          \
                  charts + README table (under 15 min); --smoke: every measurement, tiny (CI)\n  \
          sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens\n  \
@@ -115,6 +120,9 @@ fn ci() -> Result {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
     step("no_std proof", || nostd::prove(&root))?;
+    step("cargo deny (licenses, bans, sources, advisories)", || {
+        deny::deny(&root)
+    })?;
     step("benchmark smoke", || bench::run_bench(&root, true))?;
     step("firmware-sim format check", || {
         run(cargo(&root.join("firmware-sim")).args(["fmt", "--", "--check"]))

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use mitoken_core::identity::Flavor;
 use mitoken_core::request::{EXTENSION_TOKEN_PATH, Endpoint};
 use mitoken_core::server::{Config, Fault, Relay};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::serve_loop::{self, AcceptPolicy, ConnectionLimits};
@@ -176,6 +175,10 @@ fn refusal_bytes(relay: &Relay<'_>) -> Arc<[u8]> {
 impl Bridge {
     /// Checks the options, binds `options.listen` and serves in the background on the current
     /// tokio runtime.
+    #[expect(
+        clippy::unused_async,
+        reason = "async like `Emulator::start`: it must run on a runtime (it spawns the server)"
+    )]
     pub async fn start(options: BridgeOptions) -> Result<RunningBridge, StartError> {
         if !options.allow_non_loopback && !options.listen.ip().is_loopback() {
             return Err(StartError::NonLoopback(options.listen));
@@ -192,12 +195,10 @@ impl Bridge {
             return Err(StartError::UpstreamIsSelf(endpoint_text));
         }
         let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: options.listen,
-                    source,
-                })?;
+            crate::serve_loop::bind(options.listen).map_err(|source| StartError::Bind {
+                addr: options.listen,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: options.listen,
             source,

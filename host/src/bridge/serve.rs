@@ -2,7 +2,8 @@
 //! [`TokenClient`] → the core's legacy answer → bytes out.
 //!
 //! Per connection: one input vector, one work and one output buffer (16 KiB each, grown only
-//! for unusual requests or tokens), reused for every pipelined keep-alive request. The cached
+//! for unusual requests or tokens), allocated when request bytes arrive, reused for every
+//! pipelined request, released while the connection is idle. The cached
 //! path allocates nothing: the relay decodes the parameters into the work buffer, the cache is
 //! looked up by a key borrowing them, and the answer is written from the cache entry straight
 //! into the output buffer under the cache's (synchronous, never awaited-across) lock. Only a
@@ -28,7 +29,8 @@ use super::answer::{
 };
 use crate::client::unix_now;
 use crate::serve_loop::{
-    ConnectionLimits, MAX_BUFFER, READ_CHUNK, ReadOutcome, max_input, read_more,
+    Buffers, ConnectionLimits, MAX_BUFFER, ReadOutcome, max_input, read_more, request_deadline,
+    write_answer,
 };
 use crate::token_client::TokenClient;
 
@@ -128,7 +130,7 @@ async fn answer(
     let response = match client.get_token(&spec).await {
         Ok(token) if wrong_identity(request.selector, token.client_id.as_deref()) => {
             tracing::warn!(
-                resource = %spec.resource,
+                resource = ?spec.resource,
                 "upstream answered for another client_id; token withheld"
             );
             write_error(relay, request, &wrong_identity_answer(), out)
@@ -138,7 +140,7 @@ async fn answer(
             write_growing(out, |o| relay.write_token(&request.reply, &json, o))
         }
         Err(e) => {
-            tracing::warn!(error = %e, resource = %spec.resource, "no token from upstream");
+            tracing::warn!(error = %e, resource = ?spec.resource, "no token from upstream");
             write_error(relay, request, &error_answer(&e), out)
         }
     };
@@ -156,19 +158,20 @@ pub(super) async fn serve_connection(
     tracing::debug!(%peer, "connection opened");
     let relay = shared.relay;
     let mut conn = relay.connection();
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut work = vec![0u8; BUFFER];
-    let mut out = vec![0u8; BUFFER];
+    let mut buffers = Buffers::default();
     let limit = max_input(&relay.config().limits);
+    let mut deadline = request_deadline(&shared.limits);
     'conn: loop {
+        buffers.ready(BUFFER);
+        let Buffers { input, work, out } = &mut buffers;
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let started = Instant::now();
-            let handled = relay.handle(&mut conn, &mut input, &mut work, &mut out);
+            let handled = relay.handle(&mut conn, input, work, out);
             let (response, source) = match handled {
                 Ok(Relayed::Partial) => break,
                 Ok(Relayed::Response(r)) => (r, None),
-                Ok(Relayed::Relay(request)) => match answer(&shared, &request, &mut out).await {
+                Ok(Relayed::Relay(request)) => match answer(&shared, &request, out).await {
                     Some((r, source)) => (r, Some(source)),
                     None => break 'conn,
                 },
@@ -193,9 +196,10 @@ pub(super) async fn serve_connection(
                 "answered"
             );
             let bytes = out.get(..response.len).unwrap_or_default();
-            if stream.write_all(bytes).await.is_err() {
+            if !write_answer(&mut stream, bytes, shared.limits.idle_timeout).await {
                 break 'conn;
             }
+            deadline = request_deadline(&shared.limits);
             input.drain(..response.consumed.min(input.len()));
             if !response.keep_alive || *rx.borrow() {
                 break 'conn;
@@ -205,7 +209,8 @@ pub(super) async fn serve_connection(
             tracing::warn!(%peer, "request larger than the limits allow; closing");
             break;
         }
-        match read_more(&mut stream, &mut input, shared.limits.idle_timeout, &mut rx).await {
+        buffers.release_if_idle();
+        match read_more(&mut stream, &mut buffers.input, deadline, &mut rx).await {
             ReadOutcome::Data => {}
             ReadOutcome::Eof | ReadOutcome::Shutdown => break,
             ReadOutcome::Failed(e) => {

@@ -45,7 +45,8 @@ use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
 use crate::serve_loop::{
-    self, AcceptPolicy, MAX_BUFFER, READ_CHUNK, ReadOutcome, max_input, read_more,
+    self, AcceptPolicy, Buffers, MAX_BUFFER, ReadOutcome, max_input, read_more, request_deadline,
+    write_answer,
 };
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
@@ -292,13 +293,10 @@ impl Emulator {
         let flavor = options.flavor;
         let (table, by_slot) = build_table(flavor, &options.config)?;
         let plan = FaultPlan::new(options.faults)?;
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: options.listen,
-                    source,
-                })?;
+        let listener = serve_loop::bind(options.listen).map_err(|source| StartError::Bind {
+            addr: options.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: options.listen,
             source,
@@ -388,21 +386,22 @@ async fn serve_connection(
     tracing::debug!(%peer, "connection opened");
     let mut issuer = HostIssuer::new(Arc::clone(shared));
     let mut conn = ServerConnection::new(shared.server_config.limits);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut work = vec![0u8; 16 * 1024];
-    let mut out = vec![0u8; 16 * 1024];
+    let mut buffers = Buffers::default();
     let limit = max_input(&shared.server_config.limits);
     let mut started: Option<Instant> = None;
+    let mut deadline = request_deadline(&shared.limits);
     'conn: loop {
+        buffers.ready(16 * 1024);
+        let Buffers { input, work, out } = &mut buffers;
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let now = unix_now();
-            let handled = Server::new(shared.table, shared.server_config, &mut work).handle(
+            let handled = Server::new(shared.table, shared.server_config, work).handle(
                 &mut conn,
-                &mut input,
+                input,
                 now,
                 &mut issuer,
-                &mut out,
+                out,
             );
             let response = match handled {
                 Ok(Handled::Partial) => break,
@@ -437,8 +436,9 @@ async fn serve_connection(
                 true
             } else {
                 let bytes = out.get(..response.len).unwrap_or_default();
-                stream.write_all(bytes).await.is_ok()
+                write_answer(&mut stream, bytes, shared.limits.idle_timeout).await
             };
+            deadline = request_deadline(&shared.limits);
             drop(permit);
             drop(in_flight);
             input.drain(..response.consumed.min(input.len()));
@@ -450,7 +450,8 @@ async fn serve_connection(
             tracing::warn!(%peer, "request larger than the limits allow; closing");
             break;
         }
-        match read_more(&mut stream, &mut input, shared.limits.idle_timeout, &mut rx).await {
+        buffers.release_if_idle();
+        match read_more(&mut stream, &mut buffers.input, deadline, &mut rx).await {
             ReadOutcome::Data => {
                 if started.is_none() {
                     started = Some(Instant::now());
