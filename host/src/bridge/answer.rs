@@ -6,7 +6,9 @@
 
 use mitoken_core::cache::CachedToken;
 use mitoken_core::identity::Selector;
-use mitoken_core::request::{ResIdParam, Selector as RequestSelector, TokenRequest};
+use mitoken_core::request::{
+    RequestError, RequestField, ResIdParam, Selector as RequestSelector, TokenRequest,
+};
 use mitoken_core::server::RelayRequest;
 use mitoken_core::token::{Secret, TokenJson};
 
@@ -198,6 +200,16 @@ pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
             description: format!("mitoken bridge: {e}{tries}"),
             retry_after: None,
         },
+        // An empty selector (`client_id=`) names no identity: answer as the core server (and
+        // the emulator) do for a selector that matches nothing, without asking IMDS.
+        FetchFailure::InvalidRequest(RequestError::Empty {
+            field: RequestField::ClientId | RequestField::ObjectId | RequestField::ResourceId,
+        }) => ErrorAnswer {
+            status: 400,
+            error: "invalid_request".to_owned(),
+            description: "Identity not found".to_owned(),
+            retry_after: None,
+        },
         FetchFailure::InvalidRequest(r) => ErrorAnswer {
             status: 400,
             error: "invalid_request".to_owned(),
@@ -377,5 +389,17 @@ mod tests {
             attempts: 1,
         });
         assert_eq!(a.status, 400);
+        // `client_id=` names no identity: the server's own answer, not a bridge message.
+        let a = error_answer(&GetTokenError::Failed {
+            last: FetchFailure::InvalidRequest(RequestError::Empty {
+                field: mitoken_core::request::RequestField::ClientId,
+            }),
+            retry: None,
+            attempts: 1,
+        });
+        assert_eq!(
+            (a.status, a.error.as_str(), a.description.as_str()),
+            (400, "invalid_request", "Identity not found")
+        );
     }
 }
