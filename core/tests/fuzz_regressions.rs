@@ -35,7 +35,6 @@ fn token_raw_del_in_access_token() {
 }
 
 #[path = "server_common/mod.rs"]
-#[allow(dead_code)]
 mod server_common;
 
 /// `server` target (long run), property "every answer is one complete response (a `HEAD`
