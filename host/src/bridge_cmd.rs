@@ -3,11 +3,9 @@
 //! Prints `listening on http://ADDR` and the upstream on stdout, serves until SIGINT or
 //! SIGTERM, then shuts down gracefully (answers in progress get 5 s) and exits 0.
 
-use std::io::Write as _;
-
 use crate::bridge::{Bridge, BridgeOptions, StartError, startup_banner};
 use crate::cli::BridgeArgs;
-use crate::emulate_cmd::wait_for_signal;
+use crate::emulate_cmd::{print_banner, wait_for_signal};
 use crate::exit::Failure;
 use crate::serve_loop::ConnectionLimits;
 
@@ -32,16 +30,7 @@ pub async fn run(args: BridgeArgs) -> Result<(), Failure> {
         }
     })?;
     let banner = startup_banner(running.local_addr(), &client_config);
-    {
-        let mut out = std::io::stdout().lock();
-        if out
-            .write_all(banner.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return Err(Failure::Internal);
-        }
-    }
+    print_banner(&banner)?;
     wait_for_signal().await;
     tracing::info!("signal received; shutting down");
     running.shutdown().await;

@@ -71,21 +71,21 @@ pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
     if args.throttle {
         banner.push_str("throttle: 20 requests/s, 5 concurrent\n");
     }
-    {
-        let mut out = std::io::stdout().lock();
-        if out
-            .write_all(banner.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return Err(Failure::Internal);
-        }
-    }
+    print_banner(&banner)?;
     wait_for_signal().await;
     tracing::info!("signal received; shutting down");
     running.shutdown().await;
     println!("stopped");
     Ok(())
+}
+
+/// Prints a server's start-up banner on stdout (its first line is `listening on http://ADDR`,
+/// which tests and scripts wait for) and flushes it.
+pub(crate) fn print_banner(banner: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(banner.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|_| Failure::Internal)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

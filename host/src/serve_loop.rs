@@ -258,6 +258,29 @@ pub async fn read_more(
     }
 }
 
+/// [`read_more`] for a connection loop: true when bytes arrived; otherwise logs why the
+/// connection ends (closed, shutdown, idle, failed) and returns false.
+pub async fn read_more_or_close(
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+    rx: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> bool {
+    match read_more(stream, input, deadline, rx).await {
+        ReadOutcome::Data => true,
+        ReadOutcome::Eof | ReadOutcome::Shutdown => false,
+        ReadOutcome::Failed(e) => {
+            tracing::debug!(%peer, "read failed: {e}");
+            false
+        }
+        ReadOutcome::Idle => {
+            tracing::debug!(%peer, "idle timeout");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use super::answer::{
 };
 use crate::client::unix_now;
 use crate::serve_loop::{
-    Buffers, ConnectionLimits, MAX_BUFFER, ReadOutcome, max_input, read_more, request_deadline,
+    Buffers, ConnectionLimits, MAX_BUFFER, max_input, read_more_or_close, request_deadline,
     write_answer,
 };
 use crate::token_client::TokenClient;
@@ -210,17 +210,8 @@ pub(super) async fn serve_connection(
             break;
         }
         buffers.release_if_idle();
-        match read_more(&mut stream, &mut buffers.input, deadline, &mut rx).await {
-            ReadOutcome::Data => {}
-            ReadOutcome::Eof | ReadOutcome::Shutdown => break,
-            ReadOutcome::Failed(e) => {
-                tracing::debug!(%peer, "read failed: {e}");
-                break;
-            }
-            ReadOutcome::Idle => {
-                tracing::debug!(%peer, "idle timeout");
-                break;
-            }
+        if !read_more_or_close(&mut stream, &mut buffers.input, deadline, &mut rx, peer).await {
+            break;
         }
     }
     let _ = stream.shutdown().await;

@@ -45,7 +45,7 @@ use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
 use crate::serve_loop::{
-    self, AcceptPolicy, Buffers, MAX_BUFFER, ReadOutcome, max_input, read_more, request_deadline,
+    self, AcceptPolicy, Buffers, MAX_BUFFER, max_input, read_more_or_close, request_deadline,
     write_answer,
 };
 
@@ -451,21 +451,11 @@ async fn serve_connection(
             break;
         }
         buffers.release_if_idle();
-        match read_more(&mut stream, &mut buffers.input, deadline, &mut rx).await {
-            ReadOutcome::Data => {
-                if started.is_none() {
-                    started = Some(Instant::now());
-                }
-            }
-            ReadOutcome::Eof | ReadOutcome::Shutdown => break,
-            ReadOutcome::Failed(e) => {
-                tracing::debug!(%peer, "read failed: {e}");
-                break;
-            }
-            ReadOutcome::Idle => {
-                tracing::debug!(%peer, "idle timeout");
-                break;
-            }
+        if !read_more_or_close(&mut stream, &mut buffers.input, deadline, &mut rx, peer).await {
+            break;
+        }
+        if started.is_none() {
+            started = Some(Instant::now());
         }
     }
     let _ = stream.shutdown().await;
