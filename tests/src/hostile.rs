@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::HttpReply;
+use crate::{HttpReply, jwt_claims};
 
 /// The `mitoken` binary attacked: `MITOKEN_HOSTILE_BIN` when set (to attack another build, e.g.
 /// a release build), else the workspace's debug build ([`crate::mitoken_bin`]).
@@ -305,37 +305,6 @@ fn bridge_args(options: &Options, upstream: &str) -> Vec<String> {
         args.extend(["--max-connections".to_owned(), n.to_string()]);
     }
     args
-}
-
-/// The claims of a JWT (its middle part, base64url-decoded JSON).
-///
-/// # Panics
-/// If it is not a JWT with a JSON payload.
-pub fn jwt_claims(token: &str) -> serde_json::Value {
-    let payload = token.split('.').nth(1).unwrap_or_default();
-    let value = |c: u8| -> Option<u32> {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(v))
-    };
-    let digits: Vec<u32> = payload.bytes().filter_map(value).collect();
-    let mut bytes = Vec::new();
-    for chunk in digits.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (k, &d)| acc | (d << (18 - 6 * k)));
-        for k in 0..chunk.len().saturating_sub(1) {
-            bytes.push(n.to_be_bytes()[1 + k]);
-        }
-    }
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("JWT payload is not JSON ({e})"))
 }
 
 impl Target {
@@ -840,4 +809,28 @@ pub fn many_identities_config(n: usize) -> PathBuf {
 /// Client id of the `i`-th identity of [`many_identities_config`].
 pub fn many_client_id(i: usize) -> String {
     format!("21000000-0000-4000-8000-{i:012}")
+}
+
+/// Declares one `#[test]` per attack and kind: `emulate::<attack>` and `bridge::<attack>`,
+/// each calling `<attack>(Kind::…)` from the invoking module (which must have `Kind` in scope).
+#[macro_export]
+macro_rules! hostile_tests {
+    ($($attack:ident),* $(,)?) => {
+        mod emulate {
+            $(
+                #[test]
+                fn $attack() {
+                    super::$attack(super::Kind::Emulate);
+                }
+            )*
+        }
+        mod bridge {
+            $(
+                #[test]
+                fn $attack() {
+                    super::$attack(super::Kind::Bridge);
+                }
+            )*
+        }
+    };
 }

@@ -23,29 +23,7 @@ use mitoken_tests::hostile::{
 
 const WITHIN: Duration = Duration::from_secs(10);
 
-/// One test per attack and kind.
-macro_rules! hostile {
-    ($($attack:ident),* $(,)?) => {
-        mod emulate {
-            $(
-                #[test]
-                fn $attack() {
-                    super::$attack(super::Kind::Emulate);
-                }
-            )*
-        }
-        mod bridge {
-            $(
-                #[test]
-                fn $attack() {
-                    super::$attack(super::Kind::Bridge);
-                }
-            )*
-        }
-    };
-}
-
-hostile!(
+mitoken_tests::hostile_tests!(
     garbage_and_binary_bytes,
     heads_over_the_limits,
     content_length_lies,

@@ -13,29 +13,7 @@ use mitoken_tests::hostile::{
     many_identities_config, parse_responses, read_replies,
 };
 
-/// One test per attack and kind.
-macro_rules! hostile {
-    ($($attack:ident),* $(,)?) => {
-        mod emulate {
-            $(
-                #[test]
-                fn $attack() {
-                    super::$attack(super::Kind::Emulate);
-                }
-            )*
-        }
-        mod bridge {
-            $(
-                #[test]
-                fn $attack() {
-                    super::$attack(super::Kind::Bridge);
-                }
-            )*
-        }
-    };
-}
-
-hostile!(
+mitoken_tests::hostile_tests!(
     slow_loris,
     ten_thousand_idle_connections,
     thousand_identities_concurrent_clients,

@@ -253,49 +253,21 @@ fn jwt_like(text: &str) -> Vec<String> {
 
 /// Base64 (standard or URL alphabet, no padding) of `bytes`.
 fn base64(bytes: &[u8], url: bool) -> String {
-    let alphabet: &[u8; 64] = if url {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    if url {
+        URL_SAFE_NO_PAD.encode(bytes)
     } else {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    };
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (k, &b)| acc | (u32::from(b) << (16 - 8 * k)));
-        for k in 0..=chunk.len() {
-            let idx = usize::try_from((n >> (18 - 6 * k)) & 63).unwrap_or(0);
-            out.push(char::from(alphabet[idx]));
-        }
+        STANDARD_NO_PAD.encode(bytes)
     }
-    out
 }
 
+/// The bytes of standard base64 `text` (a PEM body).
 fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(v))
-    };
-    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
-    let mut out = Vec::new();
-    for chunk in digits.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (k, &d)| acc | (d << (18 - 6 * k)));
-        for k in 0..chunk.len().saturating_sub(1) {
-            out.push(n.to_be_bytes()[1 + k]);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64")
 }
 
 /// Reads one DER TLV at `at`: (tag, content range, next offset).
