@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use mitoken_core::http::Limits;
 use mitoken_core::identity::Flavor;
-use mitoken_core::server::Config;
+use mitoken_core::server::{Config, HandleError};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -256,6 +256,22 @@ pub async fn read_more(
             Err(e) => return ReadOutcome::Failed(e),
         }
     }
+}
+
+/// Grows the buffer a [`HandleError`] names to the size it asks for, up to [`MAX_BUFFER`];
+/// false when it asks for more (the connection cannot be answered). The core consumed nothing,
+/// so the caller handles the same bytes again.
+pub fn grow_for(e: HandleError, out: &mut Vec<u8>, work: &mut Vec<u8>) -> bool {
+    let (buf, required) = match e {
+        HandleError::OutputTooSmall { required } => (out, required),
+        HandleError::WorkTooSmall { required } => (work, required),
+        _ => return false,
+    };
+    if required > MAX_BUFFER {
+        return false;
+    }
+    buf.resize(required, 0);
+    true
 }
 
 /// [`read_more`] for a connection loop: true when bytes arrived; otherwise logs why the

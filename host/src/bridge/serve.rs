@@ -29,8 +29,8 @@ use super::answer::{
 };
 use crate::client::unix_now;
 use crate::serve_loop::{
-    Buffers, ConnectionLimits, MAX_BUFFER, max_input, read_more_or_close, request_deadline,
-    write_answer,
+    Buffers, ConnectionLimits, MAX_BUFFER, grow_for, max_input, read_more_or_close,
+    request_deadline, write_answer,
 };
 use crate::token_client::TokenClient;
 
@@ -175,15 +175,10 @@ pub(super) async fn serve_connection(
                     Some((r, source)) => (r, Some(source)),
                     None => break 'conn,
                 },
-                Err(HandleError::OutputTooSmall { required }) if required <= MAX_BUFFER => {
-                    out.resize(required, 0);
-                    continue;
-                }
-                Err(HandleError::WorkTooSmall { required }) if required <= MAX_BUFFER => {
-                    work.resize(required, 0);
-                    continue;
-                }
                 Err(e) => {
+                    if grow_for(e, out, work) {
+                        continue;
+                    }
                     tracing::error!(%peer, "cannot answer: {e}");
                     break 'conn;
                 }

@@ -25,9 +25,8 @@ use std::time::Instant;
 
 use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
 use mitoken_core::server::{
-    Admission, Config, Fault, HandleError, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError,
-    IssueRequest, Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server,
-    ServerConnection,
+    Admission, Config, Fault, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError, IssueRequest,
+    Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server, ServerConnection,
 };
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -45,7 +44,7 @@ use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
 use crate::serve_loop::{
-    self, AcceptPolicy, Buffers, MAX_BUFFER, max_input, read_more_or_close, request_deadline,
+    self, AcceptPolicy, Buffers, grow_for, max_input, read_more_or_close, request_deadline,
     write_answer,
 };
 
@@ -406,15 +405,10 @@ async fn serve_connection(
             let response = match handled {
                 Ok(Handled::Partial) => break,
                 Ok(Handled::Response(r)) => r,
-                Err(HandleError::OutputTooSmall { required }) if required <= MAX_BUFFER => {
-                    out.resize(required, 0);
-                    continue;
-                }
-                Err(HandleError::WorkTooSmall { required }) if required <= MAX_BUFFER => {
-                    work.resize(required, 0);
-                    continue;
-                }
                 Err(e) => {
+                    if grow_for(e, out, work) {
+                        continue;
+                    }
                     tracing::error!(%peer, "cannot answer: {e}");
                     break 'conn;
                 }
