@@ -20,7 +20,7 @@
 //!
 //! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
 //! HTTP stack. [`Relay`] is the same front without identity resolution and with a deferred
-//! answer, for a shell that fetches tokens from upstream (the legacy-extension bridge). Every error answer, its text and its source is listed in the README ("Errors the server answers with").
+//! answer, for a shell that fetches tokens from upstream (the legacy-extension bridge). Every error answer, its text and its source is listed in docs/errors.md.
 
 mod conn;
 mod params;
