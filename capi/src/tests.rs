@@ -1,0 +1,1 @@
+//! Unit tests and the property test, through the `extern "C"` functions.
