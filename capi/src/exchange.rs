@@ -1,5 +1,7 @@
 //! `mitoken_exchange`: one token request out, one response in, over a caller buffer.
 
+use core::ffi::c_char;
+
 use mitoken_core::client::{ClientError, Exchange, Progress};
 use mitoken_core::http::Limits;
 
@@ -346,7 +348,7 @@ pub unsafe extern "C" fn mitoken_exchange_finish(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mitoken_exchange_error_text(
     ex: *mut mitoken_exchange,
-    text: *mut u8,
+    text: *mut c_char,
     cap: usize,
     len: *mut usize,
 ) -> mitoken_result {
@@ -359,7 +361,7 @@ pub unsafe extern "C" fn mitoken_exchange_error_text(
         return mitoken_result::Misuse;
     };
     // SAFETY: `text` is NULL or `cap` writable bytes (contract).
-    let text = match unsafe { raw::bytes_mut(text, cap) } {
+    let text = match unsafe { raw::bytes_mut(text.cast::<u8>(), cap) } {
         Ok(t) => t,
         Err(e) => return e,
     };

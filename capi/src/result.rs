@@ -62,7 +62,7 @@ pub enum mitoken_result {
 
 impl mitoken_result {
     /// Every code, for tests and for [`from_code`](Self::from_code).
-    pub const ALL: [Self; 22] = [
+    const ALL: [Self; 22] = [
         Self::Ok,
         Self::NeedMore,
         Self::Complete,

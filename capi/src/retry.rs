@@ -1,5 +1,7 @@
 //! `mitoken_retry`: the IMDS retry decision, with time passed in as milliseconds.
 
+use core::ffi::c_char;
+
 use mitoken_core::retry::{AttemptResult, Decision, RetryError, RetryPolicy, RetryState};
 
 use crate::message;
@@ -371,7 +373,7 @@ pub unsafe extern "C" fn mitoken_retry_deadline(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mitoken_retry_error_text(
     r: *mut mitoken_retry,
-    text: *mut u8,
+    text: *mut c_char,
     cap: usize,
     len: *mut usize,
 ) -> mitoken_result {
@@ -385,7 +387,7 @@ pub unsafe extern "C" fn mitoken_retry_error_text(
     };
     let gave_up = state.gave_up;
     // SAFETY: `text` is NULL or `cap` writable bytes (contract).
-    let text = match unsafe { raw::bytes_mut(text, cap) } {
+    let text = match unsafe { raw::bytes_mut(text.cast::<u8>(), cap) } {
         Ok(t) => t,
         Err(e) => return e,
     };
