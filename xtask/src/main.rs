@@ -6,6 +6,8 @@
 //!   the no_std proof, `cargo deny`, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
 //!   each fuzz target.
 //! - `nostd`: only the no_std proof.
+//! - `capi`: the C API: its checks, header check, no allocator symbols, `fetch_token.c` against
+//!   the emulator (natively and under valgrind), code size and stack (`docs/c-api.md`).
 //! - `deny`: `cargo deny` (licenses, duplicate versions, sources, advisories when a local
 //!   database exists) over the workspace and firmware-sim.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
@@ -22,6 +24,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod capi;
 mod deny;
 mod elf;
 mod fuzz;
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let outcome = match task {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
+        "capi" => capi::capi(&root()),
         "deny" => deny::deny(&root()),
         "sim" => sim::sim(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
@@ -82,6 +86,7 @@ fn print_help() {
          tasks:\n  \
          ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
+         capi    C API: header check, nm (no malloc), fetch_token.c vs the emulator + valgrind, size, stack\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
          bench   parse/serve/load/client/footprint/scaling benchmarks -> docs/benchmarks.md + SVG\n          \
                  charts + README table (under 15 min); --smoke: every measurement, tiny (CI)\n  \
@@ -120,6 +125,7 @@ fn ci() -> Result {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
     step("no_std proof", || nostd::prove(&root))?;
+    step("C API", || capi::capi(&root))?;
     step("cargo deny (licenses, bans, sources, advisories)", || {
         deny::deny(&root)
     })?;
