@@ -28,6 +28,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Tokens a `mitoken_cache` holds (least recently used evicted when full).
+#define MITOKEN_CACHE_ENTRIES 4
+
+// Bytes per entry for `access_token` + `token_type` + `client_id` (IMDS tokens: 1.5–4 KB).
+#define MITOKEN_CACHE_TOKEN_BYTES 4096
+
+// Bytes per entry for the key: ~16 + resource + selector, + host and path of a custom
+// endpoint.
+#define MITOKEN_CACHE_KEY_BYTES 512
+
+// Words (`uint64_t`) of a `mitoken_cache`.
+#define MITOKEN_CACHE_WORDS 2400
+
+// Bytes of a `mitoken_cache`: put it in static storage, not on a small stack.
+#define MITOKEN_CACHE_SIZE (MITOKEN_CACHE_WORDS * 8)
+
 // Words (`uint64_t`) of a `mitoken_exchange`.
 #define MITOKEN_EXCHANGE_WORDS 80
 
@@ -188,12 +204,11 @@ typedef enum mitoken_give_up {
   MITOKEN_GIVE_UP_RETRY_AFTER_TOO_LONG = 6,
 } mitoken_give_up;
 
-// Storage for one exchange. Opaque: declare it (static, global or on the stack), pass its
-// address, never read or write its contents. It holds no pointer that needs freeing.
-typedef struct mitoken_exchange {
+// Storage for a token cache. Opaque, like `mitoken_exchange`; `MITOKEN_CACHE_SIZE` bytes.
+typedef struct mitoken_cache {
   // Private.
-  uint64_t opaque[MITOKEN_EXCHANGE_WORDS];
-} mitoken_exchange;
+  uint64_t opaque[MITOKEN_CACHE_WORDS];
+} mitoken_cache;
 
 // A string or byte string lent by one side to the other: `ptr` and `len` bytes, **not**
 // NUL-terminated. `{NULL, 0}` is the empty (or, for an optional value, absent) string.
@@ -231,6 +246,31 @@ typedef struct mitoken_request {
   // Send `bypass_cache=true` (IMDS style): IMDS fetches a fresh token from Entra ID.
   bool bypass_cache;
 } mitoken_request;
+
+// Storage for one exchange. Opaque: declare it (static, global or on the stack), pass its
+// address, never read or write its contents. It holds no pointer that needs freeing.
+typedef struct mitoken_exchange {
+  // Private.
+  uint64_t opaque[MITOKEN_EXCHANGE_WORDS];
+} mitoken_exchange;
+
+// A cached token. Its strings point into the cache storage: valid until the next call that
+// changes this cache (`mitoken_cache_insert`, `_get`, `_remove`, `_init`). Copy what you keep.
+typedef struct mitoken_cached_token {
+  // True: no refresh due yet. False: still valid but due for refresh (use it, and fetch a
+  // new one).
+  bool fresh;
+  // The bearer token. A secret: never log it.
+  struct mitoken_str access_token;
+  // `token_type` (`Bearer`).
+  struct mitoken_str token_type;
+  // `client_id`, if the service sent one.
+  struct mitoken_str client_id;
+  // When it expires, Unix milliseconds.
+  uint64_t expires_at_ms;
+  // When a refresh is due, Unix milliseconds (at most `expires_at_ms`).
+  uint64_t refresh_at_ms;
+} mitoken_cached_token;
 
 // A parsed answer. Every `mitoken_str` points into the exchange buffer (or is `{NULL, 0}`
 // when absent): valid until that buffer is written to or reused, never NUL-terminated (print
@@ -342,6 +382,64 @@ typedef struct mitoken_decision {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Makes `c` an empty cache (also: empties it). Call once before any other `mitoken_cache_*`.
+//
+// Returns `OK`, `NULL_ARGUMENT`, `MISALIGNED`.
+//
+// # Safety
+// `c` points to a `mitoken_cache` no other thread uses during the call.
+mitoken_result mitoken_cache_init(struct mitoken_cache *c);
+
+// Stores the token the finished exchange `ex` received for `req`, at `now_ms` (Unix
+// milliseconds: the cache compares with `expires_on`). Replaces the entry for the same
+// request; evicts an expired or the least recently used entry when full. The token's text is
+// copied: the exchange buffer may be reused afterwards.
+//
+// Returns `OK`; `CACHE_KEY_TOO_LARGE`, `CACHE_TOKEN_TOO_LARGE`, `CACHE_EXPIRED` (nothing
+// stored); `MISUSE` (cache not initialised, or `ex` did not end with a token);
+// `NULL_ARGUMENT`, `MISALIGNED`, `INVALID_ARGUMENT`, `INVALID_UTF8`.
+//
+// # Safety
+// `c` points to an initialised `mitoken_cache`, `req` to the valid `mitoken_request` the
+// exchange was started with, `ex` to a `mitoken_exchange` whose buffer is still intact.
+mitoken_result mitoken_cache_insert(struct mitoken_cache *c,
+                                    const struct mitoken_request *req,
+                                    struct mitoken_exchange *ex,
+                                    uint64_t now_ms);
+
+// Looks up the token for `req` at `now_ms` (Unix milliseconds) into `*out`.
+//
+// Returns `OK` (`out->fresh` false means: use it, but refresh it now); `CACHE_MISS` (absent
+// or expired — an expired entry is dropped); `MISUSE` (not initialised); `NULL_ARGUMENT`,
+// `MISALIGNED`, `INVALID_ARGUMENT`, `INVALID_UTF8`.
+//
+// # Safety
+// `c` points to an initialised `mitoken_cache`, `req` to a valid `mitoken_request`, `out` to
+// a writable `mitoken_cached_token`.
+mitoken_result mitoken_cache_get(struct mitoken_cache *c,
+                                 const struct mitoken_request *req,
+                                 uint64_t now_ms,
+                                 struct mitoken_cached_token *out);
+
+// Removes the token for `req`, if any.
+//
+// Returns `OK`, `CACHE_MISS` (there was none), `MISUSE` (not initialised), `NULL_ARGUMENT`,
+// `MISALIGNED`, `INVALID_ARGUMENT`, `INVALID_UTF8`.
+//
+// # Safety
+// `c` points to an initialised `mitoken_cache`, `req` to a valid `mitoken_request`.
+mitoken_result mitoken_cache_remove(struct mitoken_cache *c, const struct mitoken_request *req);
+
+// The earliest refresh time of any cached token (Unix ms, possibly past) in `*at_ms`: sleep
+// until then, then `mitoken_cache_get` your requests and refresh the stale ones.
+//
+// Returns `OK`, `CACHE_MISS` (the cache is empty), `MISUSE` (not initialised),
+// `NULL_ARGUMENT`, `MISALIGNED`.
+//
+// # Safety
+// `c` points to an initialised `mitoken_cache`, `at_ms` to a writable `uint64_t`.
+mitoken_result mitoken_cache_next_refresh(struct mitoken_cache *c, uint64_t *at_ms);
 
 // Writes the HTTP request for `req` into `buf` and starts an exchange in `ex` (any previous
 // state in `ex` is forgotten).

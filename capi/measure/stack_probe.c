@@ -13,8 +13,11 @@
  * result is exact for this build and these inputs; the library has no recursion, so other
  * responses of similar size take the same paths.
  *
- * Prints `stack_bytes=N token_bytes=M` and exits 0, or exits 1 if the flow did not yield a
- * token.
+ * A second run measures the cache the same way: mitoken_cache_init, _insert of the
+ * exchange's token, _get.
+ *
+ * Prints `stack_bytes=N cache_stack_bytes=C token_bytes=M` and exits 0, or exits 1 if a flow
+ * did not yield a token.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -37,8 +40,11 @@ static size_t response_len;
 static uint8_t buffer[MITOKEN_BUFFER_SIZE_RECOMMENDED];
 static mitoken_exchange exchange;
 static mitoken_retry retry;
+static mitoken_cache cache;
+static mitoken_request req;
 
 struct result {
+    int (*flow)(size_t *);
     size_t stack_bytes;
     size_t token_bytes;
     int ok;
@@ -48,7 +54,6 @@ struct result {
 __attribute__((noinline)) static int flow(size_t *token_bytes) {
     static const char host[] = "127.0.0.1";
     static const char resource[] = "https://management.azure.com/";
-    mitoken_request req;
     memset(&req, 0, sizeof req);
     req.resource.ptr = resource;
     req.resource.len = sizeof resource - 1;
@@ -116,13 +121,25 @@ __attribute__((noinline)) static int flow(size_t *token_bytes) {
     return 1;
 }
 
+/* The cache on top: initialise it, store the token of the finished exchange, look it up. */
+__attribute__((noinline)) static int cache_flow(size_t *token_bytes) {
+    mitoken_cached_token cached;
+    if (mitoken_cache_init(&cache) != MITOKEN_RESULT_OK ||
+        mitoken_cache_insert(&cache, &req, &exchange, 1700000000000u) != MITOKEN_RESULT_OK ||
+        mitoken_cache_get(&cache, &req, 1700000001000u, &cached) != MITOKEN_RESULT_OK) {
+        return 0;
+    }
+    *token_bytes = cached.access_token.len;
+    return 1;
+}
+
 static void *measure(void *arg) {
     struct result *res = arg;
     volatile uint8_t entry = 0;
     uintptr_t top = (uintptr_t)&entry;
     uintptr_t base = (uintptr_t)stack;
     memset(stack, PAINT, (size_t)(top - MARGIN - base));
-    res->ok = flow(&res->token_bytes);
+    res->ok = res->flow(&res->token_bytes);
     uintptr_t lowest = base;
     while (lowest < top && *(volatile uint8_t *)lowest == PAINT) {
         lowest++;
@@ -144,19 +161,26 @@ int main(int argc, char **argv) {
     response_len = fread(response_bytes, 1, sizeof response_bytes, f);
     fclose(f);
 
-    pthread_attr_t attr;
-    pthread_t thread;
-    struct result res = {0, 0, 0};
-    if (pthread_attr_init(&attr) != 0 || pthread_attr_setstack(&attr, stack, sizeof stack) != 0 ||
-        pthread_create(&thread, &attr, measure, &res) != 0 || pthread_join(thread, NULL) != 0) {
-        fprintf(stderr, "stack_probe: cannot run the probe thread\n");
-        return 2;
+    struct result exchange_run = {flow, 0, 0, 0};
+    struct result cache_run = {cache_flow, 0, 0, 0};
+    struct result *runs[] = {&exchange_run, &cache_run};
+    for (size_t i = 0; i < 2; i++) {
+        pthread_attr_t attr;
+        pthread_t thread;
+        if (pthread_attr_init(&attr) != 0 ||
+            pthread_attr_setstack(&attr, stack, sizeof stack) != 0 ||
+            pthread_create(&thread, &attr, measure, runs[i]) != 0 ||
+            pthread_join(thread, NULL) != 0) {
+            fprintf(stderr, "stack_probe: cannot run the probe thread\n");
+            return 2;
+        }
+        pthread_attr_destroy(&attr);
+        if (!runs[i]->ok) {
+            fprintf(stderr, "stack_probe: flow %zu did not yield a token\n", i);
+            return 1;
+        }
     }
-    pthread_attr_destroy(&attr);
-    if (!res.ok) {
-        fprintf(stderr, "stack_probe: the flow did not yield a token\n");
-        return 1;
-    }
-    printf("stack_bytes=%zu token_bytes=%zu\n", res.stack_bytes, res.token_bytes);
+    printf("stack_bytes=%zu cache_stack_bytes=%zu token_bytes=%zu\n", exchange_run.stack_bytes,
+           cache_run.stack_bytes, exchange_run.token_bytes);
     return 0;
 }

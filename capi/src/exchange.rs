@@ -2,8 +2,9 @@
 
 use core::ffi::c_char;
 
-use mitoken_core::client::{ClientError, Exchange, Progress};
+use mitoken_core::client::{ClientError, Exchange, Outcome, Progress};
 use mitoken_core::http::Limits;
+use mitoken_core::token::Token;
 
 use crate::message;
 use crate::raw::{self, Storage};
@@ -29,10 +30,23 @@ pub struct mitoken_exchange {
 
 /// What the storage holds once started.
 pub(crate) struct State {
-    /// The exchange, until it fails or is finished.
-    active: Option<Exchange<'static>>,
+    /// Where the exchange is.
+    phase: Phase,
     /// Why it failed, for `mitoken_exchange_error_text`.
     last_error: Option<ClientError>,
+}
+
+/// Where an exchange is.
+// The storage is fixed-size and caller-provided: there is nothing to gain by boxing (and no
+// heap to box into).
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    /// Failed, or finished without a token.
+    Over,
+    /// Sending or receiving.
+    Active(Exchange<'static>),
+    /// Finished with this token (borrowing the caller's buffer), for `mitoken_cache_insert`.
+    Token(Token<'static>),
 }
 
 // SAFETY: a repr(C) struct holding only a `u64` array.
@@ -47,9 +61,17 @@ unsafe impl Storage for mitoken_exchange {
 const _: () = assert!(raw::fits::<mitoken_exchange>());
 
 impl State {
+    /// The exchange, while it runs.
+    fn exchange(&mut self) -> Option<&mut Exchange<'static>> {
+        match &mut self.phase {
+            Phase::Active(x) => Some(x),
+            _ => None,
+        }
+    }
+
     /// Records `e`: the exchange is over.
     fn fail(&mut self, e: ClientError) -> mitoken_result {
-        self.active = None;
+        self.phase = Phase::Over;
         self.last_error = Some(e);
         e.into()
     }
@@ -63,7 +85,7 @@ unsafe fn active<'a>(ex: *mut mitoken_exchange) -> Result<&'a mut State, mitoken
     // SAFETY: forwarded contract.
     let storage = unsafe { raw::storage(ex) }?;
     match raw::state(storage) {
-        Some(state) if state.active.is_some() => Ok(state),
+        Some(state) if matches!(state.phase, Phase::Active(_)) => Ok(state),
         _ => Err(mitoken_result::Misuse),
     }
 }
@@ -104,7 +126,7 @@ pub unsafe extern "C" fn mitoken_exchange_start(
     let state = raw::put(
         storage,
         State {
-            active: None,
+            phase: Phase::Over,
             last_error: None,
         },
     );
@@ -126,7 +148,7 @@ pub unsafe extern "C" fn mitoken_exchange_start(
     };
     match Exchange::new(&parsed.request, &parsed.endpoint, buf, Limits::DEFAULT) {
         Ok(exchange) => {
-            state.active = Some(exchange);
+            state.phase = Phase::Active(exchange);
             mitoken_result::Ok
         }
         Err(e) => state.fail(e),
@@ -179,7 +201,7 @@ pub unsafe extern "C" fn mitoken_exchange_to_send(
         Ok(s) => s,
         Err(e) => return e,
     };
-    let pending = state.active.as_ref().map_or(&[][..], Exchange::to_send);
+    let pending = state.exchange().map_or(&[][..], |x| x.to_send());
     // SAFETY: `data` is NULL or writable (contract).
     if let Err(e) = unsafe { raw::out(data, pending.as_ptr()) } {
         return e;
@@ -202,7 +224,7 @@ pub unsafe extern "C" fn mitoken_exchange_sent(
     // SAFETY: `ex` is NULL or valid, exclusive storage (contract).
     match unsafe { active(ex) } {
         Ok(state) => {
-            if let Some(exchange) = state.active.as_mut() {
+            if let Some(exchange) = state.exchange() {
                 exchange.sent(n);
             }
             mitoken_result::Ok
@@ -230,7 +252,7 @@ pub unsafe extern "C" fn mitoken_exchange_receive_buf(
         Ok(s) => s,
         Err(e) => return e,
     };
-    let free = match state.active.as_mut().map(Exchange::receive_buf) {
+    let free = match state.exchange().map(Exchange::receive_buf) {
         Some(Ok(free)) => free,
         Some(Err(ClientError::Misuse)) | None => return mitoken_result::Misuse,
         Some(Err(e)) => return state.fail(e),
@@ -263,7 +285,7 @@ pub unsafe extern "C" fn mitoken_exchange_received(
         Ok(s) => s,
         Err(e) => return e,
     };
-    match state.active.as_mut().map(|x| x.received(n)) {
+    match state.exchange().map(|x| x.received(n)) {
         Some(Ok(Progress::NeedMore)) => mitoken_result::NeedMore,
         Some(Ok(Progress::Complete)) => mitoken_result::Complete,
         Some(Err(ClientError::Misuse)) | None => mitoken_result::Misuse,
@@ -286,7 +308,7 @@ pub unsafe extern "C" fn mitoken_exchange_eof(ex: *mut mitoken_exchange) -> mito
         Ok(s) => s,
         Err(e) => return e,
     };
-    match state.active.as_mut().map(Exchange::eof) {
+    match state.exchange().map(Exchange::eof) {
         Some(Ok(_)) => mitoken_result::Complete,
         Some(Err(ClientError::Misuse)) | None => mitoken_result::Misuse,
         Some(Err(e)) => state.fail(e),
@@ -321,11 +343,14 @@ pub unsafe extern "C" fn mitoken_exchange_finish(
         Ok(s) => s,
         Err(e) => return e,
     };
-    let Some(exchange) = state.active.take() else {
+    let Phase::Active(exchange) = core::mem::replace(&mut state.phase, Phase::Over) else {
         return mitoken_result::Misuse;
     };
     match exchange.finish(now) {
         Ok(outcome) => {
+            if let Outcome::Token(t) = outcome {
+                state.phase = Phase::Token(t);
+            }
             // SAFETY: `out` is writable (contract; NULL checked above).
             code(
                 unsafe { raw::out(out, mitoken_response::of(&outcome, now)) }
@@ -371,4 +396,19 @@ pub unsafe extern "C" fn mitoken_exchange_error_text(
     };
     // SAFETY: `len` is NULL or writable (contract).
     code(unsafe { raw::out(len, n) }.map(|()| result))
+}
+
+/// The token the finished exchange in `ex` ended with, if it ended with one.
+///
+/// # Safety
+/// As [`raw::storage`]; the exchange's buffer is still intact (the caller's contract).
+pub(crate) unsafe fn finished_token(
+    ex: *mut mitoken_exchange,
+) -> Result<Token<'static>, mitoken_result> {
+    // SAFETY: forwarded contract.
+    let storage = unsafe { raw::storage(ex) }?;
+    match raw::state(storage).map(|s| &s.phase) {
+        Some(Phase::Token(t)) => Ok(*t),
+        _ => Err(mitoken_result::Misuse),
+    }
 }

@@ -12,6 +12,7 @@
 #![allow(non_camel_case_types)]
 #![warn(clippy::std_instead_of_core)]
 
+pub mod cache;
 pub mod exchange;
 mod message;
 mod raw;
@@ -23,6 +24,7 @@ pub mod retry;
 #[cfg(test)]
 mod tests;
 
+pub use cache::*;
 pub use exchange::*;
 pub use raw::mitoken_str;
 pub use request::*;

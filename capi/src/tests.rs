@@ -356,6 +356,20 @@ fn null_pointers_are_errors_not_crashes() {
             null
         );
         assert_eq!(mitoken_attempt_from_result(-14, ptr::null_mut()), null);
+        assert_eq!(mitoken_cache_init(ptr::null_mut()), null);
+        assert_eq!(
+            mitoken_cache_insert(ptr::null_mut(), ptr::null(), ptr::null_mut(), 0),
+            null
+        );
+        assert_eq!(
+            mitoken_cache_get(ptr::null_mut(), ptr::null(), 0, ptr::null_mut()),
+            null
+        );
+        assert_eq!(mitoken_cache_remove(ptr::null_mut(), ptr::null()), null);
+        assert_eq!(
+            mitoken_cache_next_refresh(ptr::null_mut(), ptr::null_mut()),
+            null
+        );
         // A string with a NULL pointer but a length is refused too.
         let mut bad = request();
         bad.host = mitoken_str {
@@ -501,5 +515,103 @@ fn every_result_has_a_text() {
         // SAFETY: the library returns static NUL-terminated text.
         let s = unsafe { core::ffi::CStr::from_ptr(p) };
         assert!(!s.is_empty());
+    }
+}
+
+#[test]
+#[allow(clippy::large_stack_arrays)] // 19 KB in a test thread's 2 MiB stack
+fn the_cache_keeps_a_token_from_an_exchange() {
+    let mut cache = std::boxed::Box::new(mitoken_cache {
+        opaque: [0; MITOKEN_CACHE_WORDS],
+    });
+    let mut ex = zeroed_exchange();
+    let mut buf = [0u8; BUF];
+    let req = request();
+    let response = token_response("eyJ0.e30.sig", 3600, "");
+    let mut out = core::mem::MaybeUninit::<mitoken_cached_token>::uninit();
+    let now_ms = NOW * 1000;
+    unsafe {
+        let c = &raw mut *cache;
+        assert_eq!(
+            mitoken_cache_get(c, &raw const req, now_ms, out.as_mut_ptr()),
+            mitoken_result::Misuse
+        );
+        assert_eq!(mitoken_cache_init(c), mitoken_result::Ok);
+        assert_eq!(
+            mitoken_cache_get(c, &raw const req, now_ms, out.as_mut_ptr()),
+            mitoken_result::CacheMiss
+        );
+        // Not finished with a token yet: nothing to insert.
+        assert_eq!(
+            mitoken_cache_insert(c, &raw const req, &raw mut ex, now_ms),
+            mitoken_result::Misuse
+        );
+
+        assert_eq!(
+            mitoken_exchange_start(&raw mut ex, &raw const req, buf.as_mut_ptr(), BUF),
+            mitoken_result::Ok
+        );
+        let (mut data, mut len) = (ptr::null(), 0usize);
+        mitoken_exchange_to_send(&raw mut ex, &raw mut data, &raw mut len);
+        mitoken_exchange_sent(&raw mut ex, len);
+        let (mut free, mut cap) = (ptr::null_mut(), 0usize);
+        mitoken_exchange_receive_buf(&raw mut ex, &raw mut free, &raw mut cap);
+        ptr::copy_nonoverlapping(response.as_ptr(), free, response.len());
+        assert_eq!(
+            mitoken_exchange_received(&raw mut ex, response.len()),
+            mitoken_result::Complete
+        );
+        let mut resp = core::mem::MaybeUninit::<mitoken_response>::uninit();
+        assert_eq!(
+            mitoken_exchange_finish(&raw mut ex, NOW, resp.as_mut_ptr()),
+            mitoken_result::Ok
+        );
+        assert_eq!(
+            mitoken_cache_insert(c, &raw const req, &raw mut ex, now_ms),
+            mitoken_result::Ok
+        );
+        // The cache copied the token: the buffer can be reused.
+        buf.fill(0);
+
+        assert_eq!(
+            mitoken_cache_get(c, &raw const req, now_ms + 1000, out.as_mut_ptr()),
+            mitoken_result::Ok
+        );
+        let got = out.assume_init();
+        assert!(got.fresh);
+        assert_eq!(text(got.access_token), b"eyJ0.e30.sig");
+        assert_eq!(got.expires_at_ms, now_ms + 3_600_000);
+        let mut at = 0u64;
+        assert_eq!(
+            mitoken_cache_next_refresh(c, &raw mut at),
+            mitoken_result::Ok
+        );
+        assert_eq!(at, now_ms + 55 * 60_000);
+        // Due for refresh 5 min before expiry of a 1 h token, gone at expiry.
+        assert_eq!(
+            mitoken_cache_get(c, &raw const req, now_ms + 56 * 60_000, out.as_mut_ptr()),
+            mitoken_result::Ok
+        );
+        assert!(!out.assume_init().fresh);
+        // Another identity is another key.
+        let mut other = request();
+        other.selector_kind = MITOKEN_SELECTOR_CLIENT_ID;
+        other.selector = mitoken_str::of("c1000000-0000-4000-8000-000000000001");
+        assert_eq!(
+            mitoken_cache_get(c, &raw const other, now_ms, out.as_mut_ptr()),
+            mitoken_result::CacheMiss
+        );
+        assert_eq!(
+            mitoken_cache_get(c, &raw const req, now_ms + 3_600_000, out.as_mut_ptr()),
+            mitoken_result::CacheMiss
+        );
+        assert_eq!(
+            mitoken_cache_remove(c, &raw const req),
+            mitoken_result::CacheMiss
+        );
+        assert_eq!(
+            mitoken_cache_next_refresh(c, &raw mut at),
+            mitoken_result::CacheMiss
+        );
     }
 }

@@ -14,7 +14,8 @@
 //!    `valgrind --leak-check=full --error-exitcode=1`.
 //! 5. Measures what a C integrator budgets: the library's `.text`/`.rodata` linked into
 //!    `fetch_token` with `--gc-sections` (from the linker map), and the peak stack of a whole
-//!    exchange (`capi/measure/stack_probe.c`: a painted stack, like firmware-sim).
+//!    exchange and of the cache calls (`capi/measure/stack_probe.c`: a painted stack, like
+//!    firmware-sim).
 //!
 //! Environment: `MITOKEN_BIN` runs that emulator binary instead of building `mitoken`.
 
@@ -66,10 +67,14 @@ fn fail(step: &str, reason: impl Into<String>) -> StepFailed {
 pub struct Figures {
     /// Bytes of the library's code linked into `fetch_token` (`--gc-sections`).
     pub text: u64,
+    /// Bytes of the library's code linked into the stack probe, which also uses the cache.
+    pub text_with_cache: u64,
     /// Bytes of the library's read-only data linked into `fetch_token`.
     pub rodata: u64,
     /// Peak stack of one whole exchange through the C API, bytes.
     pub stack: u64,
+    /// Peak stack of the cache calls (init, insert, get), bytes.
+    pub cache_stack: u64,
     /// The staticlib's file size, bytes.
     pub archive: u64,
 }
@@ -124,9 +129,16 @@ pub fn capi(root: &Path) -> crate::Result {
             .arg(&fetch))
     })?;
     let probe = work.join("stack_probe");
+    let probe_map = work.join("stack_probe.map");
     step("capi: cc capi/measure/stack_probe.c", || {
         run(Command::new("cc")
             .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-O2", "-pthread"])
+            .args([
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-Wl,--gc-sections",
+            ])
+            .arg(format!("-Wl,-Map={}", probe_map.display()))
             .arg("-I")
             .arg(dir.join("include"))
             .arg(dir.join("measure/stack_probe.c"))
@@ -140,7 +152,7 @@ pub fn capi(root: &Path) -> crate::Result {
     let config = work.join("identities.toml");
     fs::write(&config, config_toml()).map_err(|e| fail("capi config", e.to_string()))?;
 
-    let mut stack = 0;
+    let mut stack = (0, 0);
     step("capi: fetch_token against mitoken emulate", || {
         let emu = Emulator::start(&emulator, &config, &[])?;
         let checks = run_cases(&fetch, &valgrind, &emu.port);
@@ -157,11 +169,14 @@ pub fn capi(root: &Path) -> crate::Result {
     })?;
 
     let (text, rodata) = library_sections(&map, &lib)?;
+    let (text_with_cache, _) = library_sections(&probe_map, &lib)?;
     let archive = fs::metadata(&lib).map_or(0, |m| m.len());
     let figures = Figures {
         text,
+        text_with_cache,
         rodata,
-        stack,
+        stack: stack.0,
+        cache_stack: stack.1,
         archive,
     };
     print_figures(&figures);
@@ -183,6 +198,10 @@ fn print_figures(f: &Figures) {
     println!(
         "| peak stack of one exchange + retry decision (painted stack) | {} B |",
         f.stack
+    );
+    println!(
+        "| peak stack of the cache calls (init, insert, get; painted stack) | {} B |",
+        f.cache_stack
     );
     println!(
         "| libmitoken_capi.a on disk (mostly compiler_builtins; the linker keeps what is used) | {} B |",
@@ -554,8 +573,8 @@ fn run_gone_case(fetch: &Path, valgrind: &Path, port: &str, under_valgrind: bool
 }
 
 /// Records a real token response from the emulator (the request is what mitoken-core writes)
-/// and runs the stack probe over it.
-fn measure_stack(probe: &Path, port: &str, work: &Path) -> crate::Result<u64> {
+/// and runs the stack probe over it: (exchange + retry, cache) peak stack in bytes.
+fn measure_stack(probe: &Path, port: &str, work: &Path) -> crate::Result<(u64, u64)> {
     let port_number: u16 = port.parse().map_err(|_| fail("stack probe", "bad port"))?;
     let endpoint = Endpoint::Custom {
         host: "127.0.0.1",
@@ -578,10 +597,13 @@ fn measure_stack(probe: &Path, port: &str, work: &Path) -> crate::Result<u64> {
     fs::write(&recorded, &response).map_err(io)?;
     let out = capture(Command::new(probe).arg(&recorded), "stack_probe")?;
     println!("stack_probe: {}", out.trim());
-    out.split_whitespace()
-        .find_map(|kv| kv.strip_prefix("stack_bytes="))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| fail("stack probe", format!("unexpected output {out:?}")))
+    let field = |name: &str| {
+        out.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| fail("stack probe", format!("no {name} in {out:?}")))
+    };
+    Ok((field("stack_bytes=")?, field("cache_stack_bytes=")?))
 }
 
 /// Sums the `.text*` and `.rodata*` input sections the linker took from `lib`, from a GNU ld
