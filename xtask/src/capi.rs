@@ -192,6 +192,10 @@ fn print_figures(f: &Figures) {
         f.text
     );
     println!(
+        "| library `.text` with the cache too (stack_probe: exchange, retry, cache) | {} B |",
+        f.text_with_cache
+    );
+    println!(
         "| library `.rodata` linked into fetch_token | {} B |",
         f.rodata
     );
