@@ -447,7 +447,7 @@ mitoken_result mitoken_cache_next_refresh(struct mitoken_cache *c, uint64_t *at_
 // `buf` (`buf_len` bytes) is lent to the exchange: the request is written at its start, the
 // response is then read into it, and the token fields point into it. Keep it alive and
 // untouched (except through `mitoken_exchange_receive_buf`) until you are done with the
-// response. `req`'s strings are only read during this call.
+// response. `req`'s strings are only read during this call and must not point into `buf`.
 //
 // Returns `OK`; `NULL_ARGUMENT`, `MISALIGNED`, `INVALID_ARGUMENT`, `INVALID_UTF8`; the
 // request's own errors (`CONTROL_CHARACTER`, `EMPTY_VALUE`, `INVALID_HOST`, `INVALID_PATH`,
@@ -455,9 +455,9 @@ mitoken_result mitoken_cache_next_refresh(struct mitoken_cache *c, uint64_t *at_
 // After an error the exchange is failed; `mitoken_exchange_error_text` explains it.
 //
 // # Safety
-// `ex` points to a `mitoken_exchange`, `req` to a `mitoken_request` whose strings are valid,
-// `buf` to `buf_len` writable bytes that outlive the exchange; none is used by another thread
-// during the call.
+// `ex` points to a `mitoken_exchange`, `req` to a `mitoken_request` whose strings are valid
+// and outside `buf`, `buf` to `buf_len` writable bytes that outlive the exchange; none is
+// used by another thread during the call.
 mitoken_result mitoken_exchange_start(struct mitoken_exchange *ex,
                                       const struct mitoken_request *req,
                                       uint8_t *buf,

@@ -100,7 +100,7 @@ fn code(r: Result<mitoken_result, mitoken_result>) -> mitoken_result {
 /// `buf` (`buf_len` bytes) is lent to the exchange: the request is written at its start, the
 /// response is then read into it, and the token fields point into it. Keep it alive and
 /// untouched (except through `mitoken_exchange_receive_buf`) until you are done with the
-/// response. `req`'s strings are only read during this call.
+/// response. `req`'s strings are only read during this call and must not point into `buf`.
 ///
 /// Returns `OK`; `NULL_ARGUMENT`, `MISALIGNED`, `INVALID_ARGUMENT`, `INVALID_UTF8`; the
 /// request's own errors (`CONTROL_CHARACTER`, `EMPTY_VALUE`, `INVALID_HOST`, `INVALID_PATH`,
@@ -108,9 +108,9 @@ fn code(r: Result<mitoken_result, mitoken_result>) -> mitoken_result {
 /// After an error the exchange is failed; `mitoken_exchange_error_text` explains it.
 ///
 /// # Safety
-/// `ex` points to a `mitoken_exchange`, `req` to a `mitoken_request` whose strings are valid,
-/// `buf` to `buf_len` writable bytes that outlive the exchange; none is used by another thread
-/// during the call.
+/// `ex` points to a `mitoken_exchange`, `req` to a `mitoken_request` whose strings are valid
+/// and outside `buf`, `buf` to `buf_len` writable bytes that outlive the exchange; none is
+/// used by another thread during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mitoken_exchange_start(
     ex: *mut mitoken_exchange,
