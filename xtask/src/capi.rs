@@ -666,3 +666,43 @@ fn library_sections(map: &Path, lib: &Path) -> crate::Result<(u64, u64)> {
     }
     Ok((code, rodata))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linker_map_counts_only_kept_library_sections() {
+        let dir = env::temp_dir().join(format!("xtask-capi-map-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let map = dir.join("x.map");
+        fs::write(
+            &map,
+            "Discarded input sections\n\n \
+             .text.mitoken_request_size\n                0x0000000000000000      0x10b /l/libmitoken_capi.a(a.o)\n\n\
+             Linker script and memory map\n\n\
+             .text           0x0000000000001040     0x9000\n \
+             .text          0x0000000000001040       0x20 /usr/lib/crt1.o\n \
+             .text.mitoken_exchange_start\n                0x0000000000001060      0x143 /l/libmitoken_capi.a(a.o)\n \
+             .text.main     0x00000000000011a3       0x80 /tmp/fetch_token.o\n \
+             .text          0x0000000000001223       0x10 /l/libmitoken_capi.a(udivti3.o)\n \
+             .rodata.cst16  0x0000000000002000       0x30 /l/libmitoken_capi.a(a.o)\n",
+        )
+        .expect("write map");
+        let got = library_sections(&map, Path::new("/l/libmitoken_capi.a"));
+        let _ = fs::remove_dir_all(&dir);
+        let (text, rodata) = got.expect("parsed");
+        assert_eq!((text, rodata), (0x143 + 0x10, 0x30));
+    }
+
+    #[test]
+    fn jwt_identity_reads_appid_and_oid() {
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"appid":"a","oid":"o","aud":"x"}"#);
+        assert_eq!(
+            jwt_identity(&format!("e30.{claims}.sig")),
+            Some(("a".to_owned(), "o".to_owned()))
+        );
+        assert_eq!(jwt_identity("not-a-jwt"), None);
+    }
+}
