@@ -364,16 +364,13 @@ pub fn serves_path(flavor: Flavor, path: &str) -> bool {
 /// `…/metadata/identity/oauth2/token/`, and IMDS answers it. The extension's
 /// `/oauth2/token` is matched exactly.
 pub fn endpoint(flavor: Flavor, path: &str) -> Option<Endpoint> {
-    match flavor {
-        Flavor::Extension => (path == EXTENSION_TOKEN_PATH).then_some(Endpoint::Token),
-        _ => {
-            let path = path.strip_suffix('/').unwrap_or(path);
-            match path {
-                IMDS_TOKEN_PATH => Some(Endpoint::Token),
-                IMDS_INFO_PATH => Some(Endpoint::Info),
-                _ => None,
-            }
-        }
+    if flavor == Flavor::Extension {
+        return (path == EXTENSION_TOKEN_PATH).then_some(Endpoint::Token);
+    }
+    match path.strip_suffix('/').unwrap_or(path) {
+        IMDS_TOKEN_PATH => Some(Endpoint::Token),
+        IMDS_INFO_PATH => Some(Endpoint::Info),
+        _ => None,
     }
 }
 

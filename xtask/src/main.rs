@@ -80,7 +80,8 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
+         ci      format check, clippy -D warnings, all tests, compatibility matrix (real SDKs),\n          \
+                 no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
          bench   parse/serve/load/client/footprint/scaling benchmarks -> docs/benchmarks.md + SVG\n          \
@@ -119,6 +120,18 @@ fn ci() -> Result {
     step("doc tests", || {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
+    step("compatibility matrix (real Azure SDKs, unmodified)", || {
+        run(cargo(&root).args([
+            "test",
+            "-p",
+            "mitoken-tests",
+            "--test",
+            "compat_matrix",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]))
+    })?;
     step("no_std proof", || nostd::prove(&root))?;
     step("cargo deny (licenses, bans, sources, advisories)", || {
         deny::deny(&root)
@@ -148,8 +161,22 @@ fn ci() -> Result {
             },
         )
     })?;
+    print_compat_table(&root);
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Prints the compatibility matrix the "compatibility matrix" step wrote into
+/// docs/compatibility.md, so it closes the run's output.
+fn print_compat_table(root: &Path) {
+    let text = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap_or_default();
+    let table = text
+        .split_once("<!-- compat-table:begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- compat-table:end -->"))
+        .map(|(table, _)| table.trim());
+    if let Some(table) = table {
+        println!("\ncompatibility matrix (docs/compatibility.md):\n\n{table}\n");
+    }
 }
 
 /// Runs one named step, printing its name and duration.
