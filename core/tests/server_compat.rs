@@ -50,11 +50,15 @@ fn assert_rejected(reply: &Reply, rejection: Rejection) {
 /// `UrlString` lower-cases the endpoint and appends `/`, so the query follows `token/`.
 #[test]
 fn msal_node_trailing_slash_is_the_token_endpoint() {
+    // As captured from @azure/identity 4.13.1 / msal-node 5.6.0 (a form content type on a GET).
     let system = format!(
-        "GET {TOKEN}/?api-version=2018-02-01&resource={VAULT} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
-         metadata: true\r\nx-client-sku: msal.js.node\r\nx-client-ver: 5.6.0\r\n\
-         x-ms-client-request-id: 0b8f7d52-3d0d-4a5e-9f43-21a4cb0a6a8e\r\n\
-         Accept: application/json\r\nConnection: keep-alive\r\n\r\n"
+        "GET {TOKEN}/?api-version=2018-02-01&resource={VAULT} HTTP/1.1\r\n\
+         Metadata: true\r\nx-client-SKU: msal.js.node\r\nx-client-VER: 5.6.0\r\n\
+         x-ms-client-request-id: 72023397-967c-4982-8325-d584fe5f8470\r\n\
+         Content-Type: application/x-www-form-urlencoded;charset=utf-8\r\n\
+         Accept-Encoding: gzip,deflate\r\n\
+         User-Agent: azsdk-js-identity/4.13.1 core-rest-pipeline/1.24.0 Node/20.20.2\r\n\
+         Host: 127.0.0.1:8080\r\nConnection: keep-alive\r\n\r\n"
     );
     assert_token_for(&imds(&system), SAMI_CLIENT);
     let by_client = format!(
@@ -67,6 +71,24 @@ fn msal_node_trailing_slash_is_the_token_endpoint() {
         "GET {TOKEN}/?api-version=2018-02-01&resource={VAULT}&msi_res_id={} HTTP/1.1\r\n\
          metadata: true\r\n\r\n",
         UA_RES[1].replace('/', "%2F")
+    );
+    assert_token_for(&imds(&by_resource), UA_CLIENT[1]);
+}
+
+/// azure-identity 1.27 sends MSAL Python's request through azure-core, which leaves `:` and `/`
+/// unescaped in the query: `resource=https://vault.azure.net`, `msi_res_id=/subscriptions/…`.
+#[test]
+fn azure_identity_python_unescaped_query_is_served() {
+    let head = "HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+                User-Agent: azsdk-python-identity/1.27.0 Python/3.11.7\r\n\
+                Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: keep-alive\r\n\
+                Metadata: true\r\nx-client-SKU: MSAL.Python\r\nx-client-Ver: 1.39.0\r\n\r\n";
+    let system =
+        format!("GET {TOKEN}?api-version=2018-02-01&resource=https://vault.azure.net {head}");
+    assert_token_for(&imds(&system), SAMI_CLIENT);
+    let by_resource = format!(
+        "GET {TOKEN}?api-version=2018-02-01&resource=https://vault.azure.net&msi_res_id={} {head}",
+        UA_RES[1]
     );
     assert_token_for(&imds(&by_resource), UA_CLIENT[1]);
 }

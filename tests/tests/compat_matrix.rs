@@ -434,12 +434,24 @@ fn render(results: &[SessionResult], verdicts: &[Vec<Verdict>]) -> String {
     t
 }
 
-/// Replaces what lies between the markers in `path`; false when the file has no markers.
+/// Byte offset of the line that is exactly `marker` (markers quoted in prose do not count).
+fn marker_line(text: &str, marker: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == marker {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
+}
+
+/// Replaces the lines between the marker lines in `path`; false when the file has no markers.
 fn write_between_markers(path: &Path, block: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
-    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+    let (Some(b), Some(e)) = (marker_line(&text, BEGIN), marker_line(&text, END)) else {
         return false;
     };
     if e < b {

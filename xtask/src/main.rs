@@ -170,12 +170,17 @@ fn ci() -> Result {
 /// docs/compatibility.md, so it closes the run's output.
 fn print_compat_table(root: &Path) {
     let text = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap_or_default();
-    let table = text
-        .split_once("<!-- compat-table:begin -->")
-        .and_then(|(_, rest)| rest.split_once("<!-- compat-table:end -->"))
-        .map(|(table, _)| table.trim());
-    if let Some(table) = table {
-        println!("\ncompatibility matrix (docs/compatibility.md):\n\n{table}\n");
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim_end() != "<!-- compat-table:begin -->")
+        .skip(1)
+        .take_while(|l| l.trim_end() != "<!-- compat-table:end -->")
+        .collect();
+    if !table.is_empty() {
+        println!(
+            "\ncompatibility matrix (docs/compatibility.md):\n\n{}\n",
+            table.join("\n")
+        );
     }
 }
 
