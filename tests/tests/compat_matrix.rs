@@ -183,8 +183,9 @@ fn session(name: &'static str, drivers: &[Driver]) -> SessionResult {
         }
         let _ = writeln!(
             script,
-            "timeout 180 {line} >\"$D/rows-{i}.json\" 2>\"$D/driver-{i}.err\" || echo \"driver {i} exit $?\" >>\"$D/failures\"\n\
-             {py} {val} http://127.0.0.1:8080 <\"$D/rows-{i}.json\" >\"$D/checked-{i}.json\" 2>>\"$D/driver-{i}.err\" || echo \"validate {i} exit $?\" >>\"$D/failures\"",
+            "timeout 420 {line} >\"$D/rows-{i}.json\" 2>\"$D/driver-{i}.err\" || echo \"driver {i} exit $?\" >>\"$D/failures\"\n\
+             {py} {val} http://127.0.0.1:8080 <\"$D/rows-{i}.json\" >\"$D/checked-{i}.json\" 2>>\"$D/driver-{i}.err\" || echo \"validate {i} exit $?\" >>\"$D/failures\"\n\
+             rm -f \"$D/rows-{i}.json\"",
             py = quote(python.to_string_lossy()),
             val = quote(validate.to_string_lossy()),
         );
@@ -195,7 +196,8 @@ fn session(name: &'static str, drivers: &[Driver]) -> SessionResult {
             "curl -s --noproxy '*' --max-time 5 {base}/mitoken/admin/counters >\"$D/counters-{emu}.json\""
         );
     }
-    script.push_str("kill $(cat \"$D/pids\") 2>/dev/null; wait\n");
+    // The raw tokens (rows-*.json) are gone already; the signing key goes too.
+    script.push_str("kill $(cat \"$D/pids\") 2>/dev/null; wait; rm -f \"$D/key.pem\"\n");
     let out = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])
         .output()
