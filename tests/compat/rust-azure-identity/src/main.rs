@@ -29,7 +29,10 @@ async fn run(case: &str, expect: &str, id: Option<UserAssignedId>) -> serde_json
     };
     let (token, error) = match result {
         Ok(t) => (Some(t.token.secret().to_owned()), None),
-        Err(e) => (None, Some(format!("{:?}: {}", e.kind(), one_line(&e.to_string())))),
+        Err(e) => (
+            None,
+            Some(format!("{:?}: {}", e.kind(), one_line(&e.to_string()))),
+        ),
     };
     serde_json::json!({
         "client": "Rust azure_identity",
