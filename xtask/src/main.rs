@@ -84,7 +84,8 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
+         ci      format check, clippy -D warnings, all tests, compatibility matrix (real SDKs),\n          \
+                 no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          capi    C API: header check, nm (no malloc), fetch_token.c vs the emulator + valgrind, size, stack\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
@@ -124,6 +125,18 @@ fn ci() -> Result {
     step("doc tests", || {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
+    step("compatibility matrix (real Azure SDKs, unmodified)", || {
+        run(cargo(&root).args([
+            "test",
+            "-p",
+            "mitoken-tests",
+            "--test",
+            "compat_matrix",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]))
+    })?;
     step("no_std proof", || nostd::prove(&root))?;
     step("C API", || capi::capi(&root))?;
     step("cargo deny (licenses, bans, sources, advisories)", || {
@@ -154,8 +167,27 @@ fn ci() -> Result {
             },
         )
     })?;
+    print_compat_table(&root);
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Prints the compatibility matrix the "compatibility matrix" step wrote into
+/// docs/compatibility.md, so it closes the run's output.
+fn print_compat_table(root: &Path) {
+    let text = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap_or_default();
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim_end() != "<!-- compat-table:begin -->")
+        .skip(1)
+        .take_while(|l| l.trim_end() != "<!-- compat-table:end -->")
+        .collect();
+    if !table.is_empty() {
+        println!(
+            "\ncompatibility matrix (docs/compatibility.md):\n\n{}\n",
+            table.join("\n")
+        );
+    }
 }
 
 /// Runs one named step, printing its name and duration.
