@@ -436,6 +436,41 @@ fn render(results: &[SessionResult], verdicts: &[Vec<Verdict>]) -> String {
     t
 }
 
+/// The README's compact form of the matrix: one row per (client, version, API, route), its
+/// cases with a mark each; the full table with what each client surfaced is in
+/// docs/compatibility.md.
+fn render_summary(results: &[SessionResult], verdicts: &[Vec<Verdict>]) -> String {
+    let mut groups: Vec<([String; 4], Vec<String>)> = Vec::new();
+    for (result, verdicts) in results.iter().zip(verdicts) {
+        for (row, v) in result.rows.iter().zip(verdicts) {
+            let s = |k: &str| cell(row[k].as_str().unwrap_or_default());
+            let client = s("client");
+            let api = if client.starts_with("curl") {
+                "doc lines".to_owned()
+            } else {
+                s("api")
+            };
+            let key = [client, s("version"), api, s("route")];
+            let mark = format!("{} {}", if v.pass { "✔" } else { "✘ **FAIL**" }, s("case"));
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, cases)) => cases.push(mark),
+                None => groups.push((key, vec![mark])),
+            }
+        }
+    }
+    let mut t = String::from(
+        "| client | version | API | reaches the emulator by | cases |\n|---|---|---|---|---|\n",
+    );
+    for ([client, version, api, route], cases) in &groups {
+        let _ = writeln!(
+            t,
+            "| {client} | {version} | {api} | {route} | {} |",
+            cases.join(" · ")
+        );
+    }
+    t
+}
+
 /// Byte offset of the line that is exactly `marker` (markers quoted in prose do not count).
 fn marker_line(text: &str, marker: &str) -> Option<usize> {
     let mut at = 0;
@@ -528,7 +563,8 @@ fn every_sdk_against_the_emulator() {
         write_between_markers(&docs, &block),
         "docs/compatibility.md lacks the {BEGIN} / {END} markers"
     );
-    if write_between_markers(&workspace_root().join("README.md"), &block) {
+    let summary = render_summary(&results, &verdicts);
+    if write_between_markers(&workspace_root().join("README.md"), &summary) {
         println!("(written to docs/compatibility.md and README.md)");
     } else {
         println!("(written to docs/compatibility.md; README.md has no compat-table markers)");
