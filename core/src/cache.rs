@@ -356,6 +356,57 @@ fn decode(bytes: &[u8]) -> CacheKey<'_> {
     }
 }
 
+/// A [`CacheKey`] copied into `K` bytes of its own (the cache's entry encoding), for holding a
+/// key beyond the life of the strings it was built from — e.g. the token engine's pending
+/// upstream requests.
+#[derive(Clone, Copy)]
+pub struct OwnedKey<const K: usize> {
+    bytes: [u8; K],
+    len: usize,
+}
+
+impl<const K: usize> OwnedKey<K> {
+    /// Copies `key`; fails with the size it needs when that exceeds `K`.
+    pub fn new(key: &CacheKey<'_>) -> Result<Self, CacheError> {
+        let len = key.encoded_len();
+        if len > K {
+            return Err(CacheError::KeyTooLarge { required: len });
+        }
+        let mut bytes = [0; K];
+        encode(
+            key,
+            &mut Writer {
+                buf: &mut bytes,
+                pos: 0,
+            },
+        );
+        Ok(Self { bytes, len })
+    }
+
+    /// The key, borrowing from `self`.
+    pub fn key(&self) -> CacheKey<'_> {
+        decode(self.bytes.get(..self.len).unwrap_or_default())
+    }
+
+    /// True when `key` is the key held.
+    pub fn matches(&self, key: &CacheKey<'_>) -> bool {
+        let stored = self.bytes.get(..self.len).unwrap_or_default();
+        let mut c = Compare {
+            stored,
+            pos: 0,
+            equal: true,
+        };
+        encode(key, &mut c);
+        c.equal && c.pos == stored.len()
+    }
+}
+
+impl<const K: usize> fmt::Debug for OwnedKey<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.key(), f)
+    }
+}
+
 fn hash(key: &CacheKey<'_>) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     encode(key, &mut h);
