@@ -8,7 +8,8 @@
 //!
 //! let e = catalogue::for_status(429);
 //! assert_eq!((e.error, e.description), ("too_many_requests", "Too many requests"));
-//! assert_eq!(catalogue::for_status(502).error, "bad_gateway");
+//! assert_eq!(catalogue::for_status(502).error, "server_error");
+//! assert_eq!(catalogue::BAD_GATEWAY.error, "bad_gateway");
 //! ```
 
 /// The catalogue's entry for one status.
@@ -35,7 +36,6 @@ pub const fn for_status(status: u16) -> StatusError {
         ),
         429 => ("too_many_requests", "Too many requests"),
         500 => ("server_error", "Internal server error"),
-        502 => ("bad_gateway", "Bad gateway"),
         503 => ("service_unavailable", "Service unavailable"),
         s if s >= 500 => ("server_error", "Server error"),
         _ => ("invalid_request", "Bad request"),
@@ -46,6 +46,14 @@ pub const fn for_status(status: u16) -> StatusError {
         description,
     }
 }
+
+/// A relay's own answer when the upstream's answer cannot be used (not IMDS's: IMDS itself
+/// answers 502 as `server_error`).
+pub const BAD_GATEWAY: StatusError = StatusError {
+    status: 502,
+    error: "bad_gateway",
+    description: "Bad gateway",
+};
 
 /// Just the `error` code for `status` (see [`for_status`]).
 pub const fn error_code(status: u16) -> &'static str {
@@ -65,7 +73,7 @@ mod tests {
             (410, "service_unavailable"),
             (429, "too_many_requests"),
             (500, "server_error"),
-            (502, "bad_gateway"),
+            (502, "server_error"),
             (503, "service_unavailable"),
             (504, "server_error"),
             (302, "invalid_request"),

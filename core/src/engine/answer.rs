@@ -48,7 +48,10 @@ pub enum Description<'e> {
         status: u16,
     },
     /// The upstream answered a status that is neither a token nor an error.
-    NotAToken(Failure<'e>),
+    NotAToken {
+        /// The upstream status.
+        status: u16,
+    },
     /// The upstream could not be reached.
     Unavailable(Failure<'e>),
     /// The upstream's answer could not be used.
@@ -76,8 +79,8 @@ impl fmt::Display for Description<'_> {
             Self::Missing { status } => {
                 write!(f, "IMDS answered HTTP {status} without a description")
             }
-            Self::NotAToken(failure) => {
-                write!(f, "IMDS answered {failure} instead of a token")
+            Self::NotAToken { status } => {
+                write!(f, "IMDS answered HTTP {status} instead of a token")
             }
             Self::Unavailable(failure) => write!(f, "IMDS unavailable: {failure}"),
             Self::Unusable(failure) => write!(f, "{failure}"),
@@ -109,7 +112,7 @@ impl<'e> ErrorAnswer<'e> {
                     }),
                 retry_after: s.retry_after,
             },
-            Cause::Service(_) => Self::bad_gateway(Description::NotAToken(*failure)),
+            Cause::Service(s) => Self::bad_gateway(Description::NotAToken { status: s.status }),
             Cause::Timeout | Cause::ConnectFailed | Cause::Io => Self {
                 status: 503,
                 error: catalogue::error_code(503),
@@ -155,8 +158,8 @@ impl<'e> ErrorAnswer<'e> {
 
     const fn bad_gateway(description: Description<'e>) -> Self {
         Self {
-            status: 502,
-            error: catalogue::error_code(502),
+            status: catalogue::BAD_GATEWAY.status,
+            error: catalogue::BAD_GATEWAY.error,
             description,
             retry_after: None,
         }

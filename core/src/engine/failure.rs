@@ -122,6 +122,17 @@ pub struct Failure<'e> {
     pub attempts: u32,
 }
 
+impl<'e> Failure<'e> {
+    /// A failure from its parts (e.g. one a shell kept in its own form).
+    pub const fn new(cause: Cause<'e>, retry: Option<RetryError>, attempts: u32) -> Self {
+        Self {
+            cause,
+            retry,
+            attempts,
+        }
+    }
+}
+
 impl fmt::Display for Failure<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.cause)?;

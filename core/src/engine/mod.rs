@@ -391,6 +391,23 @@ impl<const N: usize, const T: usize, const K: usize, const F: usize, const W: us
         self.cache.defer_refresh(&k, defer_to);
     }
 
+    /// The cached token for `key` at `now`, without waiting: [`Lookup::Missing`] when there
+    /// is none. A token due for refresh starts a background refresh (drain
+    /// [`poll_transmit`](Self::poll_transmit) after) and is reported [`Lookup::Fresh`] from
+    /// then on, until that refresh ends.
+    pub fn lookup(&mut self, key: &CacheKey<'_>, now: u64) -> Lookup<'_> {
+        self.sweep();
+        let due = match self.cache.peek(key, now) {
+            Lookup::Fresh(_) => None,
+            Lookup::Stale(t) => OwnedKey::<K>::new(&t.key).ok().map(|k| (k, t.expires_at)),
+            Lookup::Missing => return Lookup::Missing,
+        };
+        if let Some((owned, expires_at)) = due {
+            self.start_refresh(&owned, expires_at, now);
+        }
+        self.cache.get(key, now)
+    }
+
     /// A caller asks for `key` at `now`, waiting at most until `deadline`. With
     /// `bypass_cache` the cache is not consulted and the upstream is asked to skip its own.
     ///
@@ -403,29 +420,13 @@ impl<const N: usize, const T: usize, const K: usize, const F: usize, const W: us
         deadline: u64,
         bypass_cache: bool,
     ) -> Result<Ask<'_>, EngineError> {
-        self.sweep();
-        if !bypass_cache {
-            let due = match self.cache.peek(key, now) {
-                Lookup::Fresh(_) => Some(None),
-                Lookup::Stale(t) => {
-                    Some(OwnedKey::<K>::new(&t.key).ok().map(|k| (k, t.expires_at)))
-                }
-                Lookup::Missing => None,
+        if !bypass_cache && self.lookup(key, now).token().is_some() {
+            return match self.cache.peek(key, now) {
+                Lookup::Fresh(t) | Lookup::Stale(t) => Ok(Ask::Ready(t)),
+                Lookup::Missing => Err(EngineError::Key(CacheError::Expired)),
             };
-            if let Some(due) = due {
-                if let Some((owned, expires_at)) = due {
-                    // Due for refresh: answer with it, and refresh in the background.
-                    self.start_refresh(&owned, expires_at, now);
-                }
-                // `get` marks it recently used; `peek` hands it out (both at the same `now`).
-                if self.cache.get(key, now).token().is_some() {
-                    return match self.cache.peek(key, now) {
-                        Lookup::Fresh(t) | Lookup::Stale(t) => Ok(Ask::Ready(t)),
-                        Lookup::Missing => Err(EngineError::Key(CacheError::Expired)),
-                    };
-                }
-            }
         }
+        self.sweep();
         let free = self
             .waiters
             .iter()
