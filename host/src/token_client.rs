@@ -256,6 +256,9 @@ struct State {
     waiting: HashMap<Ticket, Waiting>,
     /// The last attempt's failure per request, with the shell's detail (address, OS error).
     last_failure: HashMap<TokenSpec, FetchFailure>,
+    /// The last token received per request while callers wait: what they get when the engine
+    /// could not keep it ([`Cause::NotStored`]: already expired by our clock, or too large).
+    received: HashMap<TokenSpec, Arc<TokenResponse>>,
     driver_started: bool,
 }
 
@@ -390,6 +393,7 @@ impl TokenClient {
                     engine,
                     waiting: HashMap::new(),
                     last_failure: HashMap::new(),
+                    received: HashMap::new(),
                     driver_started: false,
                 }),
                 timer: Arc::new(Notify::new()),
@@ -512,6 +516,7 @@ fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
         engine,
         waiting,
         last_failure,
+        received,
         ..
     } = st;
     while let Some(t) = engine.poll_transmit(now) {
@@ -527,7 +532,13 @@ fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
         };
         let result = match wake.answer {
             Answer::Token(t) => Ok(Arc::new(response_of(&t, now))),
-            Answer::Failed(f) => Err(failed(&f, last_failure.get(&w.spec))),
+            Answer::Failed(f) => match (f.cause, received.get(&w.spec)) {
+                (Cause::NotStored(e), Some(token)) => {
+                    tracing::debug!(error = %e, "token not cached; handed out as received");
+                    Ok(Arc::clone(token))
+                }
+                _ => Err(failed(&f, last_failure.get(&w.spec))),
+            },
             _ => Err(GetTokenError::DeadlinePassed(Duration::from_millis(
                 inner.config.wait_limit_ms(),
             ))),
@@ -536,6 +547,7 @@ fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
     }
     if waiting.is_empty() {
         last_failure.clear();
+        received.clear();
     }
 }
 
@@ -549,6 +561,10 @@ async fn attempt(inner: Arc<Inner>, flight: FlightId, spec: TokenSpec) {
     let result = fetch_with(&endpoint, &request, config.attempt_timeout, |t| {
         let now = unix_ms();
         let mut st = lock(&inner.state);
+        if !st.waiting.is_empty() {
+            st.received
+                .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
+        }
         if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
             tracing::debug!(error = %e, "late token answer");
         }
