@@ -174,7 +174,9 @@ impl<'a> CacheKey<'a> {
 /// Receives the bytes of an encoded key.
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
+}
 
+impl dyn Sink + '_ {
     fn put_str(&mut self, s: &str) {
         let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
         self.put(&len.to_be_bytes());
@@ -245,7 +247,9 @@ const SEL_MI_RES: u8 = 4;
 
 /// The injective encoding: endpoint tag [style port host path], selector tag [value], resource;
 /// every string is prefixed by its length.
-fn encode(key: &CacheKey<'_>, sink: &mut impl Sink) {
+/// One copy of the encoder for every sink (`dyn`): small code matters more than the indirect
+/// calls on the bare-metal target.
+fn encode(key: &CacheKey<'_>, sink: &mut dyn Sink) {
     let e = key.endpoint;
     let (host, port, path, style) = (e.host(), e.port(), e.path(), e.style());
     if (host, port, path, style) == (IMDS_HOST, IMDS_PORT, IMDS_TOKEN_PATH, Style::Imds) {

@@ -38,14 +38,14 @@ use tokio::sync::{Notify, oneshot};
 use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse, fetch_with};
 
 /// Distinct (identity, resource) tokens kept; least recently used evicted first.
-pub const CACHE_ENTRIES: usize = 32;
+pub const CACHE_ENTRIES: usize = 256;
 /// Largest token kept (access token + type + client id). Tokens are handed out from the cache,
 /// so a larger one fails its callers (`502` from the bridge).
 pub const CACHE_TOKEN_BYTES: usize = 8192;
 /// Largest cache key (endpoint, selector, resource).
 pub const CACHE_KEY_BYTES: usize = 512;
 /// Distinct (identity, resource) tokens being fetched at once.
-pub const MAX_FLIGHTS: usize = 32;
+pub const MAX_FLIGHTS: usize = 64;
 /// Callers waiting for a token at once.
 pub const MAX_WAITERS: usize = 1024;
 
@@ -301,6 +301,20 @@ fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, GetTokenError> {
     })
 }
 
+/// Builds the engine (about 2.3 MB, mostly the cache) on a helper thread with a large stack:
+/// the core builds it by value, and an unoptimised build would otherwise hold it on the
+/// caller's stack (2 MiB on a tokio worker) before moving it to the heap.
+fn new_engine(config: EngineConfig, seed: u32) -> Box<HostEngine> {
+    let build = move || Box::new(HostEngine::new(config, seed));
+    std::thread::Builder::new()
+        .name("mitoken-engine-init".into())
+        .stack_size(32 << 20)
+        .spawn(build)
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or_else(build)
+}
+
 /// The owned answer for a token the engine handed out, at `now` (Unix ms).
 fn response_of(cached: &CachedToken<'_>, now: u64) -> TokenResponse {
     TokenResponse {
@@ -382,10 +396,10 @@ impl TokenClient {
     /// A client; fails if the endpoint does not parse.
     pub fn new(config: ClientConfig) -> Result<Self, GetTokenError> {
         parse_endpoint(&config.endpoint)?;
-        let engine = Box::new(HostEngine::new(
+        let engine = new_engine(
             config.engine_config(),
             getrandom::u32().unwrap_or(0x8000_0001),
-        ));
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 config,

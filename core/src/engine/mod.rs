@@ -299,6 +299,37 @@ impl<const N: usize, const T: usize, const K: usize, const F: usize, const W: us
         }
     }
 
+    /// Replaces the configuration, e.g. of an engine built in a `static` with
+    /// [`EngineConfig::DEFAULT`]. Call before the first request: the limiter starts afresh and
+    /// flights already queued keep their retry policy.
+    pub const fn configure(&mut self, config: EngineConfig) {
+        self.config = config;
+        self.limiter = match config.limits {
+            Some(l) => Some(Limiter::new(l)),
+            None => None,
+        };
+    }
+
+    /// Reseeds the retry jitter (see [`new`](Self::new)).
+    pub const fn reseed(&mut self, seed: u32) {
+        self.rng = if seed == 0 { 0x9E37_79B9 } else { seed };
+    }
+
+    /// When `flight` is queued to be sent again after a failed attempt (for a shell's log),
+    /// `None` when it is not queued (in flight, done, or gone).
+    pub fn retry_at(&self, flight: FlightId) -> Option<u64> {
+        match self
+            .flights
+            .get(usize::from(flight.slot))?
+            .as_ref()
+            .filter(|f| f.serial == flight.serial)?
+            .phase
+        {
+            Phase::Queued { ready_at } => Some(ready_at),
+            _ => None,
+        }
+    }
+
     /// The configuration.
     pub const fn config(&self) -> &EngineConfig {
         &self.config
