@@ -118,27 +118,45 @@ pub struct ErrorAnswer {
 }
 
 impl ErrorAnswer {
-    /// The owned copy of the core's answer. Texts that are the bridge's own explanation are
-    /// marked `mitoken bridge:`, followed by `detail` when there is one (the last attempt as
-    /// the shell saw it: address, OS error).
-    fn of_core(a: &CoreAnswer<'_>, detail: Option<&FetchFailure>) -> Self {
-        let description = if a.description.is_passed_through() {
-            a.description.to_string()
-        } else {
-            match (a.description, detail) {
-                (Description::Unavailable(_) | Description::Unusable(_), Some(detail))
-                    if !detail_is_empty(detail) =>
-                {
-                    format!("mitoken bridge: {} [{detail}]", a.description)
-                }
-                _ => format!("mitoken bridge: {}", a.description),
+    /// The owned copy of the core's answer. The upstream's and the server's own texts pass
+    /// through; the bridge's explanations are marked `mitoken bridge:` and, when the shell has
+    /// the last attempt's detail (address, OS error), say it in full (`failed`).
+    fn of_core(a: &CoreAnswer<'_>, failed: Option<(&GetTokenError, &FetchFailure)>) -> Self {
+        let detail = failed.filter(|(_, last)| !detail_is_empty(last));
+        let tries = match failed {
+            Some((
+                GetTokenError::Failed {
+                    retry: None,
+                    attempts,
+                    ..
+                },
+                _,
+            )) if *attempts == 1 => " (1 attempt)".to_owned(),
+            Some((
+                GetTokenError::Failed {
+                    retry: None,
+                    attempts,
+                    ..
+                },
+                _,
+            )) => format!(" ({attempts} attempts)"),
+            _ => String::new(),
+        };
+        let description = match (a.description, detail) {
+            (d, _) if d.is_passed_through() => d.to_string(),
+            (Description::Unavailable(_), Some((e, _))) => {
+                format!("mitoken bridge: IMDS unavailable: {e}{tries}")
             }
+            (Description::Unusable(_), Some((e, _))) => format!("mitoken bridge: {e}{tries}"),
+            (d, _) => format!("mitoken bridge: {d}"),
         };
         Self {
             status: a.status,
             error: a.error.to_owned(),
             description,
-            retry_after: a.retry_after.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+            retry_after: a
+                .retry_after
+                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
         }
     }
 }
@@ -183,7 +201,7 @@ pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
             attempts,
         } => {
             let failure = Failure::new(cause_of(last), *retry, *attempts);
-            ErrorAnswer::of_core(&CoreAnswer::for_failure(&failure), Some(last))
+            ErrorAnswer::of_core(&CoreAnswer::for_failure(&failure), Some((e, last)))
         }
         GetTokenError::DeadlinePassed(_) => {
             ErrorAnswer::of_core(&CoreAnswer::deadline_passed(), None)
