@@ -182,18 +182,20 @@ pub fn measure(root: &Path) -> crate::Result<Figures> {
     let result = boot_and_check(&qemu, &image, emu.addr.as_str(), &record, &sizes);
     let counted = emulator_token_requests(&emu.addr);
     emu.stop();
-    let (report, stack_fetch, stack_core, first_token_ms) = result?;
-    println!("{report}");
     // The emulator's own count: every attempt the guest reported, and nothing for the request
     // it answered from its cache.
     let want: u32 = cases().iter().map(|c| c.attempts).sum();
+    if let Ok(n) = &counted {
+        println!(
+            "emulator counted {n} token requests for {} guest requests ({want} attempts \
+             reported; {} answered from the guest's cache)",
+            cases().len(),
+            cases().iter().filter(|c| c.attempts == 0).count()
+        );
+    }
+    let (report, stack_fetch, stack_core, first_token_ms) = result?;
+    println!("{report}");
     let counted = counted?;
-    println!(
-        "emulator counted {counted} token requests for {} guest requests ({want} attempts; \
-         {} answered from the guest's cache)",
-        cases().len(),
-        cases().iter().filter(|c| c.attempts == 0).count()
-    );
     if counted != u64::from(want) {
         return Err(fail(
             "emulator counters",

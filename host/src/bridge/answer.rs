@@ -154,9 +154,7 @@ impl ErrorAnswer {
             status: a.status,
             error: a.error.to_owned(),
             description,
-            retry_after: a
-                .retry_after
-                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+            retry_after: a.retry_after.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
         }
     }
 }
