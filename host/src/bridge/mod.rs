@@ -185,12 +185,11 @@ impl Bridge {
         }
         let client = TokenClient::new(options.client.clone())?;
         let endpoint_text = client.config().endpoint.clone();
-        let endpoint = crate::token_cmd::parse_endpoint(&endpoint_text).map_err(|error| {
-            GetTokenError::Endpoint {
+        let endpoint =
+            Endpoint::parse_spec(&endpoint_text).map_err(|error| GetTokenError::Endpoint {
                 spec: endpoint_text.clone(),
                 error,
-            }
-        })?;
+            })?;
         if upstream_is_self(&endpoint, options.listen) {
             return Err(StartError::UpstreamIsSelf(endpoint_text));
         }
@@ -237,7 +236,7 @@ impl Bridge {
 
 /// The start-up text; the first line is always `listening on http://<addr>`.
 pub fn startup_banner(listen: SocketAddr, client: &ClientConfig) -> String {
-    let upstream = crate::token_cmd::parse_endpoint(&client.endpoint)
+    let upstream = Endpoint::parse_spec(&client.endpoint)
         .map_or_else(|_| client.endpoint.clone(), |e| upstream_url(&e));
     format!(
         "listening on http://{listen}\n\
@@ -254,7 +253,7 @@ mod tests {
     #[test]
     fn upstream_loops_are_refused() {
         let listen: SocketAddr = "127.0.0.1:50342".parse().unwrap();
-        let parse = |s| crate::token_cmd::parse_endpoint(s).unwrap();
+        let parse = |s| Endpoint::parse_spec(s).unwrap();
         assert!(upstream_is_self(&parse("extension"), listen));
         assert!(upstream_is_self(&parse("http://127.0.0.1:50342"), listen));
         assert!(upstream_is_self(&parse("http://localhost:50342"), listen));

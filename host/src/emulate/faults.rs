@@ -252,25 +252,11 @@ pub struct FaultResponse {
 impl FaultResponse {
     /// The answer IMDS gives with `status` (protocol.md §1.9), without `Retry-After`.
     pub fn for_status(status: u16) -> Self {
-        let (error, description) = match status {
-            400 => ("invalid_request", "Bad request"),
-            403 => ("forbidden", "Forbidden"),
-            404 => ("not_found", "IMDS endpoint is updating"),
-            405 => ("method_not_allowed", "Not allowed"),
-            410 => (
-                "service_unavailable",
-                "IMDS is being updated; retry within 70 seconds",
-            ),
-            429 => ("too_many_requests", "Too many requests"),
-            500 => ("server_error", "Internal server error"),
-            503 => ("service_unavailable", "Service unavailable"),
-            s if s >= 500 => ("server_error", "Server error"),
-            _ => ("invalid_request", "Bad request"),
-        };
+        let entry = mitoken_core::catalogue::for_status(status);
         Self {
             status,
-            error: error.to_owned(),
-            error_description: description.to_owned(),
+            error: entry.error.to_owned(),
+            error_description: entry.description.to_owned(),
             retry_after: None,
         }
     }
