@@ -8,6 +8,8 @@
 //! - `nostd`: only the no_std proof.
 //! - `deny`: `cargo deny` (licenses, duplicate versions, sources, advisories when a local
 //!   database exists) over the workspace and firmware-sim.
+//! - `dist`: release artifacts in `target/dist/` (Debian package, tarball + SHA-256); `ci` also
+//!   installs, checks and purges the package.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
 //! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
 //! - `bench`: parse/build/server instruction counts and wall clock against peers, the emulator
@@ -23,6 +25,7 @@ use std::time::Instant;
 
 mod bench;
 mod deny;
+mod dist;
 mod elf;
 mod fuzz;
 mod nostd;
@@ -55,6 +58,13 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "nostd" => nostd::prove(&root()),
         "deny" => deny::deny(&root()),
+        "dist" => dist::dist(&root()).and_then(|a| {
+            if args.iter().any(|a| a == "--install-test") {
+                dist::test_package(&a)
+            } else {
+                Ok(())
+            }
+        }),
         "sim" => sim::sim(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
         "fuzz" => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::run_fuzz(&root(), &o)),
@@ -83,6 +93,8 @@ fn print_help() {
          ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
+         dist    release artifacts in target/dist: .deb (cargo-deb), tarball + SHA-256, glibc needed;\n          \
+                 --install-test: then dpkg -i, check, dpkg -r, dpkg --purge (root)\n  \
          bench   parse/serve/load/client/footprint/scaling benchmarks -> docs/benchmarks.md + SVG\n          \
                  charts + README table (under 15 min); --smoke: every measurement, tiny (CI)\n  \
          sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens\n  \
@@ -120,6 +132,9 @@ fn ci() -> Result {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
     step("no_std proof", || nostd::prove(&root))?;
+    step("package: dist, dpkg -i/-r/--purge", || {
+        dist::dist(&root).and_then(|a| dist::test_package(&a))
+    })?;
     step("cargo deny (licenses, bans, sources, advisories)", || {
         deny::deny(&root)
     })?;
