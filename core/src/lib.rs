@@ -15,6 +15,7 @@ extern crate std;
 
 pub mod cache;
 pub mod client;
+pub mod diagnose;
 pub mod error;
 pub mod http;
 pub mod identity;
