@@ -3,7 +3,7 @@
 //! Prints `listening on http://ADDR` and the upstream on stdout, serves until SIGINT or
 //! SIGTERM, then shuts down gracefully (answers in progress get 5 s) and exits 0.
 
-use crate::bridge::report::{default_status_socket, fetch_report};
+use crate::bridge::report::{default_status_socket, fetch_report, serving_status_socket};
 use crate::bridge::{Bridge, BridgeOptions, StartError, startup_banner};
 use crate::cli::{BridgeAction, BridgeArgs, BridgeStatusArgs};
 use crate::client::unix_now;
@@ -17,7 +17,7 @@ pub async fn run(args: BridgeArgs) -> Result<(), Failure> {
         return print_status(status).await;
     }
     let options = BridgeOptions {
-        status_socket: args.status_socket.or_else(default_status_socket),
+        status_socket: args.status_socket.or_else(serving_status_socket),
         listen: args.listen,
         allow_non_loopback: args.allow_non_loopback,
         limits: ConnectionLimits {
@@ -46,10 +46,7 @@ pub async fn run(args: BridgeArgs) -> Result<(), Failure> {
 
 /// `mitoken bridge status`: the running bridge's migration report.
 async fn print_status(args: BridgeStatusArgs) -> Result<(), Failure> {
-    let Some(path) = args.socket.or_else(default_status_socket) else {
-        eprintln!("mitoken bridge status: no status socket path; give --socket");
-        return Err(Failure::Usage);
-    };
+    let path = args.socket.unwrap_or_else(default_status_socket);
     let report = fetch_report(&path).await.map_err(|e| {
         eprintln!("mitoken bridge status: {e}");
         Failure::Network

@@ -47,9 +47,9 @@ pub struct BridgeArgs {
     /// Instead of serving, talk to the running bridge.
     #[command(subcommand)]
     pub action: Option<BridgeAction>,
-    /// Serve the migration report on this Unix socket (its directory is created 0700).
-    /// Default: `$RUNTIME_DIRECTORY/status.sock` under systemd, `/run/mitoken-bridge/status.sock`
-    /// as root, else `$XDG_RUNTIME_DIR/mitoken-bridge/status.sock`.
+    /// Serve the migration report on this Unix socket (its directory is created 0700 and
+    /// must not be open to others). Default: `$RUNTIME_DIRECTORY/status.sock` under systemd
+    /// (the shipped unit: /run/mitoken-bridge/status.sock), else not served.
     #[arg(long, value_name = "PATH")]
     pub status_socket: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port (the first line printed says which).
@@ -82,7 +82,7 @@ pub enum BridgeAction {
 /// Arguments of `mitoken bridge status`.
 #[derive(Debug, Args)]
 pub struct BridgeStatusArgs {
-    /// The bridge's status socket (default: as for `mitoken bridge --status-socket`).
+    /// The bridge's status socket (default: /run/mitoken-bridge/status.sock, the service's).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Print the report as JSON.

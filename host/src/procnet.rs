@@ -93,7 +93,7 @@ fn parse_line(line: &str, v6: bool) -> Option<TcpSocket> {
 /// Every TCP socket of this network namespace matching `wanted`.
 pub fn tcp_sockets(mut wanted: impl FnMut(&TcpSocket) -> bool) -> Vec<TcpSocket> {
     let mut found = Vec::new();
-    for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+    for (path, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
         let Ok(text) = fs::read_to_string(path) else {
             continue;
         };

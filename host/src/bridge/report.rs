@@ -8,7 +8,8 @@
 //! not grant, so there a client is named by its uid alone. At most one lookup runs at a time;
 //! connections arriving meanwhile count as unattributed, so a flood costs one lookup at a time.
 //!
-//! **Status channel**: a Unix socket ([`default_status_socket`]) in a directory only the
+//! **Status channel**: a Unix socket ([`serving_status_socket`], or `--status-socket`) in a
+//! directory only the
 //! bridge's user can enter (created 0700, refused if group or others have any access), and each
 //! connection's `SO_PEERCRED` uid must be the bridge's or root's: other users can neither reach
 //! nor read it. A connection gets the report as one JSON document and is closed.
@@ -274,24 +275,23 @@ pub fn own_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
-/// Where the status socket is by default: `$RUNTIME_DIRECTORY/status.sock` under systemd
-/// (`RuntimeDirectory=mitoken-bridge`), `/run/mitoken-bridge/status.sock` for root, else
-/// `$XDG_RUNTIME_DIR/mitoken-bridge/status.sock`; `None` when none applies.
-pub fn default_status_socket() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
-        // systemd may list several directories separated by ':'; ours is the first.
-        let first = dir.to_str().map_or_else(
-            || PathBuf::from(&dir),
-            |d| PathBuf::from(d.split(':').next().unwrap_or(d)),
-        );
-        return Some(first.join("status.sock"));
-    }
-    if own_uid() == Some(0) {
-        return Some(PathBuf::from("/run/mitoken-bridge/status.sock"));
-    }
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("mitoken-bridge/status.sock"))
+/// Where systemd's `RuntimeDirectory=mitoken-bridge` puts the status socket.
+pub const SYSTEMD_STATUS_SOCKET: &str = "/run/mitoken-bridge/status.sock";
+
+/// Where the bridge serves its report unless told: `$RUNTIME_DIRECTORY/status.sock` when
+/// systemd set a runtime directory (the shipped unit), else nowhere (`--status-socket` opts
+/// in), so ad-hoc bridges never take over the service's socket.
+pub fn serving_status_socket() -> Option<PathBuf> {
+    let dir = std::env::var("RUNTIME_DIRECTORY").ok()?;
+    // systemd lists several directories separated by ':'; ours is the first.
+    let first = dir.split(':').next().filter(|d| !d.is_empty())?;
+    Some(Path::new(first).join("status.sock"))
+}
+
+/// Where `mitoken bridge status` and `mitoken doctor` look unless told: as
+/// [`serving_status_socket`], else [`SYSTEMD_STATUS_SOCKET`].
+pub fn default_status_socket() -> PathBuf {
+    serving_status_socket().unwrap_or_else(|| PathBuf::from(SYSTEMD_STATUS_SOCKET))
 }
 
 /// Why the status socket could not be opened.

@@ -149,9 +149,7 @@ fn files_check() -> Check {
 }
 
 async fn report_check(socket: Option<&Path>, bridge_listening: bool) -> Option<Check> {
-    let path = socket
-        .map(Path::to_path_buf)
-        .or_else(default_status_socket)?;
+    let path = socket.map_or_else(default_status_socket, Path::to_path_buf);
     if !bridge_listening && !path.exists() {
         return None;
     }

@@ -51,7 +51,7 @@ pub struct DoctorArgs {
     /// Time allowed for each connection and answer.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: Duration,
-    /// The bridge's status socket (default: where `mitoken bridge` puts it).
+    /// The bridge's status socket (default: /run/mitoken-bridge/status.sock, the service's).
     #[arg(long, value_name = "PATH")]
     pub bridge_socket: Option<PathBuf>,
 }
