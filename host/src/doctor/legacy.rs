@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::{Check, Status};
-use crate::bridge::report::{default_status_socket, fetch_report};
+use crate::bridge::report::{FetchReportError, default_status_socket, fetch_report};
 use crate::procnet;
 
 /// The extension's address.
@@ -185,6 +185,16 @@ async fn report_check(socket: Option<&Path>, bridge_listening: bool) -> Option<C
                  http://169.254.169.254/metadata/identity/oauth2/token); `mitoken bridge status` \
                  lists what each asks for",
             )
+        }
+        // A socket left behind by a bridge that is gone: nothing to report.
+        Err(FetchReportError::Connect { source, .. })
+            if !bridge_listening
+                && matches!(
+                    source.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) =>
+        {
+            return None;
         }
         Err(e) => Check::with_fix(
             "legacy.clients",
