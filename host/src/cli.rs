@@ -47,11 +47,6 @@ pub struct BridgeArgs {
     /// Instead of serving, talk to the running bridge.
     #[command(subcommand)]
     pub action: Option<BridgeAction>,
-    /// Serve the migration report on this Unix socket (its directory is created 0700 and
-    /// must not be open to others). Default: `$RUNTIME_DIRECTORY/status.sock` under systemd
-    /// (the shipped unit: /run/mitoken-bridge/status.sock), else not served.
-    #[arg(long, value_name = "PATH")]
-    pub status_socket: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port (the first line printed says which).
     #[arg(long, value_name = "ADDR", default_value = crate::bridge::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -69,6 +64,11 @@ pub struct BridgeArgs {
     /// Close a connection that sends no complete request for this long.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
+    /// Serve the migration report on this Unix socket (its directory is created 0700 and
+    /// must not be open to others). Default: `$RUNTIME_DIRECTORY/status.sock` under systemd
+    /// (the shipped unit: /run/mitoken-bridge/status.sock), else not served.
+    #[arg(long, value_name = "PATH")]
+    pub status_socket: Option<PathBuf>,
 }
 
 /// What `mitoken bridge <action>` does.

@@ -109,8 +109,8 @@ async fn connect_check(timeout: Duration) -> Result<Check, Check> {
     }
 }
 
-/// `imds.answer`: is what answered IMDS? `None` when it was (or when the failure is the
-/// token check's to report).
+/// `imds.answer`: is what answered IMDS, and how fast? An IMDS error answer (say `Identity
+/// not found`) passes here: it is the token check's to report.
 fn answer_check(fetched: &Fetched, timeout: Duration) -> Check {
     let took = ms(fetched.elapsed);
     match &fetched.outcome {

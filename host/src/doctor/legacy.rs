@@ -163,7 +163,7 @@ async fn report_check(socket: Option<&Path>, bridge_listening: bool) -> Option<C
             let names: Vec<String> = report
                 .clients
                 .iter()
-                .map(|c| format!("{} ({} requests)", c.name(), c.requests))
+                .map(|c| format!("{} ({} request(s))", c.name(), c.requests))
                 .collect();
             let mut detail = format!(
                 "{} client(s) still call the legacy endpoint: {}",

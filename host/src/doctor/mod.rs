@@ -65,6 +65,9 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Widest id column in the text form.
+const MAX_ID_COLUMN: usize = 16;
+
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -145,7 +148,14 @@ impl Report {
 
     /// The text form: one line per check, its fix indented below, and a verdict line.
     pub fn text(&self) -> String {
-        let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+        // Ids longer than this (selector checks) push their detail right.
+        let width = self
+            .checks
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(0)
+            .min(MAX_ID_COLUMN);
         let mut out = String::new();
         for c in &self.checks {
             let label = match c.status {
