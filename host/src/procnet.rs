@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 
 /// The TCP state `LISTEN` in `/proc/net/tcp`.
@@ -91,7 +92,14 @@ fn parse_line(line: &str, v6: bool) -> Option<TcpSocket> {
 }
 
 /// Every TCP socket of this network namespace matching `wanted`.
-pub fn tcp_sockets(mut wanted: impl FnMut(&TcpSocket) -> bool) -> Vec<TcpSocket> {
+pub fn tcp_sockets(wanted: impl FnMut(&TcpSocket) -> bool) -> Vec<TcpSocket> {
+    tcp_sockets_on(None, wanted)
+}
+
+/// Like [`tcp_sockets`], parsing only lines with `port` as one of their ports (when given):
+/// a cheap text test first, so a lookup among thousands of sockets stays fast.
+fn tcp_sockets_on(port: Option<u16>, mut wanted: impl FnMut(&TcpSocket) -> bool) -> Vec<TcpSocket> {
+    let needle = port.map(|p| format!(":{p:04X} "));
     let mut found = Vec::new();
     for (path, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
         let Ok(text) = fs::read_to_string(path) else {
@@ -100,6 +108,7 @@ pub fn tcp_sockets(mut wanted: impl FnMut(&TcpSocket) -> bool) -> Vec<TcpSocket>
         found.extend(
             text.lines()
                 .skip(1)
+                .filter(|l| needle.as_deref().is_none_or(|n| l.contains(n)))
                 .filter_map(|l| parse_line(l, v6))
                 .filter(&mut wanted),
         );
@@ -110,15 +119,19 @@ pub fn tcp_sockets(mut wanted: impl FnMut(&TcpSocket) -> bool) -> Vec<TcpSocket>
 /// The connected socket whose local end is `local` and remote end `remote` (from the side
 /// that owns `local`).
 pub fn connection(local: SocketAddr, remote: SocketAddr) -> Option<TcpSocket> {
-    tcp_sockets(|s| s.local == local && s.remote == remote && s.inode != 0)
-        .into_iter()
-        .next()
+    tcp_sockets_on(Some(local.port()), |s| {
+        s.local == local && s.remote == remote && s.inode != 0
+    })
+    .into_iter()
+    .next()
 }
 
 /// The listener on `port` that accepts connections to `addr`'s IP (the exact address, or a
 /// wildcard listener).
 pub fn listener(addr: SocketAddr) -> Option<TcpSocket> {
-    let mut all = tcp_sockets(|s| s.listening && s.local.port() == addr.port());
+    let mut all = tcp_sockets_on(Some(addr.port()), |s| {
+        s.listening && s.local.port() == addr.port()
+    });
     all.sort_by_key(|s| s.local.ip() != addr.ip());
     all.into_iter()
         .find(|s| s.local.ip() == addr.ip() || s.local.ip().is_unspecified())
@@ -134,8 +147,11 @@ fn holds(pid: u32, link: &str) -> bool {
         .any(|e| fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == link))
 }
 
-/// The pid holding socket `inode`: the `likely` pids first, then every process.
-pub fn pid_holding(inode: u64, likely: &[u32]) -> Option<u32> {
+/// The pid holding socket `inode`, owned by `uid`: the `likely` pids first, then every
+/// process running as `uid` (a socket is created with its creator's uid; a process that
+/// inherited it after changing uid is missed) except the `excluded` ones (a server excludes
+/// itself: it holds the other end).
+pub fn pid_holding(inode: u64, uid: u32, likely: &[u32], excluded: &[u32]) -> Option<u32> {
     if inode == 0 {
         return None;
     }
@@ -146,7 +162,9 @@ pub fn pid_holding(inode: u64, likely: &[u32]) -> Option<u32> {
     fs::read_dir("/proc")
         .ok()?
         .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !excluded.contains(pid))
         .find(|&pid| holds(pid, &link))
 }
 
@@ -181,9 +199,10 @@ pub fn cmdline_of(pid: u32) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// The owner of `socket`: its uid, and its process when `/proc` lets us see it.
-pub fn owner_of(socket: &TcpSocket, likely: &[u32]) -> SocketOwner {
-    let pid = pid_holding(socket.inode, likely);
+/// The owner of `socket`: its uid, and its process when `/proc` lets us see it (`likely` pids
+/// tried first, `excluded` ones never).
+pub fn owner_of(socket: &TcpSocket, likely: &[u32], excluded: &[u32]) -> SocketOwner {
+    let pid = pid_holding(socket.inode, socket.uid, likely, excluded);
     SocketOwner {
         uid: socket.uid,
         pid,
@@ -222,11 +241,13 @@ mod tests {
         let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
         let (_accepted, peer) = server.accept().unwrap();
         let socket = connection(peer, server.local_addr().unwrap()).expect("in /proc/net/tcp");
-        let owner = owner_of(&socket, &[]);
+        let owner = owner_of(&socket, &[], &[]);
         assert_eq!(owner.pid, Some(std::process::id()));
         assert_eq!(owner.exe, std::env::current_exe().ok());
         let listening = listener(server.local_addr().unwrap()).unwrap();
-        assert_eq!(owner_of(&listening, &[]).pid, Some(std::process::id()));
+        assert_eq!(owner_of(&listening, &[], &[]).pid, Some(std::process::id()));
+        let me = std::process::id();
+        assert_eq!(owner_of(&socket, &[], &[me]).pid, None, "excluded");
         drop(client);
     }
 }

@@ -167,12 +167,20 @@ impl Tracker {
             return Attribution::Unattributed;
         };
         let likely = self.known_pids();
+        let started = std::time::Instant::now();
         let found = tokio::task::spawn_blocking(move || {
-            procnet::connection(peer, local).map(|s| procnet::owner_of(&s, &likely))
+            let me = [std::process::id()];
+            procnet::connection(peer, local).map(|s| procnet::owner_of(&s, &likely, &me))
         })
         .await
         .ok()
         .flatten();
+        tracing::debug!(
+            %peer,
+            took = ?started.elapsed(),
+            pid = ?found.as_ref().and_then(|o| o.pid),
+            "client lookup in /proc"
+        );
         match found {
             Some(SocketOwner {
                 uid,

@@ -35,7 +35,7 @@ fn identify() -> Listener {
     let Some(socket) = procnet::listener(LEGACY_ADDR) else {
         return Listener::Other("a listener not found in /proc/net/tcp".to_owned());
     };
-    let owner = procnet::owner_of(&socket, &[]);
+    let owner = procnet::owner_of(&socket, &[], &[]);
     let Some(pid) = owner.pid else {
         return Listener::Other(format!(
             "a process of uid {} (its pid is hidden; run as root to see it)",
