@@ -3,7 +3,7 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, `cargo deny`, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
+//!   the no_std proof, the Debian package's install test, `cargo deny`, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
 //!   each fuzz target.
 //! - `nostd`: only the no_std proof.
 //! - `deny`: `cargo deny` (licenses, duplicate versions, sources, advisories when a local
