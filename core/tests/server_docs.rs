@@ -1,9 +1,9 @@
-//! The README lists every error answer of the server's catalogue.
+//! docs/errors.md lists every error answer of the server's catalogue.
 
 use mitoken_core::identity::Flavor;
 use mitoken_core::server::Rejection;
 
-const DOC: &str = include_str!("../../README.md");
+const DOC: &str = include_str!("../../docs/errors.md");
 
 #[test]
 fn every_rejection_is_documented() {
@@ -24,5 +24,5 @@ fn every_rejection_is_documented() {
             }
         }
     }
-    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+    assert!(missing.is_empty(), "not in docs/errors.md: {missing:?}");
 }

@@ -1,4 +1,4 @@
-//! Exit codes of the `mitoken` binary (documented in the README).
+//! Exit codes of the `mitoken` binary (documented in docs/token.md).
 
 /// Why a command failed; each kind has its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The server's error catalogue: every error answer, with its status, `error` and
 //! `error_description` per flavor, and where the text comes from.
 //!
-//! The README's "Errors the server answers with" is the human copy of this table; a test
+//! docs/errors.md is the human copy of this table; a test
 //! checks that every text here appears there.
 
 use core::fmt;

@@ -128,7 +128,7 @@ fn default_error(status: u16) -> &'static str {
     }
 }
 
-/// How an upstream failure is answered (README, `mitoken bridge`, "Errors"):
+/// How an upstream failure is answered (docs/bridge.md, "Errors"):
 ///
 /// - IMDS answered with an error (after the retries IMDS's rules allow): the same status,
 ///   `error`, `error_description` and `Retry-After`. An answer without an `error` gets one by

@@ -25,8 +25,8 @@ use std::time::Instant;
 
 use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
 use mitoken_core::server::{
-    Admission, Config, Fault, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError, IssueRequest,
-    Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server, ServerConnection,
+    Admission, Config, Fault, Handled, IssueError, IssueRequest, Issued, Issuer, OtherAnswer,
+    OtherRequest, Outcome, Response, Server, ServerConnection,
 };
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -504,10 +504,7 @@ fn as_fault(f: &FaultResponse) -> Fault<'_> {
 /// True for the paths that are throttled and faulted: IMDS's identity endpoints, or the
 /// extension's token path.
 fn imds_path(flavor: Flavor, path: &str) -> bool {
-    match flavor {
-        Flavor::Extension => mitoken_core::server::serves_path(flavor, path),
-        _ => path == IMDS_TOKEN_PATH || path == IMDS_INFO_PATH,
-    }
+    mitoken_core::server::serves_path(flavor, path)
 }
 
 impl HostIssuer {
