@@ -18,6 +18,7 @@
 //! | [`query`] | percent-encoding and query strings |
 //! | [`identity`] | a VM's identities, selectors and the default-identity rules |
 //! | [`server`] | the IMDS / extension server: request bytes → a validated, resolved answer |
+//! | [`diagnose`] | what an answer from 169.254.169.254 says: IMDS or not, which IMDS error, clock skew (for `mitoken doctor`) |
 //! | [`io`] | small drivers over `embedded-io` (blocking and async): one-call fetch and serve |
 //! | [`write`] | bounded writers into caller-lent buffers |
 //! | [`error`] | [`Error`], every layer's error rolled up |
@@ -77,6 +78,7 @@ extern crate std;
 pub mod cache;
 pub mod catalogue;
 pub mod client;
+pub mod diagnose;
 pub mod engine;
 pub mod error;
 pub mod http;

@@ -19,12 +19,16 @@
 //! withheld.
 //!
 //! - [`answer`]: what is asked upstream, and the answers (legacy token shape, error mapping).
+//! - [`report`]: the migration report (who still calls the legacy endpoint) and its status
+//!   socket.
 //! - `serve`: the connection loop.
 
 pub mod answer;
+pub mod report;
 mod serve;
 
 use core::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use mitoken_core::identity::Flavor;
@@ -56,6 +60,9 @@ pub struct BridgeOptions {
     pub client: ClientConfig,
     /// Connection bounds.
     pub limits: ConnectionLimits,
+    /// Where to serve the migration report ([`report::default_status_socket`] from the
+    /// command line); `None`: not served.
+    pub status_socket: Option<PathBuf>,
 }
 
 impl BridgeOptions {
@@ -67,6 +74,7 @@ impl BridgeOptions {
             allow_non_loopback: false,
             client: ClientConfig::new(upstream),
             limits: ConnectionLimits::default(),
+            status_socket: None,
         }
     }
 }
@@ -106,8 +114,10 @@ pub struct Bridge;
 pub struct RunningBridge {
     local_addr: SocketAddr,
     client: TokenClient,
+    report: Arc<report::Tracker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    status_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBridge {
@@ -121,6 +131,11 @@ impl RunningBridge {
         &self.client
     }
 
+    /// The migration report so far.
+    pub fn report(&self) -> report::MigrationReport {
+        self.report.report()
+    }
+
     /// A sender that stops the bridge when `true` is sent (from a signal handler).
     pub fn shutdown_sender(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
@@ -131,6 +146,9 @@ impl RunningBridge {
     pub async fn shutdown(self) {
         self.shutdown.send_replace(true);
         let _ = self.task.await;
+        if let Some(task) = self.status_task {
+            let _ = task.await;
+        }
     }
 }
 
@@ -212,12 +230,31 @@ impl Bridge {
             allow_non_loopback: options.allow_non_loopback,
             name: "bridge",
         };
+        let tracker = Arc::new(report::Tracker::new());
         let shared = Arc::new(serve::Shared {
             relay,
             client: client.clone(),
             limits: options.limits,
+            report: Arc::clone(&tracker),
         });
         let (shutdown, rx) = watch::channel(false);
+        let status_task = options.status_socket.as_ref().and_then(|path| {
+            match report::bind_status_socket(path) {
+                Ok(listener) => {
+                    tracing::info!(socket = %path.display(), "migration report: mitoken bridge status");
+                    Some(tokio::spawn(report::serve_status(
+                        listener,
+                        path.clone(),
+                        Arc::clone(&tracker),
+                        rx.clone(),
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!("migration report not served: {e}");
+                    None
+                }
+            }
+        });
         let task = tokio::spawn(serve_loop::accept_loop(
             listener,
             policy,
@@ -228,8 +265,10 @@ impl Bridge {
         Ok(RunningBridge {
             local_addr,
             client,
+            report: tracker,
             shutdown,
             task,
+            status_task,
         })
     }
 }

@@ -27,6 +27,7 @@ use super::answer::{
     ErrorAnswer, cached_json, error_answer, fetched_json, token_request, token_spec,
     wrong_identity, wrong_identity_answer,
 };
+use super::report::{Attribution, Tracker};
 use crate::client::unix_now;
 use crate::serve_loop::{
     Buffers, ConnectionLimits, MAX_BUFFER, grow_for, max_input, read_more_or_close,
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub relay: Relay<'static>,
     pub client: TokenClient,
     pub limits: ConnectionLimits,
+    /// The migration report's counts.
+    pub report: Arc<Tracker>,
 }
 
 /// Writes an answer with `write`, growing `out` when it is too small.
@@ -161,6 +164,8 @@ pub(super) async fn serve_connection(
     let mut buffers = Buffers::default();
     let limit = max_input(&relay.config().limits);
     let mut deadline = request_deadline(&shared.limits);
+    let local = stream.local_addr().ok();
+    let mut attribution = Attribution::default();
     'conn: loop {
         buffers.ready(BUFFER);
         let Buffers { input, work, out } = &mut buffers;
@@ -171,10 +176,19 @@ pub(super) async fn serve_connection(
             let (response, source) = match handled {
                 Ok(Relayed::Partial) => break,
                 Ok(Relayed::Response(r)) => (r, None),
-                Ok(Relayed::Relay(request)) => match answer(&shared, &request, out).await {
-                    Some((r, source)) => (r, Some(source)),
-                    None => break 'conn,
-                },
+                Ok(Relayed::Relay(request)) => {
+                    if let Some(local) = local {
+                        let (selector, resource) = (&request.selector, request.resource);
+                        let report = &shared.report;
+                        report
+                            .record(&mut attribution, peer, local, selector, resource)
+                            .await;
+                    }
+                    match answer(&shared, &request, out).await {
+                        Some((r, source)) => (r, Some(source)),
+                        None => break 'conn,
+                    }
+                }
                 Err(e) => {
                     if grow_for(e, out, work) {
                         continue;

@@ -474,6 +474,8 @@ struct RequestState {
     token: Option<ServedToken>,
     other: Option<(u16, Vec<u8>)>,
     delay: Duration,
+    /// Clock skew decided by fault rules (seconds added to the minting clock).
+    skew_secs: i64,
     origin: Option<Origin>,
     /// A `close` fault decided at admission: drop the answer and close.
     close: bool,
@@ -613,6 +615,7 @@ impl Issuer for HostIssuer {
                     |rule| rule.identity.is_some(),
                 );
             self.state.delay += decision.delay;
+            let skew = self.state.skew_secs.saturating_add(decision.skew_secs);
             match decision.action {
                 FaultAction::Respond(r) => {
                     self.state.origin = Some(Origin::Fault);
@@ -627,8 +630,8 @@ impl Issuer for HostIssuer {
                         &self.shared.minter,
                         &identity,
                         request.resource,
-                        request.now,
-                        request.bypass_cache,
+                        request.now.saturating_add_signed(skew),
+                        request.bypass_cache || skew != 0,
                     );
                     match served {
                         Ok(t) => self.state.token = Some(t),
@@ -693,6 +696,7 @@ impl Issuer for HostIssuer {
                         |rule| rule.identity.is_none(),
                     );
                 self.state.delay += decision.delay;
+                self.state.skew_secs = decision.skew_secs;
                 match decision.action {
                     FaultAction::Respond(r) => {
                         self.state.origin = Some(Origin::Fault);
