@@ -216,6 +216,10 @@ pub async fn accept_loop<A, F>(
                         shutdown: rx.clone(),
                         slot: admitted.slot,
                     };
+                    // Collect every finished connection first: during a flood the accept
+                    // branch is always ready, and a finished task's memory is only freed once
+                    // it is joined.
+                    while tasks.try_join_next().is_some() {}
                     tasks.spawn(connection::serve(answerer(peer), stream, context));
                     if slots.open() > slots.max().saturating_add(CLOSING_SLACK) {
                         // Evicted connections have not closed yet: let them run before the
