@@ -88,6 +88,60 @@ impl Round {
     fn latencies(&self) -> impl Iterator<Item = &Duration> {
         self.while_opening.iter().chain(&self.while_held)
     }
+
+    /// The round's assertions: service, the cap, descriptors.
+    fn check(&self, kind: Kind, fds_before: usize) {
+        // While the flood is held: every good request within the bound.
+        let slow: Vec<&Duration> = r
+            .while_held
+            .iter()
+            .filter(|l| **l >= SERVICE_BOUND)
+            .collect();
+        assert!(
+            slow.is_empty(),
+            "{}: good requests over {SERVICE_BOUND:?} while the flood is held: {slow:?}",
+            kind.name()
+        );
+        // While the attacker is still connecting as fast as the kernel lets it, the listen
+        // backlog can be full for an instant (the kernel then drops a SYN, and that client
+        // retries after 1 s): all are answered 200, at most 1 in 50 over the bound.
+        let slow_opening = r
+            .while_opening
+            .iter()
+            .filter(|l| **l >= SERVICE_BOUND)
+            .count();
+        assert!(
+            slow_opening * 50 <= self.while_opening.len(),
+            "{}: {slow_opening} of {} good requests over {SERVICE_BOUND:?} while the flood opens",
+            kind.name(),
+            self.while_opening.len()
+        );
+        assert!(
+            self.server_holds <= DEFAULT_MAX_CONNECTIONS,
+            "{}: {} flood connections held by the server, over the cap",
+            kind.name(),
+            self.server_holds
+        );
+        assert!(
+            self.fds_opening.max(self.fds_held) <= DEFAULT_MAX_CONNECTIONS + 64,
+            "{}: {} / {} descriptors open while the flood opens / is held",
+            kind.name(),
+            self.fds_opening,
+            self.fds_held
+        );
+        assert!(
+            self.while_held.len() >= 10,
+            "{}: only {} good requests while held",
+            kind.name(),
+            self.while_held.len()
+        );
+        assert!(
+            self.fds_after <= fds_before + 8,
+            "{}: {} descriptors left (before: {fds_before})",
+            kind.name(),
+            self.fds_after
+        );
+    }
 }
 
 /// One flood: the attacker opens [`FLOOD`] half-open connections and holds them for [`HOLD`]
@@ -188,56 +242,7 @@ fn half_open_flood_of_ten_thousand(kind: Kind) {
         );
     }
     for r in &rounds {
-        // While the flood is held: every good request within the bound.
-        let slow: Vec<&Duration> = r
-            .while_held
-            .iter()
-            .filter(|l| **l >= SERVICE_BOUND)
-            .collect();
-        assert!(
-            slow.is_empty(),
-            "{}: good requests over {SERVICE_BOUND:?} while the flood is held: {slow:?}",
-            kind.name()
-        );
-        // While the attacker is still connecting as fast as the kernel lets it, the listen
-        // backlog can be full for an instant (the kernel then drops a SYN, and that client
-        // retries after 1 s): all are answered 200, at most 1 in 50 over the bound.
-        let slow_opening = r
-            .while_opening
-            .iter()
-            .filter(|l| **l >= SERVICE_BOUND)
-            .count();
-        assert!(
-            slow_opening * 50 <= r.while_opening.len(),
-            "{}: {slow_opening} of {} good requests over {SERVICE_BOUND:?} while the flood opens",
-            kind.name(),
-            r.while_opening.len()
-        );
-        assert!(
-            r.server_holds <= DEFAULT_MAX_CONNECTIONS,
-            "{}: {} flood connections held by the server, over the cap",
-            kind.name(),
-            r.server_holds
-        );
-        assert!(
-            r.fds_opening.max(r.fds_held) <= DEFAULT_MAX_CONNECTIONS + 64,
-            "{}: {} / {} descriptors open while the flood opens / is held",
-            kind.name(),
-            r.fds_opening,
-            r.fds_held
-        );
-        assert!(
-            r.while_held.len() >= 10,
-            "{}: only {} good requests while held",
-            kind.name(),
-            r.while_held.len()
-        );
-        assert!(
-            r.fds_after <= fds_before + 8,
-            "{}: {} descriptors left (before: {fds_before})",
-            kind.name(),
-            r.fds_after
-        );
+        r.check(kind, fds_before);
     }
     t.assert_rss_bounded("half-open flood");
     // Bounded, not leaking: the second flood needs no more memory than the first (allowing
