@@ -92,7 +92,7 @@ impl Round {
     /// The round's assertions: service, the cap, descriptors.
     fn check(&self, kind: Kind, fds_before: usize) {
         // While the flood is held: every good request within the bound.
-        let slow: Vec<&Duration> = r
+        let slow: Vec<&Duration> = self
             .while_held
             .iter()
             .filter(|l| **l >= SERVICE_BOUND)
@@ -105,7 +105,7 @@ impl Round {
         // While the attacker is still connecting as fast as the kernel lets it, the listen
         // backlog can be full for an instant (the kernel then drops a SYN, and that client
         // retries after 1 s): all are answered 200, at most 1 in 50 over the bound.
-        let slow_opening = r
+        let slow_opening = self
             .while_opening
             .iter()
             .filter(|l| **l >= SERVICE_BOUND)
