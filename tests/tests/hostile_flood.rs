@@ -31,38 +31,29 @@ const HOLD: Duration = Duration::from_secs(2);
 /// one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A token request on a new connection; asserts a correct 200 and returns how long it took.
-fn good_request(t: &Target, context: &str) -> Duration {
-    let started = Instant::now();
-    let mut s = t.connect();
+/// A token request on `s`; asserts a correct 200 arrives (within 5 s).
+fn ask(t: &Target, s: &mut TcpStream, context: &str) {
     s.write_all(t.normal_request("").as_bytes())
         .unwrap_or_else(|e| panic!("{} {context}: send: {e}", t.kind.name()));
-    let ex = read_replies(&mut s, 1, Duration::from_secs(5));
-    let latency = started.elapsed();
-    let reply = ex.replies.first().unwrap_or_else(|| {
-        panic!(
-            "{} {context}: no answer to a good request ({:?} after {latency:?})",
-            t.kind.name(),
-            ex.end
-        )
-    });
+    let ex = read_replies(s, 1, Duration::from_secs(5));
+    let reply = ex
+        .replies
+        .first()
+        .unwrap_or_else(|| panic!("{} {context}: no answer ({:?})", t.kind.name(), ex.end));
     t.assert_token_reply(reply, Some(SAMI_CLIENT), context);
-    latency
+}
+
+/// A token request on a new connection; returns how long the answer took (connecting
+/// included).
+fn good_request(t: &Target, context: &str) -> Duration {
+    let started = Instant::now();
+    ask(t, &mut t.connect(), context);
+    started.elapsed()
 }
 
 /// A request on the keep-alive connection opened before the attack: it is still served.
 fn kept_request(t: &Target, kept: &mut TcpStream, context: &str) {
-    kept.write_all(t.normal_request("").as_bytes())
-        .unwrap_or_else(|e| panic!("{} {context}: keep-alive send: {e}", t.kind.name()));
-    let ex = read_replies(kept, 1, Duration::from_secs(5));
-    let reply = ex.replies.first().unwrap_or_else(|| {
-        panic!(
-            "{} {context}: the keep-alive connection lost ({:?})",
-            t.kind.name(),
-            ex.end
-        )
-    });
-    t.assert_token_reply(reply, Some(SAMI_CLIENT), context);
+    ask(t, kept, &format!("{context} (keep-alive connection)"));
 }
 
 /// What one round of the flood measured.
