@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::fetch::fetch;
 use crate::{cargo, run};
 
 /// How long `cargo deny fetch` may try before the advisories check is skipped.
@@ -35,10 +36,13 @@ pub fn deny(root: &Path) -> crate::Result {
     // `deny.toml`'s duplicate-version exceptions cover both workspaces; each may leave one of
     // them unused (`unmatched-skip` is allowed there, per workspace).
     for (name, manifest) in [
-        ("workspace", root.join("Cargo.toml")),
-        ("firmware-sim", root.join("firmware-sim/Cargo.toml")),
+        ("workspace", "Cargo.toml"),
+        ("firmware-sim", "firmware-sim/Cargo.toml"),
     ] {
         println!("deny: {name}");
+        // `--offline` below: the crates must be in the cargo home already, whatever ran before.
+        fetch(root, manifest)?;
+        let manifest = root.join(manifest);
         let mut cmd = cargo(root);
         cmd.args([
             "deny",
