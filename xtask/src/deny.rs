@@ -2,7 +2,8 @@
 //! `deny.toml` — licenses (an allow-list), bans (duplicate versions, wildcards), sources
 //! (crates.io only) and, when a `RustSec` advisory database is at hand, advisories.
 //!
-//! Installs `cargo-deny` (`cargo install cargo-deny --locked`) when it is missing. Advisories:
+//! Installs `cargo-deny` (`cargo install cargo-deny --locked`, its release profile's fat LTO and
+//! single codegen unit overridden: the slow part of its build) when it is missing. Advisories:
 //! a local database (`~/.cargo/advisory-db*`, as `cargo deny fetch` leaves it) is used offline;
 //! without one, `cargo deny fetch db` is tried once with a time limit; if that fails too (no
 //! network to the database's git host), the advisories check is skipped with a printed note and
@@ -71,8 +72,20 @@ fn ensure_cargo_deny(root: &Path) -> crate::Result {
     if present {
         return Ok(());
     }
-    println!("deny: installing cargo-deny (once per machine; a few minutes)");
-    run(cargo(root).args(["install", "cargo-deny", "--locked"]))
+    println!(
+        "deny: installing cargo-deny (once per machine; a few minutes): cargo install cargo-deny \
+         --locked, without its release profile's fat LTO and single codegen unit"
+    );
+    let started = Instant::now();
+    // cargo-deny has no optional features to leave out; its build time is its profile's
+    // `lto = "fat"`, `codegen-units = 1`. Cargo's environment overrides the manifest's profile;
+    // the checks are the same, only the binary is a little larger and slower (seconds here).
+    run(cargo(root)
+        .args(["install", "cargo-deny", "--locked"])
+        .env("CARGO_PROFILE_RELEASE_LTO", "off")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"))?;
+    println!("deny: cargo-deny installed in {:.0?}", started.elapsed());
+    Ok(())
 }
 
 /// `~/.cargo` (or `$CARGO_HOME`).

@@ -153,7 +153,10 @@ fn ensure_cargo_fuzz(root: &Path) -> crate::Result {
         return Ok(());
     }
     println!("fuzz: installing cargo-fuzz");
-    run(cargo(root).args(["install", "cargo-fuzz", "--locked"]))
+    let started = Instant::now();
+    run(cargo(root).args(["install", "cargo-fuzz", "--locked"]))?;
+    println!("fuzz: cargo-fuzz installed in {:.0?}", started.elapsed());
+    Ok(())
 }
 
 /// Copies the IMDS fixtures (`fixtures/`) into the corpora as `fixture-*` seeds (split byte first).
