@@ -232,10 +232,11 @@ impl<'a> Selector<'a> {
 /// Which protocol dialect an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Style {
-    /// IMDS: `api-version` first in the query, `bypass_cache` honoured.
+    /// IMDS: `api-version` first in the query.
     #[default]
     Imds,
-    /// Legacy VM extension: no `api-version`, no `bypass_cache`.
+    /// Legacy VM extension: no `api-version`. `bypass_cache=true` is still sent when asked for:
+    /// the emulator and the bridge honour it; a genuine extension ignores what it does not know.
     Extension,
 }
 
@@ -510,7 +511,7 @@ pub struct TokenRequest<'a> {
     pub selector: Option<Selector<'a>>,
     /// `api-version` for IMDS-style endpoints; ignored by the extension style.
     pub api_version: &'a str,
-    /// Sends `bypass_cache=true` (IMDS style only): IMDS fetches a fresh token from Entra ID.
+    /// Sends `bypass_cache=true` (both styles): IMDS fetches a fresh token from Entra ID.
     pub bypass_cache: bool,
     /// `Connection` header.
     pub connection: Connection,
@@ -561,7 +562,7 @@ impl<'a> TokenRequest<'a> {
         self
     }
 
-    /// Asks IMDS to bypass its token cache (`bypass_cache=true`; IMDS style only).
+    /// Asks the endpoint to bypass its token cache (`bypass_cache=true`, in both styles).
     #[must_use]
     pub const fn with_bypass_cache(mut self, bypass: bool) -> Self {
         self.bypass_cache = bypass;
@@ -623,7 +624,7 @@ impl<'a> TokenRequest<'a> {
             w.put_byte(b'=');
             query::encode(sel.value().as_bytes(), &mut w);
         }
-        if imds && self.bypass_cache {
+        if self.bypass_cache {
             w.put_str("&bypass_cache=true");
         }
         w.put_str(" HTTP/1.1\r\nHost: ");

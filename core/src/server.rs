@@ -4,7 +4,7 @@
 //!
 //! 1. the shell reads bytes from a connection into a buffer and calls [`Server::handle`];
 //! 2. the server parses the request head (and a form body), validates it per flavor
-//!    (protocol.md §1.2–1.9, §2), percent-decodes the parameters into its work buffer and
+//!    (docs/protocol.md §1.2–1.9, §2), percent-decodes the parameters into its work buffer and
 //!    resolves the identity (§3);
 //! 3. for a valid token request it calls the shell's [`Issuer`] with the identity, the resource
 //!    and `now`; the issuer writes the token bytes and says when they expire;
@@ -43,12 +43,12 @@ pub const MAX_PARAMS: usize = 16;
 
 /// Path of the IMDS token endpoint.
 pub const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
-/// Path of the IMDS identity-info endpoint (`{"tenantId":…}`, protocol.md §5.2).
+/// Path of the IMDS identity-info endpoint (`{"tenantId":…}`, docs/protocol.md §5.2).
 pub const IMDS_INFO_PATH: &str = "/metadata/identity/info";
 /// Path of the legacy VM extension's token endpoint.
 pub const EXTENSION_TOKEN_PATH: &str = "/oauth2/token";
 
-/// The `api-version`s the identity endpoints accept by default: the versions of protocol.md §1.6
+/// The `api-version`s the identity endpoints accept by default: the versions of docs/protocol.md §1.6
 /// from `2018-02-01` on (the identity category did not exist before it).
 pub const IDENTITY_API_VERSIONS: [&str; 30] = [
     "2025-04-07",

@@ -1,23 +1,23 @@
-//! Exchange tests over the shared fixtures, fed at every split.
+//! Exchange tests over the IMDS fixtures (`fixtures/`), fed at every split.
 
 use super::*;
 use crate::request::Selector;
 
 const OK: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-response.http"
+    "/../fixtures/imds-token-response.http"
 ));
 const OK_CHUNKED: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-response-chunked.http"
+    "/../fixtures/imds-token-response-chunked.http"
 ));
 const NOT_FOUND: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-error-400.http"
+    "/../fixtures/imds-error-400.http"
 ));
 const THROTTLED: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-error-429.http"
+    "/../fixtures/imds-error-429.http"
 ));
 
 /// Runs a whole exchange, delivering `response` in pieces of at most `step` bytes (and sending
