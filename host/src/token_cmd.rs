@@ -15,15 +15,6 @@ use crate::token_client::{ClientConfig, IdentitySelector, TokenClient, TokenSpec
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
 pub const IMDS_OVERRIDE_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 
-/// Parses `--endpoint` (or its default): `imds`, `extension`, or a base URL.
-pub fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, mitoken_core::request::RequestError> {
-    match spec {
-        "imds" => Ok(Endpoint::Imds),
-        "extension" => Ok(Endpoint::Extension),
-        url => Endpoint::parse_url(url),
-    }
-}
-
 /// Runs `mitoken token`.
 pub async fn run(args: TokenArgs) -> Result<(), Failure> {
     let override_url = std::env::var(IMDS_OVERRIDE_ENV)
@@ -34,7 +25,7 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
         .clone()
         .or(override_url)
         .unwrap_or_else(|| "imds".to_owned());
-    if let Err(e) = parse_endpoint(&spec_text) {
+    if let Err(e) = Endpoint::parse_spec(&spec_text) {
         eprintln!("mitoken: --endpoint `{spec_text}`: {e}");
         return Err(Failure::Usage);
     }
