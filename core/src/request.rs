@@ -286,7 +286,14 @@ impl<'a> Endpoint<'a> {
                 field: RequestField::Url,
             });
         }
-        let (scheme, rest) = url.split_once("://").ok_or(RequestError::NotHttpUrl)?;
+        // The scheme ends at the first `:`, which `//` must follow. (A `://` after an earlier
+        // `:` would give a scheme containing `:`, never `http`, so the answer is the same as
+        // splitting at the first `://`; a char pattern keeps the substring searcher out of
+        // the firmware image.)
+        let (scheme, rest) = url
+            .split_once(':')
+            .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
+            .ok_or(RequestError::NotHttpUrl)?;
         if scheme.eq_ignore_ascii_case("https") {
             return Err(RequestError::HttpsNotSupported);
         }
