@@ -488,7 +488,12 @@ fn parse_port(p: &str) -> Result<u16, RequestError> {
     if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RequestError::InvalidPort);
     }
-    match p.parse::<u16>() {
+    // At most five digits: the value fits a u32 (no `str::parse`, whose generic integer
+    // parser is larger than this fold).
+    let value = p
+        .bytes()
+        .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    match u16::try_from(value) {
         Ok(0) | Err(_) => Err(RequestError::InvalidPort),
         Ok(port) => Ok(port),
     }
