@@ -490,9 +490,7 @@ fn parse_port(p: &str) -> Result<u16, RequestError> {
     }
     // At most five digits: the value fits a u32 (no `str::parse`, whose generic integer
     // parser is larger than this fold).
-    let value = p
-        .bytes()
-        .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    let value = p.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
     match u16::try_from(value) {
         Ok(0) | Err(_) => Err(RequestError::InvalidPort),
         Ok(port) => Ok(port),

@@ -51,7 +51,11 @@ enum Phase {
 /// Which parser a [`Core`] method runs for: a const parameter (`true` for requests), so each
 /// parser's copy holds only its own kind's code (the firmware links no request parsing).
 const fn kind<const REQUEST: bool>() -> Kind {
-    if REQUEST { Kind::Request } else { Kind::Response }
+    if REQUEST {
+        Kind::Request
+    } else {
+        Kind::Response
+    }
 }
 
 /// State shared by both parsers: where validation stopped and what the validated lines said.
