@@ -300,14 +300,16 @@ impl<'a> Endpoint<'a> {
         if !scheme.eq_ignore_ascii_case("http") {
             return Err(RequestError::NotHttpUrl);
         }
-        if rest.contains(['?', '#']) {
+        // Byte loops rather than char patterns: the same answers for ASCII delimiters, in a
+        // fraction of the code (no char searchers in the firmware image).
+        if rest.bytes().any(|b| b == b'?' || b == b'#') {
             return Err(RequestError::QueryInUrl);
         }
-        let (authority, path) = match rest.find('/') {
+        let (authority, path) = match rest.bytes().position(|b| b == b'/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        if authority.contains('@') {
+        if authority.bytes().any(|b| b == b'@') {
             return Err(RequestError::UserInfoInUrl);
         }
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
