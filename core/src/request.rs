@@ -288,10 +288,9 @@ impl<'a> Endpoint<'a> {
         }
         // The scheme ends at the first `:`, which `//` must follow. (A `://` after an earlier
         // `:` would give a scheme containing `:`, never `http`, so the answer is the same as
-        // splitting at the first `://`; a char pattern keeps the substring searcher out of
+        // splitting at the first `://`; a byte search keeps the substring searcher out of
         // the firmware image.)
-        let (scheme, rest) = url
-            .split_once(':')
+        let (scheme, rest) = split_at_byte(url, b':')
             .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
             .ok_or(RequestError::NotHttpUrl)?;
         if scheme.eq_ignore_ascii_case("https") {
@@ -313,8 +312,8 @@ impl<'a> Endpoint<'a> {
             return Err(RequestError::UserInfoInUrl);
         }
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']').ok_or(RequestError::InvalidHost)?;
-            if !host.contains(':') {
+            let (host, after) = split_at_byte(bracketed, b']').ok_or(RequestError::InvalidHost)?;
+            if !host.bytes().any(|b| b == b':') {
                 return Err(RequestError::InvalidHost);
             }
             let port = match after {
@@ -323,7 +322,7 @@ impl<'a> Endpoint<'a> {
             };
             (host, port)
         } else {
-            match authority.split_once(':') {
+            match split_at_byte(authority, b':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
@@ -445,6 +444,13 @@ const fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7F
 }
 
+/// `s` split around the first `delim` (an ASCII byte), like `str::split_once` with a char
+/// pattern but without its searcher.
+fn split_at_byte(s: &str, delim: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == delim)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 fn has_control(s: &str) -> bool {
     s.bytes().any(is_control)
 }
@@ -455,7 +461,7 @@ fn check_host(host: &str) -> Result<(), RequestError> {
             field: RequestField::Host,
         });
     }
-    let ok = if host.contains(':') {
+    let ok = if host.bytes().any(|b| b == b':') {
         host.bytes()
             .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     } else {
