@@ -56,84 +56,17 @@ pub fn fetch_token<'b, T>(
 where
     T: embedded_io::Read + embedded_io::Write,
 {
-    let mut wire = Adapter { io, error: None };
-    let result = drive(&mut wire, request, endpoint, buf, now);
-    result.map_err(|stop| match (stop, wire.error) {
-        (Stop::Client(e), _) => FetchError::Client(e),
-        (Stop::Transport, Some(e)) => FetchError::Io(e),
-        // `Transport` only follows a failed call, whose error the adapter kept.
-        (Stop::WriteZero | Stop::Transport, _) => FetchError::WriteZero,
-    })
-}
-
-/// Why [`drive`] stopped: a [`FetchError`] without the transport's error type (the
-/// [`Adapter`] keeps that).
-enum Stop {
-    Transport,
-    WriteZero,
-    Client(ClientError),
-}
-
-impl From<ClientError> for Stop {
-    fn from(e: ClientError) -> Self {
-        Self::Client(e)
-    }
-}
-
-/// The blocking transport as [`drive`] sees it: `None` when the call failed.
-trait Wire {
-    fn write(&mut self, bytes: &[u8]) -> Option<usize>;
-    fn flush(&mut self) -> Option<()>;
-    fn read(&mut self, buf: &mut [u8]) -> Option<usize>;
-}
-
-/// A transport whose first error is kept for [`fetch_token`] to return.
-struct Adapter<'t, T: embedded_io::ErrorType> {
-    io: &'t mut T,
-    error: Option<T::Error>,
-}
-
-impl<T: embedded_io::ErrorType> Adapter<'_, T> {
-    fn keep<V>(&mut self, r: Result<V, T::Error>) -> Option<V> {
-        r.map_err(|e| self.error = Some(e)).ok()
-    }
-}
-
-impl<T: embedded_io::Read + embedded_io::Write> Wire for Adapter<'_, T> {
-    fn write(&mut self, bytes: &[u8]) -> Option<usize> {
-        let r = self.io.write(bytes);
-        self.keep(r)
-    }
-    fn flush(&mut self) -> Option<()> {
-        let r = self.io.flush();
-        self.keep(r)
-    }
-    fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let r = self.io.read(buf);
-        self.keep(r)
-    }
-}
-
-/// The blocking exchange, once for every transport type (`dyn`): the generic
-/// [`fetch_token`] only adapts the transport and its error.
-fn drive<'b>(
-    wire: &mut dyn Wire,
-    request: &TokenRequest<'_>,
-    endpoint: &Endpoint<'_>,
-    buf: &'b mut [u8],
-    now: u64,
-) -> Result<Outcome<'b>, Stop> {
     let mut ex = Exchange::new(request, endpoint, buf, Limits::default())?;
     while !ex.request_sent() {
-        let n = wire.write(ex.to_send()).ok_or(Stop::Transport)?;
+        let n = io.write(ex.to_send()).map_err(FetchError::Io)?;
         if n == 0 {
-            return Err(Stop::WriteZero);
+            return Err(FetchError::WriteZero);
         }
         ex.sent(n);
     }
-    wire.flush().ok_or(Stop::Transport)?;
+    io.flush().map_err(FetchError::Io)?;
     loop {
-        let n = wire.read(ex.receive_buf()?).ok_or(Stop::Transport)?;
+        let n = io.read(ex.receive_buf()?).map_err(FetchError::Io)?;
         let progress = if n == 0 { ex.eof()? } else { ex.received(n)? };
         if progress == Progress::Complete {
             return Ok(ex.finish(now)?);
