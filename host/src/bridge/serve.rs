@@ -24,7 +24,7 @@ use super::answer::{
     ErrorAnswer, cached_json, error_answer, fetched_json, token_request, token_spec,
     wrong_identity, wrong_identity_answer,
 };
-use super::report::{Attribution, Tracker};
+use super::report::{ConnectionAttribution, Tracker};
 use crate::client::unix_now;
 use crate::serve_loop::MAX_BUFFER;
 use crate::serve_loop::connection::{Answerer, Exchange, Step};
@@ -150,7 +150,7 @@ pub(super) struct BridgeAnswerer {
     /// This end of the connection (for the migration report's `/proc` lookup).
     local: Option<SocketAddr>,
     /// Who the peer is, once looked up.
-    attribution: Attribution,
+    attribution: ConnectionAttribution,
 }
 
 impl BridgeAnswerer {
@@ -162,7 +162,7 @@ impl BridgeAnswerer {
             conn,
             peer,
             local,
-            attribution: Attribution::default(),
+            attribution: ConnectionAttribution::default(),
         }
     }
 }
@@ -178,7 +178,7 @@ impl Answerer for BridgeAnswerer {
                     let (selector, resource) = (&request.selector, request.resource);
                     self.shared
                         .report
-                        .record(&mut self.attribution, self.peer, local, selector, resource)
+                        .record(&self.attribution, self.peer, local, selector, resource)
                         .await;
                 }
                 match answer(&self.shared, &request, ex.out).await {
