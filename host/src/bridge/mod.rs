@@ -21,7 +21,7 @@
 //! - [`answer`]: what is asked upstream, and the answers (legacy token shape, error mapping).
 //! - [`report`]: the migration report (who still calls the legacy endpoint) and its status
 //!   socket.
-//! - `serve`: the connection loop.
+//! - `serve`: its answers for the shared connection loop (`serve_loop::connection`).
 
 pub mod answer;
 pub mod report;
@@ -234,7 +234,6 @@ impl Bridge {
         let shared = Arc::new(serve::Shared {
             relay,
             client: client.clone(),
-            limits: options.limits,
             report: Arc::clone(&tracker),
         });
         let (shutdown, rx) = watch::channel(false);
@@ -255,12 +254,9 @@ impl Bridge {
                 }
             }
         });
-        let task = tokio::spawn(serve_loop::accept_loop(
-            listener,
-            policy,
-            rx,
-            move |stream, peer, rx| serve::serve_connection(Arc::clone(&shared), stream, peer, rx),
-        ));
+        let task = tokio::spawn(serve_loop::accept_loop(listener, policy, rx, move |peer| {
+            serve::BridgeAnswerer::new(Arc::clone(&shared), peer)
+        }));
         tracing::info!(%local_addr, upstream = %upstream_url(&endpoint), "bridge listening");
         Ok(RunningBridge {
             local_addr,
