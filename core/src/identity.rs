@@ -285,16 +285,26 @@ pub enum TableError {
     /// The object id is not a GUID.
     InvalidObjectId,
     /// A user-assigned identity without a resource id, or one that is not an ARM id of a
-    /// `Microsoft.ManagedIdentity/userAssignedIdentities` resource.
-    InvalidResourceId,
+    /// `Microsoft.ManagedIdentity/userAssignedIdentities` resource (see
+    /// [`check_user_assigned_resource_id`]).
+    InvalidResourceId(ResourceIdError),
     /// A system-assigned identity that carries a resource id.
     UnexpectedResourceId,
     /// The client id is already used by another identity of the table.
-    DuplicateClientId,
+    DuplicateClientId {
+        /// The identity that has it.
+        first: Slot,
+    },
     /// The object id is already used by another identity of the table.
-    DuplicateObjectId,
+    DuplicateObjectId {
+        /// The identity that has it.
+        first: Slot,
+    },
     /// The resource id (compared ignoring ASCII case) is already in the table.
-    DuplicateResourceId,
+    DuplicateResourceId {
+        /// The identity that has it.
+        first: Slot,
+    },
 }
 
 impl fmt::Display for TableError {
@@ -317,16 +327,19 @@ impl fmt::Display for TableError {
             TableError::InvalidObjectId => {
                 f.write_str("object_id is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
             }
-            TableError::InvalidResourceId => f.write_str(
-                "resource_id must be /subscriptions/<sub>/resourceGroups/<rg>/providers/\
-                 Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
-            ),
+            TableError::InvalidResourceId(problem) => {
+                write!(f, "not a user-assigned identity resource_id: {problem}")
+            }
             TableError::UnexpectedResourceId => {
                 f.write_str("a system-assigned identity has no user-assigned resource_id")
             }
-            TableError::DuplicateClientId => f.write_str("client_id is used by two identities"),
-            TableError::DuplicateObjectId => f.write_str("object_id is used by two identities"),
-            TableError::DuplicateResourceId => {
+            TableError::DuplicateClientId { .. } => {
+                f.write_str("client_id is used by two identities")
+            }
+            TableError::DuplicateObjectId { .. } => {
+                f.write_str("object_id is used by two identities")
+            }
+            TableError::DuplicateResourceId { .. } => {
                 f.write_str("resource_id is used by two identities (ARM ids ignore case)")
             }
         }
@@ -447,12 +460,13 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
             client,
             object,
         };
+        let first = Slot::SystemAssigned;
         if let Some(sys) = &self.system {
             if sys.client == client {
-                return Err(TableError::DuplicateClientId);
+                return Err(TableError::DuplicateClientId { first });
             }
             if sys.object == object {
-                return Err(TableError::DuplicateObjectId);
+                return Err(TableError::DuplicateObjectId { first });
             }
         }
         match identity.kind {
@@ -463,11 +477,15 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
                 if self.system.is_some() {
                     return Err(TableError::DuplicateSystemAssigned);
                 }
-                if self.find_client(client).is_ok() {
-                    return Err(TableError::DuplicateClientId);
+                if let Ok(n) = self.find_client(client) {
+                    return Err(TableError::DuplicateClientId {
+                        first: Slot::UserAssigned(n),
+                    });
                 }
-                if self.find_object(object).is_ok() {
-                    return Err(TableError::DuplicateObjectId);
+                if let Ok(n) = self.find_object(object) {
+                    return Err(TableError::DuplicateObjectId {
+                        first: Slot::UserAssigned(n),
+                    });
                 }
                 self.system = Some(entry);
                 Ok(Slot::SystemAssigned)
@@ -490,18 +508,34 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
         }
         // n < limit <= 1000, so the position fits in a u16.
         let pos = u16::try_from(n).map_err(|_| TableError::CapacityExceeded { capacity: N })?;
-        let resource = match entry.identity.resource_id {
-            Some(r) if is_user_assigned_resource_id(r) => r,
-            _ => return Err(TableError::InvalidResourceId),
+        let resource = entry
+            .identity
+            .resource_id
+            .ok_or(TableError::InvalidResourceId(ResourceIdError::Missing))?;
+        check_user_assigned_resource_id(resource).map_err(TableError::InvalidResourceId)?;
+        let at_client = match self.find_client(entry.client) {
+            Ok(n) => {
+                return Err(TableError::DuplicateClientId {
+                    first: Slot::UserAssigned(n),
+                });
+            }
+            Err(at) => at,
         };
-        let Err(at_client) = self.find_client(entry.client) else {
-            return Err(TableError::DuplicateClientId);
+        let at_object = match self.find_object(entry.object) {
+            Ok(n) => {
+                return Err(TableError::DuplicateObjectId {
+                    first: Slot::UserAssigned(n),
+                });
+            }
+            Err(at) => at,
         };
-        let Err(at_object) = self.find_object(entry.object) else {
-            return Err(TableError::DuplicateObjectId);
-        };
-        let Err(at_resource) = self.find_resource(resource) else {
-            return Err(TableError::DuplicateResourceId);
+        let at_resource = match self.find_resource(resource) {
+            Ok(n) => {
+                return Err(TableError::DuplicateResourceId {
+                    first: Slot::UserAssigned(n),
+                });
+            }
+            Err(at) => at,
         };
         // Capacity was checked above, so none of these pushes/inserts can fail.
         let full = TableError::CapacityExceeded { capacity: N };
@@ -615,45 +649,110 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
     }
 }
 
-/// True for `/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/
-/// userAssignedIdentities/<name>` (ASCII case ignored, no empty segment, no query or fragment).
-pub fn is_user_assigned_resource_id(s: &str) -> bool {
-    let mut parts = s.split('/');
-    let expected = [
-        Some(""),
-        Some("subscriptions"),
-        None,
-        Some("resourcegroups"),
-        None,
-        Some("providers"),
-        Some("microsoft.managedidentity"),
-        Some("userassignedidentities"),
-        None,
-    ];
-    for want in expected {
-        let Some(part) = parts.next() else {
-            return false;
-        };
-        match want {
-            Some(lit) => {
-                if !part.eq_ignore_ascii_case(lit) {
-                    return false;
-                }
+/// Why a string is not the ARM resource id of a user-assigned identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResourceIdError {
+    /// A user-assigned identity without a resource id.
+    Missing,
+    /// Not the nine `/`-separated segments of
+    /// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`
+    /// (the fixed segments compared ignoring ASCII case).
+    Shape,
+    /// The subscription segment is not a GUID.
+    Subscription,
+    /// The resource group name is empty, longer than 90 characters, ends with `.` or has a
+    /// character other than letters, digits, `-`, `_`, `.`, `(`, `)` (ARM's naming rules).
+    ResourceGroup,
+    /// The identity name is not 3–128 ASCII letters, digits, `-` or `_` starting with a letter
+    /// or digit (ARM's rules for `userAssignedIdentities`).
+    Name,
+}
+
+impl fmt::Display for ResourceIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResourceIdError::Missing => "a user-assigned identity needs a resource_id",
+            ResourceIdError::Shape => {
+                "expected /subscriptions/<guid>/resourceGroups/<rg>/providers/\
+                 Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
             }
-            None => {
-                if part.is_empty() || part.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#') {
-                    return false;
-                }
+            ResourceIdError::Subscription => "the subscription is not a GUID",
+            ResourceIdError::ResourceGroup => "invalid resource group name",
+            ResourceIdError::Name => {
+                "invalid identity name (3-128 letters, digits, '-' or '_', starting with a \
+                 letter or digit)"
             }
-        }
+        })
     }
-    parts.next().is_none()
+}
+
+impl core::error::Error for ResourceIdError {}
+
+/// Checks that `s` is the ARM resource id of a user-assigned identity,
+/// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
+/// with ARM's naming rules: the fixed segments in any ASCII case, the subscription a GUID, the
+/// resource group 1–90 letters, digits, `-`, `_`, `.`, `(`, `)` not ending with `.`, and the
+/// name 3–128 ASCII letters, digits, `-`, `_` starting with a letter or digit.
+///
+/// The one rule for an identity table's resource ids: the emulator's configuration and the
+/// server's table both use it (an id Azure could not create is a configuration error, not an
+/// identity the server answers for).
+pub fn check_user_assigned_resource_id(s: &str) -> Result<(), ResourceIdError> {
+    let mut parts = s.split('/');
+    let mut next = || parts.next().ok_or(ResourceIdError::Shape);
+    let fixed = |part: &str, lit: &str| {
+        if part.eq_ignore_ascii_case(lit) {
+            Ok(())
+        } else {
+            Err(ResourceIdError::Shape)
+        }
+    };
+    fixed(next()?, "")?;
+    fixed(next()?, "subscriptions")?;
+    let subscription = next()?;
+    fixed(next()?, "resourceGroups")?;
+    let group = next()?;
+    fixed(next()?, "providers")?;
+    fixed(next()?, "Microsoft.ManagedIdentity")?;
+    fixed(next()?, "userAssignedIdentities")?;
+    let name = next()?;
+    if parts.next().is_some() {
+        return Err(ResourceIdError::Shape);
+    }
+    if Guid::parse(subscription).is_none() {
+        return Err(ResourceIdError::Subscription);
+    }
+    let group_ok = !group.is_empty()
+        && group.chars().count() <= 90
+        && !group.ends_with('.')
+        && group
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
+    if !group_ok {
+        return Err(ResourceIdError::ResourceGroup);
+    }
+    let name_ok = (3..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if !name_ok {
+        return Err(ResourceIdError::Name);
+    }
+    Ok(())
+}
+
+/// True when [`check_user_assigned_resource_id`] accepts `s`.
+pub fn is_user_assigned_resource_id(s: &str) -> bool {
+    check_user_assigned_resource_id(s).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
+    use std::borrow::ToOwned;
     use std::format;
     use std::string::String;
     use std::vec::Vec as StdVec;
@@ -692,6 +791,44 @@ mod tests {
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
         ));
         assert!(!is_user_assigned_resource_id(&format!("{RID}/x")));
+        let sub = "/subscriptions/40000000-0000-4000-8000-000000000000";
+        let cases = [
+            (
+                "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc".to_owned(),
+                ResourceIdError::Subscription,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/abc"),
+                ResourceIdError::Shape,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg./providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc"),
+                ResourceIdError::ResourceGroup,
+            ),
+            (
+                format!("{sub}/resourceGroups/r?g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc"),
+                ResourceIdError::ResourceGroup,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ab"),
+                ResourceIdError::Name,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a b c"),
+                ResourceIdError::Name,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/-abc"),
+                ResourceIdError::Name,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(check_user_assigned_resource_id(&text), Err(want), "{text}");
+        }
+        let unicode_group = format!(
+            "{sub}/resourceGroups/gr\u{fc}ppe(1)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id_1"
+        );
+        assert_eq!(check_user_assigned_resource_id(&unicode_group), Ok(()));
     }
 
     #[test]
@@ -750,19 +887,27 @@ mod tests {
         );
         assert_eq!(
             t.insert(Identity::user_assigned(&upper_a, e, RID)),
-            Err(TableError::DuplicateClientId)
+            Err(TableError::DuplicateClientId {
+                first: Slot::SystemAssigned
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, d, RID)),
-            Err(TableError::DuplicateObjectId)
+            Err(TableError::DuplicateObjectId {
+                first: Slot::UserAssigned(0)
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, b, RID)),
-            Err(TableError::DuplicateObjectId)
+            Err(TableError::DuplicateObjectId {
+                first: Slot::SystemAssigned
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, f, &lower)),
-            Err(TableError::DuplicateResourceId)
+            Err(TableError::DuplicateResourceId {
+                first: Slot::UserAssigned(0)
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned("nope", e, RID)),
@@ -774,7 +919,15 @@ mod tests {
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, f, "/x")),
-            Err(TableError::InvalidResourceId)
+            Err(TableError::InvalidResourceId(ResourceIdError::Shape))
+        );
+        let no_resource = Identity {
+            resource_id: None,
+            ..Identity::user_assigned(e, f, RID)
+        };
+        assert_eq!(
+            t.insert(no_resource),
+            Err(TableError::InvalidResourceId(ResourceIdError::Missing))
         );
         assert_eq!(t.user_assigned_len(), 1);
     }

@@ -57,7 +57,7 @@ fn vm_spec() -> impl Strategy<Value = VmSpec> {
                         g(2 * i),
                         g(2 * i + 1),
                         format!(
-                            "/subscriptions/{seed}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id{i}"
+                            "/subscriptions/{}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id{i:02}", Guid(u128::from(seed))
                         ),
                     )
                 })

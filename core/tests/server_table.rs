@@ -10,7 +10,7 @@ fn ids(n: usize) -> Vec<(String, String, String)> {
             (
                 Guid(0x1000_0000 + i).to_string(),
                 Guid(0x2000_0000 + i).to_string().to_uppercase(),
-                format!("/subscriptions/s/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-{i}"),
+                format!("/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-{i}"),
             )
         })
         .collect()
