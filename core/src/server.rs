@@ -445,8 +445,8 @@ impl core::error::Error for HandleError {}
 /// token from the [`Issuer`]. The request-line limit plus the largest token (a few KiB) is always
 /// enough; 16 KiB is a comfortable default.
 #[derive(Debug)]
-pub struct Server<'s, 'a, const N: usize> {
-    table: &'s IdentityTable<'a, N>,
+pub struct Server<'s, 'a, S, const N: usize> {
+    table: &'a IdentityTable<S, N>,
     config: Config<'s>,
     work: &'s mut [u8],
 }
@@ -461,9 +461,9 @@ pub enum Endpoint {
     Info,
 }
 
-impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
+impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
     /// A server answering from `table` as `config` says, with `work` as scratch space.
-    pub fn new(table: &'s IdentityTable<'a, N>, config: Config<'s>, work: &'s mut [u8]) -> Self {
+    pub fn new(table: &'a IdentityTable<S, N>, config: Config<'s>, work: &'s mut [u8]) -> Self {
         Server {
             table,
             config,
@@ -477,7 +477,7 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
     }
 
     /// The identity table.
-    pub fn table(&self) -> &'s IdentityTable<'a, N> {
+    pub fn table(&self) -> &'a IdentityTable<S, N> {
         self.table
     }
 
@@ -503,8 +503,8 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
 }
 
 /// [`Server::decide`] without borrowing the server.
-pub(crate) fn decide_with<'a, 'w, const N: usize>(
-    table: &IdentityTable<'a, N>,
+pub(crate) fn decide_with<'a, 'w, S: AsRef<str>, const N: usize>(
+    table: &'a IdentityTable<S, N>,
     config: &Config<'_>,
     req: &RequestView<'_>,
     work: &'w mut [u8],
@@ -516,8 +516,8 @@ pub(crate) fn decide_with<'a, 'w, const N: usize>(
 }
 
 #[allow(clippy::type_complexity)]
-fn decide_inner<'a, 'w, const N: usize>(
-    table: &IdentityTable<'a, N>,
+fn decide_inner<'a, 'w, S: AsRef<str>, const N: usize>(
+    table: &'a IdentityTable<S, N>,
     config: &Config<'_>,
     req: &RequestView<'_>,
     work: &'w mut [u8],

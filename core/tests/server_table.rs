@@ -18,7 +18,7 @@ fn ids(n: usize) -> Vec<(String, String, String)> {
 
 fn at_limit<const N: usize>(flavor: Flavor, limit: usize, message: &str) {
     let ids = ids(limit + 1);
-    let mut table: Box<IdentityTable<'_, N>> = Box::new(IdentityTable::new(flavor));
+    let mut table: Box<IdentityTable<&str, N>> = Box::new(IdentityTable::new(flavor));
     for (i, (c, o, r)) in ids.iter().enumerate() {
         let got = table.insert(Identity::user_assigned(c, o, r));
         if i < limit {

@@ -215,7 +215,7 @@ fn split(buf: &mut [u8], n: usize) -> (&mut [u8], &mut [u8]) {
     buf.split_at_mut(n)
 }
 
-impl<'a, const N: usize> Server<'_, 'a, N> {
+impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
     /// Handles the request at the start of `input` on connection `conn`.
     ///
     /// `input` holds the connection's unconsumed bytes: pass the same buffer, grown at its end,

@@ -661,7 +661,7 @@ impl EmulatorConfig {
         }
         // The identity rules (GUIDs, resource ids, uniqueness, the flavor's limit) are the
         // core table's: the server that answers requests applies the same ones.
-        let mut table = Box::new(IdentityTable::<'_, TABLE_CAPACITY>::new(flavor));
+        let mut table = Box::new(IdentityTable::<&str, TABLE_CAPACITY>::new(flavor));
         let mut slots = Vec::with_capacity(fields.len());
         for f in &fields {
             let slot = table

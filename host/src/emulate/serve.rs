@@ -49,6 +49,10 @@ use crate::serve_loop::{self, AcceptPolicy};
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
 
+/// The core's identity table as the emulator holds it: owning its strings, so it lives exactly
+/// as long as the emulator that built it.
+type Table = IdentityTable<Box<str>, TABLE_CAPACITY>;
+
 /// Default listen address of the `imds` flavor.
 pub const DEFAULT_IMDS_LISTEN: &str = "127.0.0.1:8080";
 /// Default listen address of the `extension` flavor (where the VM extension listened).
@@ -146,10 +150,13 @@ pub struct Emulator;
 
 /// State shared by every connection, read-only except for the controls' interior locks.
 struct Shared {
-    table: &'static IdentityTable<'static, TABLE_CAPACITY>,
-    server_config: Config<'static>,
-    /// The configured identity of each slot, at [`Slot::index`].
-    by_slot: Vec<Option<IdentityConfig>>,
+    table: Box<Table>,
+    flavor: Flavor,
+    /// The tenant, as the server's configuration names it.
+    tenant: String,
+    http_limits: mitoken_core::http::Limits,
+    /// The configuration the table was built from: the identity of each [`Slot`].
+    config: EmulatorConfig,
     minter: TokenMinter,
     controls: Arc<EmulatorControls>,
     openid_json: String,
@@ -162,8 +169,8 @@ struct Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("flavor", &self.server_config.flavor)
-            .field("identities", &self.by_slot.iter().flatten().count())
+            .field("flavor", &self.flavor)
+            .field("identities", &self.config.identities().count())
             .finish_non_exhaustive()
     }
 }
@@ -239,39 +246,31 @@ impl RunningEmulator {
     }
 }
 
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
+impl Shared {
+    /// The core server's configuration, borrowing the tenant.
+    fn server_config(&self) -> Config<'_> {
+        Config::new(self.flavor)
+            .with_tenant_id(&self.tenant)
+            .with_limits(self.http_limits)
+    }
 }
 
-/// Builds the core identity table from the configuration. The strings and the table live for
-/// the rest of the process (a few KB of strings and ~100 KB of table per started emulator).
-fn build_table(
-    flavor: Flavor,
-    config: &EmulatorConfig,
-) -> Result<
-    (
-        &'static IdentityTable<'static, TABLE_CAPACITY>,
-        Vec<Option<IdentityConfig>>,
-    ),
-    StartError,
-> {
-    let mut table = Box::new(IdentityTable::<'static, TABLE_CAPACITY>::new(flavor));
-    let mut by_slot = vec![None; config.user_assigned.len() + 1];
+/// Builds the core identity table from the configuration: the system-assigned identity, then
+/// the user-assigned ones in order (so a [`Slot`] is [`EmulatorConfig::get`]'s).
+fn build_table(flavor: Flavor, config: &EmulatorConfig) -> Result<Box<Table>, StartError> {
+    let mut table = Box::new(Table::new(flavor));
     for (index, id) in config.identities().enumerate() {
-        let client = leak(id.client_id.to_string());
-        let object = leak(id.object_id.to_string());
+        let client = id.client_id.to_string();
+        let object = id.object_id.to_string();
         let identity = match id.resource_id() {
-            None => Identity::system_assigned(client, object),
-            Some(r) => Identity::user_assigned(client, object, leak(r.as_str().to_owned())),
+            None => Identity::system_assigned(&client, &object),
+            Some(r) => Identity::user_assigned(&client, &object, r.as_str()),
         };
-        let slot = table
+        table
             .insert(identity)
             .map_err(|source| StartError::Table { index, source })?;
-        if let Some(entry) = by_slot.get_mut(slot.index()) {
-            *entry = Some(id.clone());
-        }
     }
-    Ok((Box::leak(table), by_slot))
+    Ok(table)
 }
 
 impl Emulator {
@@ -288,7 +287,7 @@ impl Emulator {
             ),
         };
         let flavor = options.flavor;
-        let (table, by_slot) = build_table(flavor, &options.config)?;
+        let table = build_table(flavor, &options.config)?;
         let plan = FaultPlan::new(options.faults)?;
         let listener = serve_loop::bind(options.listen).map_err(|source| StartError::Bind {
             addr: options.listen,
@@ -308,22 +307,21 @@ impl Emulator {
             options.throttle,
             Arc::new(TokenCache::default()),
         ));
-        let tenant = leak(options.config.tenant_id.to_string());
-        let server_config = Config::new(flavor)
-            .with_tenant_id(tenant)
-            .with_limits(options.limits.http);
-        let refusal = refusal_bytes(table, server_config);
-        let shared = Arc::new(Shared {
+        let mut shared = Shared {
             table,
-            server_config,
-            by_slot,
+            flavor,
+            tenant: options.config.tenant_id.to_string(),
+            http_limits: options.limits.http,
+            config: options.config,
             minter,
             controls: Arc::clone(&controls),
             openid_json,
             jwks_json,
             limits: options.limits,
-            refusal,
-        });
+            refusal: Vec::new(),
+        };
+        shared.refusal = refusal_bytes(&shared.table, shared.server_config());
+        let shared = Arc::new(shared);
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
         tracing::info!(%local_addr, %flavor, "emulator listening");
@@ -339,10 +337,7 @@ impl Emulator {
 }
 
 /// The 503 written to a connection over the limit.
-fn refusal_bytes(
-    table: &'static IdentityTable<'static, TABLE_CAPACITY>,
-    config: Config<'static>,
-) -> Vec<u8> {
+fn refusal_bytes(table: &Table, config: Config<'_>) -> Vec<u8> {
     let mut work = [0u8; 64];
     let mut server = Server::new(table, config, &mut work);
     let fault = Fault {
@@ -381,7 +376,7 @@ struct EmulatorAnswerer {
 
 impl EmulatorAnswerer {
     fn new(shared: Arc<Shared>) -> Self {
-        let conn = ServerConnection::new(shared.server_config.limits);
+        let conn = ServerConnection::new(shared.http_limits);
         Self {
             issuer: HostIssuer::new(shared),
             conn,
@@ -392,7 +387,7 @@ impl EmulatorAnswerer {
 impl Answerer for EmulatorAnswerer {
     async fn answer(&mut self, mut ex: Exchange<'_>) -> Step {
         let shared = Arc::clone(&self.issuer.shared);
-        let handled = Server::new(shared.table, shared.server_config, ex.work).handle(
+        let handled = Server::new(&shared.table, shared.server_config(), ex.work).handle(
             &mut self.conn,
             ex.input,
             unix_now(),
@@ -493,10 +488,7 @@ impl HostIssuer {
     }
 
     fn identity(&self, slot: Slot) -> Option<&IdentityConfig> {
-        self.shared
-            .by_slot
-            .get(slot.index())
-            .and_then(Option::as_ref)
+        self.shared.config.get(slot)
     }
 
     /// Records, logs and forgets the request whose answer is about to be written (or dropped);
@@ -648,7 +640,7 @@ impl Issuer for HostIssuer {
             let controls = &self.shared.controls;
             // Throttle and path-level faults apply to the identity endpoints only; an unknown
             // path gets its 404 / 401 without using up a rule.
-            let imds_path = imds_path(self.shared.server_config.flavor, request.path);
+            let imds_path = imds_path(self.shared.flavor, request.path);
             let throttle = controls.throttle().filter(|_| imds_path);
             if let Some(throttle) = throttle {
                 match throttle.try_acquire(Instant::now()) {
