@@ -16,16 +16,14 @@ use crate::token::Secret;
 
 /// What [`Server::receive`] found at the start of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "a response must be sent, or the request answered"]
+#[must_use = "send the response, or give the request a verdict"]
 pub enum Received<'i> {
-    /// The request is not complete: read more bytes, append them to the same buffer, call
-    /// again.
+    /// More bytes are needed: append them to the same input and receive again.
     Partial,
-    /// The bytes are not a request the server accepts; the answer (400 / 431 / 413,
-    /// `keep_alive: false`) is in the output buffer.
+    /// Not a request the server accepts: its 400 / 431 / 413 is in `out`; close once sent.
     Response(Response<'static>),
-    /// A complete, well-formed request. The connection state is already reset; the request's
-    /// bytes stay in the input until it is answered (drop [`Request::consumed`] of them then).
+    /// A complete, well-formed request: give it a [`Verdict`] and call [`Server::answer`].
+    /// `conn` is ready for the next one; these bytes stay in the input until answered.
     Request(Request<'i>),
 }
 
@@ -287,23 +285,8 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
         match conn.frame(input, super::Mode::Resolve) {
             Framed::Partial => Ok(Received::Partial),
             Framed::Failed(rejection) => {
-                let ctx = Ctx {
-                    keep_alive: false,
-                    head_only: false,
-                    consumed: input_len,
-                };
-                let texts = Texts::default();
-                let response = conn::write_rejection(
-                    &self.config,
-                    rejection,
-                    None,
-                    &texts,
-                    &ctx,
-                    &mut [],
-                    out,
-                )?;
-                conn.reset();
-                Ok(Received::Response(response))
+                conn::framing_failed(&self.config, conn, rejection, input_len, out)
+                    .map(Received::Response)
             }
             Framed::Request(request) => {
                 conn.reset();
@@ -335,75 +318,60 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
     where
         's: 'w,
     {
-        answer_request(self.table, &self.config, request, verdict, now, work, out)
+        let config = &self.config;
+        let ctx = &request.ctx;
+        let view = &request.view;
+        match *verdict {
+            Verdict::Fault(fault) => {
+                return conn::write_fault(config, &fault, None, ctx, work, out)
+                    .map(Answer::Response);
+            }
+            Verdict::Json { status, body } => {
+                let write = |o: &mut [u8]| {
+                    let dst = o.get_mut(..body.len()).ok_or(HandleError::OutputTooSmall {
+                        required: body.len(),
+                    })?;
+                    dst.copy_from_slice(body);
+                    Ok(body.len())
+                };
+                return conn::finish(config, status, None, ctx, write, Outcome::Other, out)
+                    .map(Answer::Response);
+            }
+            Verdict::Proceed => {}
+        }
+        let (decision, rest) = super::decide_with(self.table, config, view, work);
+        let texts = Texts {
+            path: view.path,
+            authority: None,
+            resource: "",
+            tenant: config.tenant_id.unwrap_or("the VM's tenant"),
+        };
+        let grant = match decision {
+            Decision::Token(grant) => grant,
+            Decision::Info => {
+                let tenant = config.tenant_id.unwrap_or_default();
+                let body = |o: &mut [u8]| respond::info_json(tenant, o);
+                return conn::finish(config, 200, None, ctx, body, Outcome::Info, out)
+                    .map(Answer::Response);
+            }
+            Decision::Reject(rejection) => {
+                return conn::write_rejection(config, rejection, None, &texts, ctx, rest, out)
+                    .map(Answer::Response);
+            }
+        };
+        // The resource lives at the front of the work buffer; the rest is free.
+        let resource: &'w str = grant.resource;
+        Ok(Answer::Issue(Issue {
+            request: IssueRequest {
+                resolved: grant.resolved,
+                resource,
+                now,
+                bypass_cache: grant.bypass_cache,
+                flavor: config.flavor,
+            },
+            config: *config,
+            ctx: *ctx,
+            area: rest,
+        }))
     }
-}
-
-/// [`Server::answer`] without borrowing the server (the legacy driver lends it its own work
-/// buffer).
-pub(crate) fn answer_request<'a, 'w, 'c, S: AsRef<str>, const N: usize>(
-    table: &'a crate::identity::IdentityTable<S, N>,
-    config: &Config<'c>,
-    request: &Request<'_>,
-    verdict: &Verdict<'_>,
-    now: u64,
-    work: &'w mut [u8],
-    out: &mut [u8],
-) -> Result<Answer<'a, 'w>, HandleError>
-where
-    'c: 'w,
-{
-    let ctx = &request.ctx;
-    let view = &request.view;
-    match *verdict {
-        Verdict::Fault(fault) => {
-            return conn::write_fault(config, &fault, None, ctx, work, out).map(Answer::Response);
-        }
-        Verdict::Json { status, body } => {
-            let write = |o: &mut [u8]| {
-                let dst = o.get_mut(..body.len()).ok_or(HandleError::OutputTooSmall {
-                    required: body.len(),
-                })?;
-                dst.copy_from_slice(body);
-                Ok(body.len())
-            };
-            return conn::finish(config, status, None, ctx, write, Outcome::Other, out)
-                .map(Answer::Response);
-        }
-        Verdict::Proceed => {}
-    }
-    let (decision, rest) = super::decide_with(table, config, view, work);
-    let texts = Texts {
-        path: view.path,
-        authority: None,
-        resource: "",
-        tenant: config.tenant_id.unwrap_or("the VM's tenant"),
-    };
-    let grant = match decision {
-        Decision::Token(grant) => grant,
-        Decision::Info => {
-            let tenant = config.tenant_id.unwrap_or_default();
-            let body = |o: &mut [u8]| respond::info_json(tenant, o);
-            return conn::finish(config, 200, None, ctx, body, Outcome::Info, out)
-                .map(Answer::Response);
-        }
-        Decision::Reject(rejection) => {
-            return conn::write_rejection(config, rejection, None, &texts, ctx, rest, out)
-                .map(Answer::Response);
-        }
-    };
-    // The resource lives at the front of the work buffer; the rest is free.
-    let resource: &'w str = grant.resource;
-    Ok(Answer::Issue(Issue {
-        request: IssueRequest {
-            resolved: grant.resolved,
-            resource,
-            now,
-            bypass_cache: grant.bypass_cache,
-            flavor: config.flavor,
-        },
-        config: *config,
-        ctx: *ctx,
-        area: rest,
-    }))
 }

@@ -233,30 +233,13 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
         let input_len = input.len();
         let request = match conn.frame(input, super::Mode::Resolve) {
             Framed::Partial => return Ok(Handled::Partial),
-            Framed::Failed(rejection) => return self.fail(conn, rejection, input_len, out),
+            Framed::Failed(rejection) => {
+                return framing_failed(&self.config, conn, rejection, input_len, out)
+                    .map(Handled::Response);
+            }
             Framed::Request(request) => request,
         };
         let response = self.respond(&request.view, &request.ctx, now, issuer, out)?;
-        conn.reset();
-        Ok(Handled::Response(response))
-    }
-
-    /// Answers a request whose framing failed, and closes.
-    fn fail(
-        &mut self,
-        conn: &mut ServerConnection,
-        rejection: Rejection,
-        consumed: usize,
-        out: &mut [u8],
-    ) -> Result<Handled<'a>, HandleError> {
-        let ctx = Ctx {
-            keep_alive: false,
-            head_only: false,
-            consumed,
-        };
-        let config = self.config;
-        let texts = Texts::default();
-        let response = write_rejection(&config, rejection, None, &texts, &ctx, self.work, out)?;
         conn.reset();
         Ok(Handled::Response(response))
     }
@@ -341,8 +324,8 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
             None => Verdict::Proceed,
         };
         let work_len = self.work.len();
-        let answer =
-            answer::answer_request(self.table, &config, &request, &verdict, now, self.work, out)?;
+        let server = Server::new(self.table, config, &mut []);
+        let answer = server.answer(&request, &verdict, now, self.work, out)?;
         let mut issue = match answer {
             Answer::Response(response) => return Ok(response),
             Answer::Issue(issue) => issue,
@@ -381,6 +364,27 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
             Err(e) => issue.write_error(&e, out),
         }
     }
+}
+
+/// Answers bytes whose framing failed (400 / 431 / 413, `keep_alive: false`) and resets
+/// `conn` once written: the one answer of [`Server::handle`], [`Server::receive`] and
+/// [`Relay::handle`](super::Relay::handle) to input that is not a request.
+pub(crate) fn framing_failed(
+    config: &super::Config<'_>,
+    conn: &mut ServerConnection,
+    rejection: Rejection,
+    consumed: usize,
+    out: &mut [u8],
+) -> Result<Response<'static>, HandleError> {
+    let ctx = Ctx {
+        keep_alive: false,
+        head_only: false,
+        consumed,
+    };
+    let texts = Texts::default();
+    let response = write_rejection(config, rejection, None, &texts, &ctx, &mut [], out)?;
+    conn.reset();
+    Ok(response)
 }
 
 /// Room a JSON answer needs beyond the token, for the `WorkTooSmall` estimate.

@@ -34,9 +34,11 @@ use tokio::sync::watch;
 
 use super::admin::{ADMIN_PREFIX, EmulatorControls};
 use super::cache::TokenCache;
-use super::config::{EmulatorConfig, Flavor};
+use super::config::{EmulatorConfig, Flavor, Guid};
 use super::counters::{self, Origin};
-use super::faults::{FaultAction, FaultPlan, FaultRequest, FaultResponse, FaultRule};
+use super::faults::{
+    FaultAction, FaultDecision, FaultPlan, FaultRequest, FaultResponse, FaultRule,
+};
 use super::jwks::{JWKS_PATH, Jwks, OPENID_CONFIGURATION_PATH, OpenIdConfiguration};
 use super::jwt::TokenMinter;
 use super::signing::{KeyError, SigningKey};
@@ -578,19 +580,7 @@ impl Shared {
                 }
             }
         }
-        let decision = self
-            .controls
-            .faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .decide_among(
-                &FaultRequest {
-                    path: request.path(),
-                    identity: None,
-                },
-                random_u32(),
-                |rule| rule.identity.is_none(),
-            );
+        let decision = self.faults_for(request.path(), None);
         admitted.delay = decision.delay;
         admitted.skew_secs = decision.skew_secs;
         match decision.action {
@@ -607,6 +597,18 @@ impl Shared {
             FaultAction::Pass => {}
         }
         admitted
+    }
+
+    /// The fault rules' decision for a request on `path`: the path-level rules (no
+    /// `identity`) at admission, the identity-level ones once the identity is resolved.
+    fn faults_for(&self, path: &str, identity: Option<Guid>) -> FaultDecision {
+        self.controls
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide_among(&FaultRequest { path, identity }, random_u32(), |rule| {
+                rule.identity.is_some() == identity.is_some()
+            })
     }
 
     /// The OpenID configuration, the JWKS or the admin API's answer, for a path the core does
@@ -650,19 +652,7 @@ impl Shared {
         let Some(identity) = self.config.get(request.resolved.slot) else {
             return write_growing(out, |o| issue.write_error(&IssueError::Failed, o));
         };
-        let decision = self
-            .controls
-            .faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .decide_among(
-                &FaultRequest {
-                    path,
-                    identity: Some(identity.client_id),
-                },
-                random_u32(),
-                |rule| rule.identity.is_some(),
-            );
+        let decision = self.faults_for(path, Some(identity.client_id));
         done.delay += decision.delay;
         let skew = skew_secs.saturating_add(decision.skew_secs);
         let error = match decision.action {
