@@ -1,5 +1,5 @@
 //! The managed identities of a VM, the selectors a token request can carry, and the default rules
-//! that pick one (protocol.md §3).
+//! that pick one (docs/protocol.md §3).
 //!
 //! An [`IdentityTable`] holds at most one system-assigned identity and up to `N` user-assigned
 //! ones. Its strings are kept as the shell chooses: borrowed (`IdentityTable<&str, N>`, for
@@ -18,10 +18,10 @@ use core::fmt;
 
 use heapless::Vec;
 
-/// Largest number of user-assigned identities IMDS allows on one VM (protocol.md §2.3, §7 #3).
+/// Largest number of user-assigned identities IMDS allows on one VM (docs/protocol.md §2.3, §7 #3).
 pub const IMDS_MAX_USER_ASSIGNED: usize = 1000;
 
-/// Largest number of user-assigned identities the legacy VM extension allows (protocol.md §2.3).
+/// Largest number of user-assigned identities the legacy VM extension allows (docs/protocol.md §2.3).
 pub const EXTENSION_MAX_USER_ASSIGNED: usize = 32;
 
 /// Which service a server (and its identity table) imitates.
@@ -221,11 +221,11 @@ fn guid_eq(a: &str, b: &str) -> bool {
     matches!((Guid::parse(a), Guid::parse(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// How a token request names the identity it wants (protocol.md §1.3–1.4).
+/// How a token request names the identity it wants (docs/protocol.md §1.3–1.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Selector<'s> {
-    /// No selector: apply the default rules of protocol.md §3.
+    /// No selector: apply the default rules of docs/protocol.md §3.
     Default,
     /// `client_id=<guid>`.
     ClientId(&'s str),
@@ -351,7 +351,7 @@ impl fmt::Display for TableError {
 
 impl core::error::Error for TableError {}
 
-/// Why a selector resolved to no identity (protocol.md §3).
+/// Why a selector resolved to no identity (docs/protocol.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ResolveError {
@@ -646,7 +646,7 @@ impl<S: AsRef<str>, const N: usize> IdentityTable<S, N> {
         })
     }
 
-    /// Picks the identity `selector` names, applying protocol.md §3 when there is none:
+    /// Picks the identity `selector` names, applying docs/protocol.md §3 when there is none:
     ///
     /// 1. no selector and a system-assigned identity → the system-assigned identity;
     /// 2. no selector, no system-assigned identity, exactly one user-assigned → that one;

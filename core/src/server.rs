@@ -8,7 +8,7 @@
 //! 2. the shell gives its [`Verdict`] on it: answer a path the server does not own with its own
 //!    JSON (a JWKS, an admin API), answer with a [`Fault`] (throttling, fault injection), or
 //!    proceed;
-//! 3. [`Server::answer`] validates the request per flavor (protocol.md §1.2–1.9, §2),
+//! 3. [`Server::answer`] validates the request per flavor (docs/protocol.md §1.2–1.9, §2),
 //!    percent-decodes the parameters into a work buffer and resolves the identity (§3): an
 //!    error from the [`Rejection`] catalogue or the info answer is written, and a valid token
 //!    request comes back as [`Answer::Issue`] — resolved identity X needs a token for
@@ -51,12 +51,12 @@ pub const MAX_PARAMS: usize = 16;
 
 /// Path of the IMDS token endpoint.
 pub const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
-/// Path of the IMDS identity-info endpoint (`{"tenantId":…}`, protocol.md §5.2).
+/// Path of the IMDS identity-info endpoint (`{"tenantId":…}`, docs/protocol.md §5.2).
 pub const IMDS_INFO_PATH: &str = "/metadata/identity/info";
 /// Path of the legacy VM extension's token endpoint.
 pub const EXTENSION_TOKEN_PATH: &str = "/oauth2/token";
 
-/// The `api-version`s the identity endpoints accept by default: the versions of protocol.md §1.6
+/// The `api-version`s the identity endpoints accept by default: the versions of docs/protocol.md §1.6
 /// from `2018-02-01` on (the identity category did not exist before it).
 pub const IDENTITY_API_VERSIONS: [&str; 30] = [
     "2025-04-07",

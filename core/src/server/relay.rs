@@ -234,7 +234,7 @@ impl<'s> Relay<'s> {
     }
 
     /// Writes the 200 answer carrying `token` for the request `reply` belongs to: the legacy
-    /// extension's shape (protocol.md §2.3: `access_token`, `refresh_token` `""`,
+    /// extension's shape (docs/protocol.md §2.3: `access_token`, `refresh_token` `""`,
     /// `expires_in`, `expires_on`, `not_before`, `resource`, `token_type` `Bearer`, every value
     /// a string) in the extension flavor, IMDS's shape (adding `client_id` and
     /// `ext_expires_in`) in the IMDS flavor. `token.expires_in` is written as given: compute it

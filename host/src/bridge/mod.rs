@@ -254,9 +254,12 @@ impl Bridge {
                 }
             }
         });
-        let task = tokio::spawn(serve_loop::accept_loop(listener, policy, rx, move |peer| {
-            serve::BridgeAnswerer::new(Arc::clone(&shared), peer)
-        }));
+        let task = tokio::spawn(serve_loop::accept_loop(
+            listener,
+            policy,
+            rx,
+            move |peer, local| serve::BridgeAnswerer::new(Arc::clone(&shared), peer, local),
+        ));
         tracing::info!(%local_addr, upstream = %upstream_url(&endpoint), "bridge listening");
         Ok(RunningBridge {
             local_addr,

@@ -124,18 +124,21 @@ pub(super) struct BridgeAnswerer {
     shared: Arc<Shared>,
     conn: ServerConnection,
     peer: SocketAddr,
-    /// Who is at the other end, for the migration report (looked up once per connection).
+    /// This end of the connection (for the migration report's `/proc` lookup).
+    local: Option<SocketAddr>,
+    /// Who the peer is, once looked up.
     attribution: Attribution,
 }
 
 impl BridgeAnswerer {
     /// A fresh connection's answerer.
-    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, local: Option<SocketAddr>) -> Self {
         let conn = shared.relay.connection();
         Self {
             shared,
             conn,
             peer,
+            local,
             attribution: Attribution::default(),
         }
     }
@@ -148,7 +151,7 @@ impl Answerer for BridgeAnswerer {
             Ok(Relayed::Partial) => return Step::Partial,
             Ok(Relayed::Response(r)) => (r, None),
             Ok(Relayed::Relay(request)) => {
-                if let Some(local) = ex.local {
+                if let Some(local) = self.local {
                     let (selector, resource) = (&request.selector, request.resource);
                     self.shared
                         .report

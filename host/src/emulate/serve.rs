@@ -363,7 +363,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, rx: watch::Rece
         allow_non_loopback: true,
         name: "emulator",
     };
-    serve_loop::accept_loop(listener, policy, rx, move |_peer| {
+    serve_loop::accept_loop(listener, policy, rx, move |_peer, _local| {
         EmulatorAnswerer::new(Arc::clone(&shared))
     })
     .await;

@@ -66,8 +66,6 @@ pub struct Exchange<'a> {
     pub reply: Reply<'a>,
     /// When the request's first bytes arrived (for latency logs).
     pub started: Instant,
-    /// The connection's local address (the bridge's migration report), if the socket knows it.
-    pub local: Option<SocketAddr>,
 }
 
 /// The part of a connection that differs between servers: hands the request bytes to the core
@@ -112,7 +110,6 @@ pub async fn serve<A: Answerer>(mut answerer: A, mut stream: TcpStream, mut ctx:
     // answer, shortened to the request timeout once the request's first bytes arrive.
     let mut deadline = idle_deadline(&ctx.limits);
     let mut started: Option<Instant> = None;
-    let local = stream.local_addr().ok();
     'conn: loop {
         buffers.ready(BUFFER);
         let Buffers { input, work, out } = &mut buffers;
@@ -128,7 +125,6 @@ pub async fn serve<A: Answerer>(mut answerer: A, mut stream: TcpStream, mut ctx:
                     limit: ctx.limits.idle_timeout,
                 },
                 started: request_started,
-                local,
             };
             match answerer.answer(exchange).await {
                 Step::Partial => break,

@@ -171,7 +171,7 @@ pub struct AcceptPolicy {
 
 /// Accepts connections until shutdown is asked for, each served by the [one connection
 /// loop](connection::serve) in its own task with the [`connection::Answerer`] that `answerer`
-/// makes for it; then stops listening and waits up to the shutdown grace for the connections,
+/// makes for it from the peer's and the connection's local address; then stops listening and waits up to the shutdown grace for the connections,
 /// aborting the rest.
 ///
 /// It never stops accepting (so the kernel's backlog does not fill behind a full server). A connection from a
@@ -185,7 +185,7 @@ pub async fn accept_loop<A, F>(
     answerer: F,
 ) where
     A: connection::Answerer + Send + 'static,
-    F: Fn(SocketAddr) -> A,
+    F: Fn(SocketAddr, Option<SocketAddr>) -> A,
 {
     let name = policy.name;
     let slots = slots::Slots::new(policy.limits.max_connections);
@@ -222,7 +222,8 @@ pub async fn accept_loop<A, F>(
                     // branch is always ready, and a finished task's memory is only freed once
                     // it is joined.
                     while tasks.try_join_next().is_some() {}
-                    tasks.spawn(connection::serve(answerer(peer), stream, context));
+                    let local = stream.local_addr().ok();
+                    tasks.spawn(connection::serve(answerer(peer, local), stream, context));
                     if slots.open() > slots.max().saturating_add(CLOSING_SLACK) {
                         // Evicted connections have not closed yet: let them run before the
                         // next accept, so the descriptors stay near the cap in a flood.
