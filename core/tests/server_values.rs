@@ -56,34 +56,33 @@ fn exchange(
     };
     shell.verdicts += 1;
     let verdict = verdict_for(request.path());
+    // Growing a buffer repeats the same pure call; the token is asked for once.
+    let mut attempt = server.answer(&request, &verdict, NOW, &mut work, &mut out);
     let response = loop {
-        match server.answer(&request, &verdict, NOW, &mut work, &mut out) {
-            Ok(Answer::Response(r)) => break Some(r),
-            Ok(Answer::Issue(_)) => break None,
-            Err(e) => grow(e, &mut out, &mut work),
-        }
-    };
-    let response = response.unwrap_or_else(|| {
-        let Ok(Answer::Issue(mut issue)) =
-            server.answer(&request, &verdict, NOW, &mut work, &mut out)
-        else {
-            panic!("the same answer twice");
-        };
-        assert_eq!(issue.consumed(), request.consumed());
-        shell.tokens += 1;
-        let minted = mint(issue.request.resource);
-        loop {
-            let written = match &minted {
-                Ok(m) => issue.write_token(m, &mut out),
-                Err(e) => issue.write_error(e, &mut out),
-            };
-            match written {
-                Ok(r) => break r,
-                Err(HandleError::OutputTooSmall { required }) => out.resize(required, 0),
-                Err(e) => panic!("{e}"),
+        match attempt {
+            Ok(Answer::Response(r)) => break r,
+            Ok(Answer::Issue(mut issue)) => {
+                assert_eq!(issue.consumed(), request.consumed());
+                shell.tokens += 1;
+                let minted = mint(issue.request.resource);
+                break loop {
+                    let written = match &minted {
+                        Ok(m) => issue.write_token(m, &mut out),
+                        Err(e) => issue.write_error(e, &mut out),
+                    };
+                    match written {
+                        Ok(r) => break r,
+                        Err(HandleError::OutputTooSmall { required }) => out.resize(required, 0),
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+            }
+            Err(e) => {
+                grow(e, &mut out, &mut work);
+                attempt = server.answer(&request, &verdict, NOW, &mut work, &mut out);
             }
         }
-    });
+    };
     (
         String::from_utf8_lossy(&out[..response.len]).into_owned(),
         response,

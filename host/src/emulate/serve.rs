@@ -448,20 +448,6 @@ impl Answerer for EmulatorAnswerer {
             permit,
         } = shared.admit(&request);
         let verdict = chosen.as_ref().map_or(Verdict::Proceed, Chosen::verdict);
-        // The core's answer is pure: growing a buffer and calling again decides the same, and
-        // asks the emulator nothing.
-        let response = loop {
-            match server.answer(&request, &verdict, now, ex.work, ex.out) {
-                Ok(Answer::Response(response)) => break Some(response),
-                Ok(Answer::Issue(_)) => break None,
-                Err(e) => {
-                    if !serve_loop::grow_for(e, ex.out, ex.work) {
-                        tracing::error!("cannot answer: {e}");
-                        return Step::Close;
-                    }
-                }
-            }
-        };
         let mut done = Done {
             close,
             delay,
@@ -469,21 +455,26 @@ impl Answerer for EmulatorAnswerer {
             permit,
             cached: None,
         };
-        let response = if let Some(response) = response {
-            response
-        } else {
-            // A valid token request: the same pure call again, now that the buffers fit,
-            // keeping its `Issue` (the loop above cannot hand a borrow of the work buffer out).
-            let Ok(Answer::Issue(mut issue)) =
-                server.answer(&request, &verdict, now, ex.work, ex.out)
-            else {
-                return Step::Close;
-            };
-            let Some(response) = shared.issue(&mut issue, &line.path, skew_secs, &mut done, ex.out)
-            else {
-                return Step::Close;
-            };
-            response
+        // The core's answer is pure: after growing a buffer the same call decides the same, and
+        // asks the emulator nothing; a token request is asked of the emulator once.
+        let mut attempt = server.answer(&request, &verdict, now, ex.work, ex.out);
+        let response = loop {
+            match attempt {
+                Ok(Answer::Response(response)) => break Some(response),
+                Ok(Answer::Issue(mut issue)) => {
+                    break shared.issue(&mut issue, &line.path, skew_secs, &mut done, ex.out);
+                }
+                Err(e) => {
+                    if !serve_loop::grow_for(e, ex.out, ex.work) {
+                        tracing::error!("cannot answer: {e}");
+                        break None;
+                    }
+                    attempt = server.answer(&request, &verdict, now, ex.work, ex.out);
+                }
+            }
+        };
+        let Some(response) = response else {
+            return Step::Close;
         };
         done.send(&shared, ex.reply, ex.out, &response, &line, ex.started)
             .await
