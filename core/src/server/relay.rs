@@ -167,16 +167,8 @@ impl<'s> Relay<'s> {
         let request = match conn.frame(input, Mode::Relay) {
             Framed::Partial => return Ok(Relayed::Partial),
             Framed::Failed(rejection) => {
-                let ctx = Ctx {
-                    keep_alive: false,
-                    head_only: false,
-                    consumed: input_len,
-                };
-                let texts = Texts::default();
-                let r =
-                    conn::write_rejection(&self.config, rejection, None, &texts, &ctx, work, out);
-                conn.reset();
-                return r.map(Relayed::Response);
+                return conn::framing_failed(&self.config, conn, rejection, input_len, out)
+                    .map(Relayed::Response);
             }
             Framed::Request(request) => request,
         };
