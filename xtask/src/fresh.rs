@@ -6,9 +6,10 @@
 //!
 //! 1. `git clone` of this checkout, `HEAD` checked out detached, into a new temporary directory
 //!    with nothing beside it (no `shared/`, no `target/`, no venv);
-//! 2. an empty `CARGO_HOME` in that directory, its `bin` first in `PATH` (before `~/.cargo/bin`,
-//!    which keeps rustup's proxies: toolchains stay in `RUSTUP_HOME`), so the registry index,
-//!    every crate, `cargo-deny` and `cargo-fuzz` are fetched and built again;
+//! 2. an empty `CARGO_HOME` in that directory, its `bin` first in `PATH`, then links to
+//!    rustup's proxies alone (`cargo`, `rustc`, …; toolchains stay in `RUSTUP_HOME`) instead of
+//!    `~/.cargo/bin`, where a `cargo install`ed `cargo-deny` would still be found; so the
+//!    registry index, every crate, `cargo-deny` and `cargo-fuzz` are fetched and built again;
 //! 3. `apt-get remove -y` of the packages CI installs itself ([`APT_INSTALLED_BY_CI`]) and of
 //!    the bookworm-backports source the sim adds;
 //! 4. `CI=true bash .ci/run` in the clone, standard input closed; its wall time is printed and
@@ -96,7 +97,9 @@ fn rehearse(root: &Path) -> crate::Result<bool> {
 
     remove_apt_packages()?;
 
-    let path = search_path(&cargo_home)?;
+    let rustup_bin = base.join("rustup-bin");
+    rustup_proxies(&rustup_bin)?;
+    let path = search_path(&cargo_home, &rustup_bin)?;
     let mut cmd = Command::new("bash");
     cmd.arg(".ci/run")
         .current_dir(&clone)
@@ -172,19 +175,49 @@ fn temp_dir() -> crate::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `PATH` with the empty cargo home's `bin` first and `~/.cargo/bin` (rustup's proxies) after
-/// it.
-fn search_path(cargo_home: &Path) -> crate::Result<OsString> {
-    let mut dirs = vec![cargo_home.join("bin")];
-    if let Some(home) = env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
+/// `PATH` for the rehearsal: the empty cargo home's `bin` first, then `rustup_bin` (rustup's
+/// proxies alone, see [`rustup_proxies`]), then the current `PATH` without `~/.cargo/bin`, so a
+/// `cargo-deny` or `cargo-fuzz` installed there is not found.
+fn search_path(cargo_home: &Path, rustup_bin: &Path) -> crate::Result<OsString> {
+    let home_bin = env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin"));
+    let mut dirs = vec![cargo_home.join("bin"), rustup_bin.to_path_buf()];
     let current = env::var_os("PATH").unwrap_or_default();
     let rest: Vec<PathBuf> = env::split_paths(&current)
-        .filter(|d| !dirs.contains(d))
+        .filter(|d| !dirs.contains(d) && Some(d) != home_bin.as_ref())
         .collect();
     dirs.extend(rest);
     env::join_paths(dirs).map_err(|e| fail("fresh-ci: PATH", e.to_string()))
+}
+
+/// Makes `dir` hold symbolic links to rustup and its proxies (`cargo`, `rustc`, `rustfmt`, …:
+/// the entries of `~/.cargo/bin` that are rustup itself under another name) and nothing else
+/// from `~/.cargo/bin`: tools installed there by `cargo install` stay out of the rehearsal.
+fn rustup_proxies(dir: &Path) -> crate::Result {
+    use std::os::unix::fs::MetadataExt as _;
+    let io = |e: std::io::Error| fail("fresh-ci: rustup proxies", e.to_string());
+    let home_bin = env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cargo/bin"))
+        .ok_or_else(|| fail("fresh-ci: rustup proxies", "HOME is not set"))?;
+    let rustup = std::fs::metadata(home_bin.join("rustup")).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut linked = Vec::new();
+    for entry in std::fs::read_dir(&home_bin).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        // `metadata` follows symbolic links: a proxy is rustup's own file.
+        let is_rustup = std::fs::metadata(&path)
+            .is_ok_and(|m| m.dev() == rustup.dev() && m.ino() == rustup.ino());
+        if let (true, Some(name)) = (is_rustup, path.file_name()) {
+            std::os::unix::fs::symlink(&path, dir.join(name)).map_err(io)?;
+            linked.push(name.to_string_lossy().into_owned());
+        }
+    }
+    linked.sort();
+    println!(
+        "fresh-ci: PATH gets rustup's proxies only ({}), not the rest of {}",
+        linked.join(" "),
+        home_bin.display()
+    );
+    Ok(())
 }
 
 /// Whether `package` is installed (per dpkg).
@@ -226,4 +259,39 @@ fn remove_apt_packages() -> crate::Result {
             .stdout(Stdio::null()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs rustup in `~/.cargo/bin` (a prerequisite of the project, docs/development.md).
+    #[test]
+    fn only_rustups_proxies_are_linked() {
+        let dir = temp_dir().expect("temp dir");
+        let bin = dir.join("rustup-bin");
+        rustup_proxies(&bin).expect("rustup proxies");
+        let names: Vec<String> = std::fs::read_dir(&bin)
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        for proxy in ["cargo", "rustc", "rustup"] {
+            assert!(
+                names.iter().any(|n| n == proxy),
+                "{proxy} missing: {names:?}"
+            );
+        }
+        assert!(
+            names.iter().all(|n| !n.starts_with("cargo-")
+                || n == "cargo-clippy"
+                || n == "cargo-fmt"
+                || n == "cargo-miri"),
+            "a cargo-installed tool was linked: {names:?}"
+        );
+        let path = search_path(&dir.join("cargo-home"), &bin).expect("PATH");
+        let home_bin = PathBuf::from(env::var_os("HOME").expect("HOME")).join(".cargo/bin");
+        assert!(!env::split_paths(&path).any(|d| d == home_bin), "{path:?}");
+        assert_eq!(env::split_paths(&path).nth(1), Some(bin));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }
