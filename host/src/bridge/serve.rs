@@ -16,9 +16,7 @@
 
 use core::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use mitoken_core::http::Limits;
 use mitoken_core::server::{
     Fault, HandleError, Relay, RelayRequest, Relayed, Response, ServerConnection,
 };
@@ -29,11 +27,8 @@ use super::answer::{
 };
 use crate::client::unix_now;
 use crate::serve_loop::MAX_BUFFER;
-use crate::serve_loop::connection::{Answerer, Reply, Step};
+use crate::serve_loop::connection::{Answerer, Exchange, Step};
 use crate::token_client::TokenClient;
-
-/// Initial size of a connection's work and output buffers.
-const BUFFER: usize = 16 * 1024;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -161,27 +156,12 @@ impl BridgeAnswerer {
 }
 
 impl Answerer for BridgeAnswerer {
-    fn limits(&self) -> &Limits {
-        &self.shared.relay.config().limits
-    }
-
-    fn buffer_size(&self) -> usize {
-        BUFFER
-    }
-
-    async fn answer(
-        &mut self,
-        input: &mut [u8],
-        work: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-        mut reply: Reply<'_>,
-        started: Instant,
-    ) -> Step {
+    async fn answer(&mut self, mut ex: Exchange<'_>) -> Step {
         let relay = self.shared.relay;
-        let (response, source) = match relay.handle(&mut self.conn, input, work, out) {
+        let (response, source) = match relay.handle(&mut self.conn, ex.input, ex.work, ex.out) {
             Ok(Relayed::Partial) => return Step::Partial,
             Ok(Relayed::Response(r)) => (r, None),
-            Ok(Relayed::Relay(request)) => match answer(&self.shared, &request, out).await {
+            Ok(Relayed::Relay(request)) => match answer(&self.shared, &request, ex.out).await {
                 Some((r, source)) => (r, Some(source)),
                 None => return Step::Close,
             },
@@ -191,11 +171,12 @@ impl Answerer for BridgeAnswerer {
             peer = %self.peer,
             status = response.status,
             cached = source.map(|s| s == Source::Cache),
-            latency = ?started.elapsed(),
+            latency = ?ex.started.elapsed(),
             "answered"
         );
-        if !reply
-            .send(out.get(..response.len).unwrap_or_default())
+        if !ex
+            .reply
+            .send(ex.out.get(..response.len).unwrap_or_default())
             .await
         {
             return Step::Close;

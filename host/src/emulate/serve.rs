@@ -24,7 +24,6 @@ use core::time::Duration;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use mitoken_core::http::Limits;
 use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
 use mitoken_core::server::{
     Admission, Config, Fault, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError, IssueRequest,
@@ -44,11 +43,8 @@ use super::signing::{KeyError, SigningKey};
 use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
-use crate::serve_loop::connection::{Answerer, Reply, Step};
+use crate::serve_loop::connection::{Answerer, Exchange, Step};
 use crate::serve_loop::{self, AcceptPolicy};
-
-/// Initial size of a connection's work and output buffers.
-const BUFFER: usize = 16 * 1024;
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
@@ -394,29 +390,14 @@ impl EmulatorAnswerer {
 }
 
 impl Answerer for EmulatorAnswerer {
-    fn limits(&self) -> &Limits {
-        &self.issuer.shared.server_config.limits
-    }
-
-    fn buffer_size(&self) -> usize {
-        BUFFER
-    }
-
-    async fn answer(
-        &mut self,
-        input: &mut [u8],
-        work: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-        mut reply: Reply<'_>,
-        started: Instant,
-    ) -> Step {
+    async fn answer(&mut self, mut ex: Exchange<'_>) -> Step {
         let shared = Arc::clone(&self.issuer.shared);
-        let handled = Server::new(shared.table, shared.server_config, work).handle(
+        let handled = Server::new(shared.table, shared.server_config, ex.work).handle(
             &mut self.conn,
-            input,
+            ex.input,
             unix_now(),
             &mut self.issuer,
-            out,
+            ex.out,
         );
         let response = match handled {
             Ok(Handled::Partial) => return Step::Partial,
@@ -434,10 +415,11 @@ impl Answerer for EmulatorAnswerer {
         let close_now = self.issuer.state.close || response.len == 0;
         // Counted before it is written, so a client that has read the answer finds it in
         // the counters; the throttle permit is held until the answer is written.
-        let permit = self.issuer.finish(&response, close_now, started);
+        let permit = self.issuer.finish(&response, close_now, ex.started);
         let written = close_now
-            || reply
-                .send(out.get(..response.len).unwrap_or_default())
+            || ex
+                .reply
+                .send(ex.out.get(..response.len).unwrap_or_default())
                 .await;
         drop(permit);
         drop(in_flight);

@@ -11,7 +11,6 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::time::Instant;
 
-use mitoken_core::http::Limits;
 use mitoken_core::server::HandleError;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -54,34 +53,39 @@ impl Reply<'_> {
     }
 }
 
+/// One call of [`Answerer::answer`]: the connection's buffers and socket.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    /// The request bytes not consumed yet (the request starts at the front).
+    pub input: &'a mut [u8],
+    /// The core's work area.
+    pub work: &'a mut Vec<u8>,
+    /// Where the core writes the answer.
+    pub out: &'a mut Vec<u8>,
+    /// Where the answer is sent.
+    pub reply: Reply<'a>,
+    /// When the request's first bytes arrived (for latency logs).
+    pub started: Instant,
+}
+
 /// The part of a connection that differs between servers: hands the request bytes to the core
 /// and answers.
 pub trait Answerer {
-    /// The core's request limits (they bound the buffered input).
-    fn limits(&self) -> &Limits;
-
-    /// Initial size of the work and output buffers.
-    fn buffer_size(&self) -> usize;
-
-    /// Hands the bytes at the start of `input` to the core; when it makes an answer, writes it
-    /// with `reply` and returns [`Step::Done`]. `started` is when the request's first bytes
-    /// arrived (for latency logs); `peer` is for logs.
-    fn answer(
-        &mut self,
-        input: &mut [u8],
-        work: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-        reply: Reply<'_>,
-        started: Instant,
-    ) -> impl Future<Output = Step> + Send;
+    /// Hands the bytes at the start of the input to the core; when it makes an answer, sends
+    /// it with the exchange's [`Reply`] and returns [`Step::Done`].
+    fn answer(&mut self, exchange: Exchange<'_>) -> impl Future<Output = Step> + Send;
 }
+
+/// Initial size of a connection's work and output buffers (grown for unusual requests or
+/// tokens).
+pub const BUFFER: usize = 16 * 1024;
 
 /// What the connection loop gets besides the socket.
 #[derive(Debug)]
 pub struct Context {
     /// The peer (for logs).
     pub peer: SocketAddr,
-    /// Connection bounds.
+    /// Connection bounds (its `http` limits must be the core's, for the input bound).
     pub limits: ConnectionLimits,
     /// Shutdown notice.
     pub shutdown: watch::Receiver<bool>,
@@ -101,26 +105,28 @@ pub async fn serve<A: Answerer>(mut answerer: A, mut stream: TcpStream, mut ctx:
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, "connection opened");
     let mut buffers = Buffers::default();
-    let limit = max_input(answerer.limits());
-    let buffer_size = answerer.buffer_size();
+    let limit = max_input(&ctx.limits.http);
     // When the next request must be complete: the idle timeout from the opening or the last
     // answer, shortened to the request timeout once the request's first bytes arrive.
     let mut deadline = idle_deadline(&ctx.limits);
     let mut started: Option<Instant> = None;
     'conn: loop {
-        buffers.ready(buffer_size);
+        buffers.ready(BUFFER);
         let Buffers { input, work, out } = &mut buffers;
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let request_started = *started.get_or_insert_with(Instant::now);
-            let reply = Reply {
-                stream: &mut stream,
-                limit: ctx.limits.idle_timeout,
+            let exchange = Exchange {
+                input,
+                work,
+                out,
+                reply: Reply {
+                    stream: &mut stream,
+                    limit: ctx.limits.idle_timeout,
+                },
+                started: request_started,
             };
-            match answerer
-                .answer(input, work, out, reply, request_started)
-                .await
-            {
+            match answerer.answer(exchange).await {
                 Step::Partial => break,
                 Step::Grow(e) => {
                     if grow_for(e, out, work) {
