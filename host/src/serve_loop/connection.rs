@@ -185,11 +185,14 @@ async fn wait_for_bytes(
     let peer = ctx.peer;
     ctx.slot.waiting();
     let outcome = tokio::select! {
+        // Bytes already there win over an eviction notice: a request that has arrived is
+        // handled (and the connection stays if it completes one).
+        biased;
+        outcome = read_more(stream, input, deadline, &mut ctx.shutdown) => outcome,
         () = ctx.slot.evicted() => {
             tracing::debug!(%peer, "evicted at the connection cap (no complete request yet)");
             return Wait::Closed;
         }
-        outcome = read_more(stream, input, deadline, &mut ctx.shutdown) => outcome,
     };
     ctx.slot.busy();
     match outcome {

@@ -90,8 +90,9 @@ impl Buffers {
     /// Gives `work` and `out` `size` bytes if there is input to handle and they have none.
     pub fn ready(&mut self, size: usize) {
         if !self.input.is_empty() && self.out.is_empty() {
-            self.work.resize(size, 0);
-            self.out.resize(size, 0);
+            // `vec!` of zeros is a zeroed allocation (no byte-by-byte fill).
+            self.work = vec![0; size];
+            self.out = vec![0; size];
         }
     }
 
@@ -146,6 +147,10 @@ pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
         }
     }
 }
+
+/// Evicted connections not yet closed beyond which [`accept_loop`] yields to them before its
+/// next accept.
+pub const CLOSING_SLACK: usize = 32;
 
 /// How [`accept_loop`] treats connections.
 #[derive(Clone, Debug)]
@@ -211,6 +216,11 @@ pub async fn accept_loop<A, F>(
                         slot: admitted.slot,
                     };
                     tasks.spawn(connection::serve(answerer(peer), stream, context));
+                    if slots.open() > slots.max().saturating_add(CLOSING_SLACK) {
+                        // Evicted connections have not closed yet: let them run before the
+                        // next accept, so the descriptors stay near the cap in a flood.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("{name}: accept failed: {e}");

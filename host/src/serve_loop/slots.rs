@@ -110,6 +110,11 @@ impl Slots {
         })
     }
 
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Connections admitted and not yet closed.
     pub fn open(&self) -> usize {
         self.lock().open
