@@ -1,9 +1,8 @@
 //! The bridge's connections: bytes in → the core's [`Relay`] → a token from the shared
 //! [`TokenClient`] → the core's legacy answer → bytes out.
 //!
-//! Per connection: one input vector, one work and one output buffer (16 KiB each, grown only
-//! for unusual requests or tokens), allocated when request bytes arrive, reused for every
-//! pipelined request, released while the connection is idle. The cached
+//! The connection loop itself (buffers, deadlines, the cap) is the one shared with the emulator
+//! (`serve_loop::connection`); this module is the bridge's [`Answerer`]. The cached
 //! path allocates nothing: the relay decodes the parameters into the work buffer, the cache is
 //! looked up by a key borrowing them, and the answer is written from the cache entry straight
 //! into the output buffer under the cache's (synchronous, never awaited-across) lock. Only a

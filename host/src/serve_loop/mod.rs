@@ -73,9 +73,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// A connection's buffers: allocated when request bytes arrive, released while it is idle, so
-/// an idle connection costs its task and socket only (1024 idle connections: ~2.5 MiB, not the
-/// ~60 MiB of buffers allocated up front; `tests/tests/hostile_load.rs`).
+/// A connection's buffers: allocated when request bytes arrive, released while it waits for
+/// bytes (idle, or with a partial request, which keeps only its bytes), so a waiting connection
+/// costs its task and socket only (1024 idle connections: ~2.5 MiB, not the ~60 MiB of buffers
+/// allocated up front; `tests/tests/hostile_load.rs`, `tests/tests/hostile_flood.rs`).
 #[derive(Debug, Default)]
 pub struct Buffers {
     /// Request bytes not yet consumed.
