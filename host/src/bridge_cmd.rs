@@ -17,6 +17,7 @@ pub async fn run(args: BridgeArgs) -> Result<(), Failure> {
         limits: ConnectionLimits {
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
             idle_timeout: args.idle_timeout,
+            request_timeout: args.request_timeout,
             ..ConnectionLimits::default()
         },
         ..BridgeOptions::new(args.upstream)

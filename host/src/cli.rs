@@ -51,12 +51,16 @@ pub struct BridgeArgs {
     /// reach the bridge gets this VM's tokens.
     #[arg(long)]
     pub allow_non_loopback: bool,
-    /// Most connections served at once; more are answered 503 and closed.
+    /// Most connections served at once. At the cap the oldest connection that never completed
+    /// a request is closed for the new one; when there is none, the new one is answered 503.
     #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Close a connection that sends no complete request for this long.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
+    /// Close a connection whose request is not complete this long after its first bytes.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
 }
 
 /// Which service `mitoken emulate` imitates.
@@ -111,12 +115,16 @@ pub struct EmulateArgs {
     /// `Retry-After` (changeable at run time on the admin path).
     #[arg(long)]
     pub throttle: bool,
-    /// Most connections served at once; more are answered 503 and closed.
+    /// Most connections served at once. At the cap the oldest connection that never completed
+    /// a request is closed for the new one; when there is none, the new one is answered 503.
     #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Close a connection that sends no complete request for this long.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
+    /// Close a connection whose request is not complete this long after its first bytes.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
 }
 
 /// Arguments of `mitoken demo`.

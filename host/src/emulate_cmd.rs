@@ -37,6 +37,7 @@ pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
     let limits = ConnectionLimits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         idle_timeout: args.idle_timeout,
+        request_timeout: args.request_timeout,
         ..ConnectionLimits::default()
     };
     let options = EmulatorOptions {

@@ -68,6 +68,8 @@ pub struct Options {
     pub max_connections: Option<u32>,
     /// `--config FILE` for the emulator (the upstream's, for the bridge).
     pub config: Option<PathBuf>,
+    /// `--request-timeout` in seconds; `None` keeps the default (10 s).
+    pub request_timeout_secs: Option<u32>,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             idle_timeout_secs: 2,
             max_connections: None,
             config: None,
+            request_timeout_secs: None,
         }
     }
 }
@@ -284,6 +287,9 @@ fn emulate_args(options: &Options) -> Vec<String> {
     if let Some(n) = options.max_connections {
         args.extend(["--max-connections".to_owned(), n.to_string()]);
     }
+    if let Some(n) = options.request_timeout_secs {
+        args.extend(["--request-timeout".to_owned(), n.to_string()]);
+    }
     if let Some(config) = &options.config {
         args.extend(["--config".to_owned(), config.display().to_string()]);
     }
@@ -303,6 +309,9 @@ fn bridge_args(options: &Options, upstream: &str) -> Vec<String> {
     ]);
     if let Some(n) = options.max_connections {
         args.extend(["--max-connections".to_owned(), n.to_string()]);
+    }
+    if let Some(n) = options.request_timeout_secs {
+        args.extend(["--request-timeout".to_owned(), n.to_string()]);
     }
     args
 }
@@ -324,6 +333,7 @@ impl Target {
                     idle_timeout_secs: 60,
                     max_connections: None,
                     config: options.config.clone(),
+                    request_timeout_secs: None,
                 };
                 let upstream =
                     ServerProcess::spawn("upstream", &emulate_args(&upstream_options), &[]);
@@ -775,6 +785,47 @@ pub fn ensure_open_files(n: u64) -> u64 {
         "need {n} open files for this test but the limit is {soft} (raise `ulimit -n`)"
     );
     soft
+}
+
+/// The start of a request head that never ends: what each connection of a half-open flood
+/// sends before going silent.
+pub const HALF_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHo";
+
+/// A half-open flood: `n` connections to `addr`, each sent [`HALF_HEAD`] and nothing more,
+/// returned still open (the attacker holds them), with how many could not connect within 2 s.
+///
+/// # Panics
+/// If `addr` is not a socket address.
+pub fn half_open_flood(addr: &str, n: usize) -> (Vec<TcpStream>, usize) {
+    let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+    let mut held = Vec::with_capacity(n);
+    let mut failed = 0;
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                // The server may already have closed it (evicted): the attacker does not care.
+                let _ = s.write_all(HALF_HEAD);
+                held.push(s);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    (held, failed)
+}
+
+/// How many of `conns` the server still holds open (a read would block), without reading
+/// anything the server did not send.
+pub fn still_open(conns: &[TcpStream]) -> usize {
+    let mut buf = [0u8; 1];
+    conns
+        .iter()
+        .filter(|s| {
+            let _ = s.set_nonblocking(true);
+            let open = matches!(s.peek(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock);
+            let _ = s.set_nonblocking(false);
+            open
+        })
+        .count()
 }
 
 /// Configuration files written so far (for unique names).

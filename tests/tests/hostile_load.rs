@@ -161,9 +161,10 @@ fn tally(conns: &mut [TcpStream]) -> Tally {
     t
 }
 
-/// 10,000 connections opened and left idle: the server holds at most `--max-connections`,
-/// refuses the rest with 503 (or a close), keeps its memory and descriptors bounded, answers
-/// 503 while full, then closes the idle ones after the timeout and serves normally again.
+/// 10,000 connections opened and left idle: the server holds at most `--max-connections`
+/// (the oldest connections without a request are closed for newer ones), keeps its memory and
+/// descriptors bounded, serves a normal request while full, then closes the idle ones after
+/// the timeout and serves normally again.
 fn ten_thousand_idle_connections(kind: Kind) {
     const N: usize = 10_000;
     // The emulator and bridge runs share this process's descriptors: one at a time.
@@ -188,6 +189,7 @@ fn ten_thousand_idle_connections(kind: Kind) {
         }
     }
     let opened_in = started.elapsed();
+    let all_opened = Instant::now();
     let fds_full = t.server.open_fds();
     let rss_full = t.sample_rss();
     // Let the accept loop catch up with the backlog.
@@ -214,21 +216,24 @@ fn ten_thousand_idle_connections(kind: Kind) {
         "{}: {fds_full} descriptors open with {N} clients",
         kind.name()
     );
-    // Full: a normal request is refused with 503 + Retry-After (or served if a slot is free).
+    // Full of connections that never sent a request: the oldest gives way, a normal request is
+    // served (`hostile_flood.rs` times it).
     let mut s = t.connect();
     let _ = s.write_all(t.normal_request("").as_bytes());
     let ex = read_replies(&mut s, 1, Duration::from_secs(5));
     let full_status = ex.replies.first().map_or(0, |r| r.status);
-    assert!(
-        full_status == 503 || full_status == 200,
+    assert_eq!(
+        full_status,
+        200,
         "{}: a normal request while full got {full_status}",
         kind.name()
     );
     drop(s);
     t.server.assert_alive("10,000 connections");
-    // The idle ones are closed after the timeout; then normal service resumes.
+    // The idle ones are closed after the timeout (the ones held are the last opened: older
+    // ones gave way to them); then normal service resumes.
     let timeout = Duration::from_secs(u64::from(t.options.idle_timeout_secs));
-    std::thread::sleep((timeout + Duration::from_secs(1)).saturating_sub(started.elapsed()));
+    std::thread::sleep((timeout + Duration::from_secs(1)).saturating_sub(all_opened.elapsed()));
     let second = tally(&mut conns);
     assert_eq!(
         second.held,

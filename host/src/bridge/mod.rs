@@ -19,7 +19,7 @@
 //! withheld.
 //!
 //! - [`answer`]: what is asked upstream, and the answers (legacy token shape, error mapping).
-//! - `serve`: the connection loop.
+//! - `serve`: its answers for the shared connection loop (`serve_loop::connection`).
 
 pub mod answer;
 mod serve;
@@ -216,15 +216,11 @@ impl Bridge {
         let shared = Arc::new(serve::Shared {
             relay,
             client: client.clone(),
-            limits: options.limits,
         });
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(serve_loop::accept_loop(
-            listener,
-            policy,
-            rx,
-            move |stream, peer, rx| serve::serve_connection(Arc::clone(&shared), stream, peer, rx),
-        ));
+        let task = tokio::spawn(serve_loop::accept_loop(listener, policy, rx, move |peer| {
+            serve::BridgeAnswerer::new(Arc::clone(&shared), peer)
+        }));
         tracing::info!(%local_addr, upstream = %upstream_url(&endpoint), "bridge listening");
         Ok(RunningBridge {
             local_addr,

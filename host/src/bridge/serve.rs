@@ -1,9 +1,8 @@
 //! The bridge's connections: bytes in → the core's [`Relay`] → a token from the shared
 //! [`TokenClient`] → the core's legacy answer → bytes out.
 //!
-//! Per connection: one input vector, one work and one output buffer (16 KiB each, grown only
-//! for unusual requests or tokens), allocated when request bytes arrive, reused for every
-//! pipelined request, released while the connection is idle. The cached
+//! The connection loop itself (buffers, deadlines, the cap) is the one shared with the emulator
+//! (`serve_loop::connection`); this module is the bridge's [`Answerer`]. The cached
 //! path allocates nothing: the relay decodes the parameters into the work buffer, the cache is
 //! looked up by a key borrowing them, and the answer is written from the cache entry straight
 //! into the output buffer under the cache's (synchronous, never awaited-across) lock. Only a
@@ -16,33 +15,25 @@
 
 use core::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use mitoken_core::server::{Fault, HandleError, Relay, RelayRequest, Relayed, Response};
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use mitoken_core::server::{
+    Fault, HandleError, Relay, RelayRequest, Relayed, Response, ServerConnection,
+};
 
 use super::answer::{
     ErrorAnswer, cached_json, error_answer, fetched_json, token_request, token_spec,
     wrong_identity, wrong_identity_answer,
 };
 use crate::client::unix_now;
-use crate::serve_loop::{
-    Buffers, ConnectionLimits, MAX_BUFFER, grow_for, max_input, read_more_or_close,
-    request_deadline, write_answer,
-};
+use crate::serve_loop::MAX_BUFFER;
+use crate::serve_loop::connection::{Answerer, Exchange, Step};
 use crate::token_client::TokenClient;
-
-/// Initial size of a connection's work and output buffers.
-const BUFFER: usize = 16 * 1024;
 
 /// What every connection shares.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub relay: Relay<'static>,
     pub client: TokenClient,
-    pub limits: ConnectionLimits,
 }
 
 /// Writes an answer with `write`, growing `out` when it is too small.
@@ -147,68 +138,51 @@ async fn answer(
     response.map(|r| (r, Source::Upstream))
 }
 
-/// Serves one client connection until it closes, idles out, errs or shutdown is asked for.
-pub(super) async fn serve_connection(
+/// The bridge's side of the [one connection loop](crate::serve_loop::connection): the core's
+/// relay, answered from the cache or upstream.
+pub(super) struct BridgeAnswerer {
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    conn: ServerConnection,
     peer: SocketAddr,
-    mut rx: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    tracing::debug!(%peer, "connection opened");
-    let relay = shared.relay;
-    let mut conn = relay.connection();
-    let mut buffers = Buffers::default();
-    let limit = max_input(&relay.config().limits);
-    let mut deadline = request_deadline(&shared.limits);
-    'conn: loop {
-        buffers.ready(BUFFER);
-        let Buffers { input, work, out } = &mut buffers;
-        // Answer every complete (pipelined) request in the buffer.
-        while !input.is_empty() {
-            let started = Instant::now();
-            let handled = relay.handle(&mut conn, input, work, out);
-            let (response, source) = match handled {
-                Ok(Relayed::Partial) => break,
-                Ok(Relayed::Response(r)) => (r, None),
-                Ok(Relayed::Relay(request)) => match answer(&shared, &request, out).await {
-                    Some((r, source)) => (r, Some(source)),
-                    None => break 'conn,
-                },
-                Err(e) => {
-                    if grow_for(e, out, work) {
-                        continue;
-                    }
-                    tracing::error!(%peer, "cannot answer: {e}");
-                    break 'conn;
-                }
-            };
-            tracing::debug!(
-                %peer,
-                status = response.status,
-                cached = source.map(|s| s == Source::Cache),
-                latency = ?started.elapsed(),
-                "answered"
-            );
-            let bytes = out.get(..response.len).unwrap_or_default();
-            if !write_answer(&mut stream, bytes, shared.limits.idle_timeout).await {
-                break 'conn;
-            }
-            deadline = request_deadline(&shared.limits);
-            input.drain(..response.consumed.min(input.len()));
-            if !response.keep_alive || *rx.borrow() {
-                break 'conn;
-            }
+}
+
+impl BridgeAnswerer {
+    /// A fresh connection's answerer.
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+        let conn = shared.relay.connection();
+        Self { shared, conn, peer }
+    }
+}
+
+impl Answerer for BridgeAnswerer {
+    async fn answer(&mut self, mut ex: Exchange<'_>) -> Step {
+        let relay = self.shared.relay;
+        let (response, source) = match relay.handle(&mut self.conn, ex.input, ex.work, ex.out) {
+            Ok(Relayed::Partial) => return Step::Partial,
+            Ok(Relayed::Response(r)) => (r, None),
+            Ok(Relayed::Relay(request)) => match answer(&self.shared, &request, ex.out).await {
+                Some((r, source)) => (r, Some(source)),
+                None => return Step::Close,
+            },
+            Err(e) => return Step::Grow(e),
+        };
+        tracing::debug!(
+            peer = %self.peer,
+            status = response.status,
+            cached = source.map(|s| s == Source::Cache),
+            latency = ?ex.started.elapsed(),
+            "answered"
+        );
+        if !ex
+            .reply
+            .send(ex.out.get(..response.len).unwrap_or_default())
+            .await
+        {
+            return Step::Close;
         }
-        if input.len() >= limit {
-            tracing::warn!(%peer, "request larger than the limits allow; closing");
-            break;
-        }
-        buffers.release_if_idle();
-        if !read_more_or_close(&mut stream, &mut buffers.input, deadline, &mut rx, peer).await {
-            break;
+        Step::Done {
+            consumed: response.consumed,
+            keep_alive: response.keep_alive,
         }
     }
-    let _ = stream.shutdown().await;
-    tracing::debug!(%peer, "connection closed");
 }

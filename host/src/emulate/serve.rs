@@ -9,8 +9,9 @@
 //!
 //! Per connection: pipelined keep-alive requests, an idle timeout, head and body limits from the
 //! core's [`Limits`]; malformed requests get the core's 400 / 431 / 413 and the connection is
-//! closed. A semaphore bounds the connections; one over the limit is answered
-//! `503 service_unavailable` and closed. Delays chosen by fault rules are slept before the answer
+//! closed. The connections are capped (at the cap the oldest one that never completed a request
+//! gives way; with none, the new one is answered `503 service_unavailable` and closed:
+//! [`crate::serve_loop::slots`]). Delays chosen by fault rules are slept before the answer
 //! is written; a throttle permit is held until then.
 //!
 //! Logs (`tracing`, target `mitoken_host::emulate::serve`): one `info` line per request with
@@ -28,8 +29,7 @@ use mitoken_core::server::{
     Admission, Config, Fault, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError, IssueRequest,
     Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server, ServerConnection,
 };
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::admin::{ADMIN_PREFIX, EmulatorControls};
@@ -43,10 +43,8 @@ use super::signing::{KeyError, SigningKey};
 use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
-use crate::serve_loop::{
-    self, AcceptPolicy, Buffers, grow_for, max_input, read_more_or_close, request_deadline,
-    write_answer,
-};
+use crate::serve_loop::connection::{Answerer, Exchange, Step};
+use crate::serve_loop::{self, AcceptPolicy};
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
@@ -368,92 +366,71 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, rx: watch::Rece
         allow_non_loopback: true,
         name: "emulator",
     };
-    serve_loop::accept_loop(listener, policy, rx, move |stream, peer, rx| {
-        let shared = Arc::clone(&shared);
-        async move { serve_connection(&shared, stream, peer, rx).await }
+    serve_loop::accept_loop(listener, policy, rx, move |_peer| {
+        EmulatorAnswerer::new(Arc::clone(&shared))
     })
     .await;
 }
 
-async fn serve_connection(
-    shared: &Arc<Shared>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    mut rx: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    tracing::debug!(%peer, "connection opened");
-    let mut issuer = HostIssuer::new(Arc::clone(shared));
-    let mut conn = ServerConnection::new(shared.server_config.limits);
-    let mut buffers = Buffers::default();
-    let limit = max_input(&shared.server_config.limits);
-    let mut started: Option<Instant> = None;
-    let mut deadline = request_deadline(&shared.limits);
-    'conn: loop {
-        buffers.ready(16 * 1024);
-        let Buffers { input, work, out } = &mut buffers;
-        // Answer every complete (pipelined) request in the buffer.
-        while !input.is_empty() {
-            let now = unix_now();
-            let handled = Server::new(shared.table, shared.server_config, work).handle(
-                &mut conn,
-                input,
-                now,
-                &mut issuer,
-                out,
-            );
-            let response = match handled {
-                Ok(Handled::Partial) => break,
-                Ok(Handled::Response(r)) => r,
-                Err(e) => {
-                    if grow_for(e, out, work) {
-                        continue;
-                    }
-                    tracing::error!(%peer, "cannot answer: {e}");
-                    break 'conn;
-                }
-            };
-            let t0 = started.take().unwrap_or_else(Instant::now);
-            // In flight until its answer is written (delays included); admin and document
-            // requests are not counted.
-            let in_flight = (!matches!(response.outcome, Outcome::Other))
-                .then(|| shared.controls.counters.begin());
-            let delay = issuer.state.delay;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let close_now = issuer.state.close || response.len == 0;
-            // Counted before it is written, so a client that has read the answer finds it in
-            // the counters; the throttle permit is held until the answer is written.
-            let permit = issuer.finish(&response, close_now, t0);
-            let written = if close_now {
-                true
-            } else {
-                let bytes = out.get(..response.len).unwrap_or_default();
-                write_answer(&mut stream, bytes, shared.limits.idle_timeout).await
-            };
-            deadline = request_deadline(&shared.limits);
-            drop(permit);
-            drop(in_flight);
-            input.drain(..response.consumed.min(input.len()));
-            if !written || close_now || !response.keep_alive || *rx.borrow() {
-                break 'conn;
-            }
-        }
-        if input.len() >= limit {
-            tracing::warn!(%peer, "request larger than the limits allow; closing");
-            break;
-        }
-        buffers.release_if_idle();
-        if !read_more_or_close(&mut stream, &mut buffers.input, deadline, &mut rx, peer).await {
-            break;
-        }
-        if started.is_none() {
-            started = Some(Instant::now());
+/// The emulator's side of the [one connection loop](crate::serve_loop::connection): the core's
+/// server with this connection's [`Issuer`], fault delays, counters and throttle permits.
+struct EmulatorAnswerer {
+    issuer: HostIssuer,
+    conn: ServerConnection,
+}
+
+impl EmulatorAnswerer {
+    fn new(shared: Arc<Shared>) -> Self {
+        let conn = ServerConnection::new(shared.server_config.limits);
+        Self {
+            issuer: HostIssuer::new(shared),
+            conn,
         }
     }
-    let _ = stream.shutdown().await;
-    tracing::debug!(%peer, "connection closed");
+}
+
+impl Answerer for EmulatorAnswerer {
+    async fn answer(&mut self, mut ex: Exchange<'_>) -> Step {
+        let shared = Arc::clone(&self.issuer.shared);
+        let handled = Server::new(shared.table, shared.server_config, ex.work).handle(
+            &mut self.conn,
+            ex.input,
+            unix_now(),
+            &mut self.issuer,
+            ex.out,
+        );
+        let response = match handled {
+            Ok(Handled::Partial) => return Step::Partial,
+            Ok(Handled::Response(r)) => r,
+            Err(e) => return Step::Grow(e),
+        };
+        // In flight until its answer is written (delays included); admin and document
+        // requests are not counted.
+        let in_flight =
+            (!matches!(response.outcome, Outcome::Other)).then(|| shared.controls.counters.begin());
+        let delay = self.issuer.state.delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let close_now = self.issuer.state.close || response.len == 0;
+        // Counted before it is written, so a client that has read the answer finds it in
+        // the counters; the throttle permit is held until the answer is written.
+        let permit = self.issuer.finish(&response, close_now, ex.started);
+        let written = close_now
+            || ex
+                .reply
+                .send(ex.out.get(..response.len).unwrap_or_default())
+                .await;
+        drop(permit);
+        drop(in_flight);
+        if !written {
+            return Step::Close;
+        }
+        Step::Done {
+            consumed: response.consumed,
+            keep_alive: response.keep_alive && !close_now,
+        }
+    }
 }
 
 /// Per-request decisions, kept until the answer is written so that a repeated
@@ -767,6 +744,7 @@ impl Issuer for HostIssuer {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::emulate::signing::tests::test_key;
@@ -790,8 +768,44 @@ mod tests {
         String::from_utf8_lossy(&text).into_owned()
     }
 
+    const DOCUMENT: &[u8] = b"GET /.well-known/jwks.json HTTP/1.1\r\n\r\n";
+    const LAST_DOCUMENT: &[u8] =
+        b"GET /.well-known/openid-configuration HTTP/1.1\r\nConnection: close\r\n\r\n";
+
+    /// Sends `request` on a new connection and reads the status line.
+    async fn answered(addr: SocketAddr, request: &[u8]) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        s
+    }
+
     #[tokio::test]
-    async fn connections_over_the_limit_get_503_and_idle_ones_are_closed() {
+    async fn at_the_cap_a_connection_without_a_request_gives_way() {
+        let emu = start(ConnectionLimits {
+            max_connections: 2,
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let addr = emu.local_addr();
+        // One keep-alive connection with an answered request, one with half a request head.
+        let mut kept = answered(addr, DOCUMENT).await;
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A third: the half-sent one is evicted (closed unanswered), the newcomer served.
+        let _third = answered(addr, DOCUMENT).await;
+        assert_eq!(read_all(&mut half).await, "");
+        // The keep-alive connection was not the victim: it is still served.
+        kept.write_all(LAST_DOCUMENT).await.unwrap();
+        assert!(read_all(&mut kept).await.contains("200 OK"));
+        emu.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn at_a_cap_of_answered_connections_newcomers_get_503_until_one_idles_out() {
         let emu = start(ConnectionLimits {
             max_connections: 1,
             idle_timeout: Duration::from_millis(300),
@@ -799,15 +813,8 @@ mod tests {
         })
         .await;
         let addr = emu.local_addr();
-        let mut first = TcpStream::connect(addr).await.unwrap();
-        // Make sure the first connection holds its slot before the second arrives.
-        first
-            .write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 12];
-        first.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"HTTP/1.1 200");
+        // The only slot holds a connection that completed a request: nobody gives way.
+        let mut first = answered(addr, DOCUMENT).await;
         let mut second = TcpStream::connect(addr).await.unwrap();
         let refused = read_all(&mut second).await;
         assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
@@ -817,14 +824,24 @@ mod tests {
         let started = Instant::now();
         let _rest = read_all(&mut first).await;
         assert!(started.elapsed() < Duration::from_secs(3));
-        let mut third = TcpStream::connect(addr).await.unwrap();
-        third
-            .write_all(
-                b"GET /.well-known/openid-configuration HTTP/1.1\r\nConnection: close\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        assert!(read_all(&mut third).await.starts_with("HTTP/1.1 200 "));
+        let mut third = answered(addr, LAST_DOCUMENT).await;
+        let _rest = read_all(&mut third).await;
+        emu.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_has_the_request_timeout() {
+        let emu = start(ConnectionLimits {
+            request_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let mut half = TcpStream::connect(emu.local_addr()).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        let started = Instant::now();
+        assert_eq!(read_all(&mut half).await, "");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
         emu.shutdown().await;
     }
 

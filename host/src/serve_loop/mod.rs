@@ -1,11 +1,14 @@
 //! The connection plumbing shared by the tokio shells around the core server (`mitoken
-//! emulate`) and the core relay (`mitoken bridge`): the accept loop with its connection limit,
-//! peer check and graceful shutdown, and the per-connection read step with its idle timeout.
+//! emulate`) and the core relay (`mitoken bridge`): the accept loop with its connection cap
+//! (where connections that never completed a request give way: [`slots`]), peer check and
+//! graceful shutdown, and the one connection loop ([`connection`]) with its deadlines.
 //!
 //! The HTTP itself is never here: each connection's bytes go to the core
 //! (`Server::handle` / `Relay::handle`), which parses, validates and writes the answers.
 
-use core::future::Future;
+pub mod connection;
+pub mod slots;
+
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::sync::Arc;
@@ -15,18 +18,24 @@ use mitoken_core::identity::Flavor;
 use mitoken_core::server::{Config, HandleError};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Bounds on connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Connections served at once; more are answered 503 and closed. Default 1024.
+    /// Connections served at once. At the cap, the oldest connection that never completed a
+    /// request gives way to the new one; when there is none, the new one is answered 503 and
+    /// closed. Default 1024.
     pub max_connections: usize,
     /// A connection with no complete request for this long is closed, counted from its opening
     /// or its last answer (a request trickling in byte by byte is closed too); also the longest
     /// an answer may wait to be written to a client that does not read. Default 60 s.
     pub idle_timeout: Duration,
+    /// A request must be complete this long after its first bytes arrived (or by the idle
+    /// deadline, if that comes first), like nginx's `client_header_timeout`: half-sent
+    /// requests do not hold a connection for the whole idle timeout. Default 10 s.
+    pub request_timeout: Duration,
     /// On shutdown, how long answers in progress may take before their connections are dropped.
     /// Default 5 s.
     pub shutdown_grace: Duration,
@@ -39,6 +48,7 @@ impl Default for ConnectionLimits {
         Self {
             max_connections: 1024,
             idle_timeout: Duration::from_mins(1),
+            request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             http: Config::new(Flavor::Imds).limits,
         }
@@ -63,9 +73,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// A connection's buffers: allocated when request bytes arrive, released while it is idle, so
-/// an idle connection costs its task and socket only (1024 idle connections: ~2.5 MiB, not the
-/// ~60 MiB of buffers allocated up front; `tests/tests/hostile_load.rs`).
+/// A connection's buffers: allocated when request bytes arrive, released while it waits for
+/// bytes (idle, or with a partial request, which keeps only its bytes), so a waiting connection
+/// costs its task and socket only (1024 idle connections: ~2.5 MiB, not the ~60 MiB of buffers
+/// allocated up front; `tests/tests/hostile_load.rs`, `tests/tests/hostile_flood.rs`).
 #[derive(Debug, Default)]
 pub struct Buffers {
     /// Request bytes not yet consumed.
@@ -80,23 +91,20 @@ impl Buffers {
     /// Gives `work` and `out` `size` bytes if there is input to handle and they have none.
     pub fn ready(&mut self, size: usize) {
         if !self.input.is_empty() && self.out.is_empty() {
-            self.work.resize(size, 0);
-            self.out.resize(size, 0);
+            // `vec!` of zeros is a zeroed allocation (no byte-by-byte fill).
+            self.work = vec![0; size];
+            self.out = vec![0; size];
         }
     }
 
-    /// Frees every buffer if no input is pending (between requests).
-    pub fn release_if_idle(&mut self) {
-        if self.input.is_empty() {
-            *self = Self::default();
-        }
+    /// Before waiting for bytes: frees the work and output buffers (the core needs them only
+    /// to answer) and the input's spare room, so a connection waiting with a partial request
+    /// holds only the bytes it sent.
+    pub fn park(&mut self) {
+        self.work = Vec::new();
+        self.out = Vec::new();
+        self.input.shrink_to_fit();
     }
-}
-
-/// When the next request must be complete: `idle_timeout` from now (the connection's opening
-/// or its last answer).
-pub fn request_deadline(limits: &ConnectionLimits) -> tokio::time::Instant {
-    tokio::time::Instant::now() + limits.idle_timeout
 }
 
 /// Writes an answer within `limit`; false if it failed or the client did not take it in time
@@ -141,12 +149,17 @@ pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Evicted connections not yet closed beyond which [`accept_loop`] yields to them before its
+/// next accept.
+pub const CLOSING_SLACK: usize = 32;
+
 /// How [`accept_loop`] treats connections.
 #[derive(Clone, Debug)]
 pub struct AcceptPolicy {
     /// Connection bounds.
     pub limits: ConnectionLimits,
-    /// The complete answer written (best effort) to a connection over the limit, e.g. a 503.
+    /// The complete answer written (best effort) to a connection refused at the cap, e.g. a
+    /// 503.
     pub refusal: Arc<[u8]>,
     /// Serve peers that are not on loopback; without it they are closed unanswered.
     pub allow_non_loopback: bool,
@@ -154,23 +167,26 @@ pub struct AcceptPolicy {
     pub name: &'static str,
 }
 
-/// Accepts connections until shutdown is asked for, each served by `serve` in its own task;
-/// then stops listening and waits up to the shutdown grace for the connections, aborting the
-/// rest.
+/// Accepts connections until shutdown is asked for, each served by the [one connection
+/// loop](connection::serve) in its own task with the [`connection::Answerer`] that `answerer`
+/// makes for it; then stops listening and waits up to the shutdown grace for the connections,
+/// aborting the rest.
 ///
-/// A connection from a non-loopback peer is closed at once unless the policy allows it; one
-/// over the connection limit gets the refusal bytes and is closed.
-pub async fn accept_loop<F, Fut>(
+/// It never stops accepting (so the kernel's backlog never fills). A connection from a
+/// non-loopback peer is closed at once unless the policy allows it. At the connection cap the
+/// oldest connection that never completed a request is evicted for the new one ([`slots`]);
+/// when there is none, the new one gets the refusal bytes and is closed.
+pub async fn accept_loop<A, F>(
     listener: TcpListener,
     policy: AcceptPolicy,
     mut rx: watch::Receiver<bool>,
-    serve: F,
+    answerer: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    A: connection::Answerer + Send + 'static,
+    F: Fn(SocketAddr) -> A,
 {
     let name = policy.name;
-    let slots = Arc::new(Semaphore::new(policy.limits.max_connections.max(1)));
+    let slots = slots::Slots::new(policy.limits.max_connections);
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -182,17 +198,30 @@ pub async fn accept_loop<F, Fut>(
                         drop(stream);
                         continue;
                     }
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::warn!(%peer, "{name}: connection limit reached; refusing");
-                        // Best effort, without waiting: a full socket buffer just loses it.
-                        let _ = stream.try_write(&policy.refusal);
-                        continue;
+                    let admitted = match slots.admit() {
+                        Ok(admitted) => admitted,
+                        Err(full) => {
+                            tracing::warn!(%peer, "{name}: connection limit reached ({full}); refusing");
+                            // Best effort, without waiting: a full socket buffer just loses it.
+                            let _ = stream.try_write(&policy.refusal);
+                            continue;
+                        }
                     };
-                    let connection = serve(stream, peer, rx.clone());
-                    tasks.spawn(async move {
-                        connection.await;
-                        drop(permit);
-                    });
+                    if admitted.evicted {
+                        tracing::debug!(%peer, "{name}: connection limit reached; evicted the oldest connection without a request");
+                    }
+                    let context = connection::Context {
+                        peer,
+                        limits: policy.limits,
+                        shutdown: rx.clone(),
+                        slot: admitted.slot,
+                    };
+                    tasks.spawn(connection::serve(answerer(peer), stream, context));
+                    if slots.open() > slots.max().saturating_add(CLOSING_SLACK) {
+                        // Evicted connections have not closed yet: let them run before the
+                        // next accept, so the descriptors stay near the cap in a flood.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("{name}: accept failed: {e}");
@@ -272,29 +301,6 @@ pub fn grow_for(e: HandleError, out: &mut Vec<u8>, work: &mut Vec<u8>) -> bool {
     }
     buf.resize(required, 0);
     true
-}
-
-/// [`read_more`] for a connection loop: true when bytes arrived; otherwise logs why the
-/// connection ends (closed, shutdown, idle, failed) and returns false.
-pub async fn read_more_or_close(
-    stream: &mut TcpStream,
-    input: &mut Vec<u8>,
-    deadline: tokio::time::Instant,
-    rx: &mut watch::Receiver<bool>,
-    peer: SocketAddr,
-) -> bool {
-    match read_more(stream, input, deadline, rx).await {
-        ReadOutcome::Data => true,
-        ReadOutcome::Eof | ReadOutcome::Shutdown => false,
-        ReadOutcome::Failed(e) => {
-            tracing::debug!(%peer, "read failed: {e}");
-            false
-        }
-        ReadOutcome::Idle => {
-            tracing::debug!(%peer, "idle timeout");
-            false
-        }
-    }
 }
 
 #[cfg(test)]
