@@ -1,6 +1,8 @@
 //! The servers the load and client measurements run against — `mitoken emulate`,
 //! `mitoken bridge` and nginx — as child processes on loopback, pinned with `taskset` when the
-//! machine has two CPUs or more, and stopped (SIGTERM, then SIGKILL) when dropped.
+//! machine has two CPUs or more (servers alone on CPU 1, load generator and clients on CPU 0),
+//! and stopped (SIGTERM, then SIGKILL) when dropped; and the CPU time a process used, from
+//! `/proc`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,7 +21,8 @@ pub const IMDS_PATH: &str = "/metadata/identity/oauth2/token?api-version=2018-02
 /// The legacy extension's token path and query the bridge is measured on.
 pub const EXTENSION_PATH: &str = "/oauth2/token?resource=https%3A%2F%2Fmanagement.azure.com%2F";
 
-/// Where servers and load generators run: CPU 0 and CPU 1 when there are two or more CPUs.
+/// Where servers and load generators run: the server alone on CPU 1, the load generator and
+/// the clients on CPU 0, when there are two or more CPUs.
 #[derive(Debug, Clone, Copy)]
 pub struct Cpus {
     /// The servers' CPU.
@@ -37,8 +40,8 @@ impl Cpus {
         let taskset = super::tools::in_path("taskset").is_some();
         if count >= 2 && taskset {
             Cpus {
-                server: Some(0),
-                client: Some(1),
+                server: Some(1),
+                client: Some(0),
                 count,
             }
         } else {
@@ -263,6 +266,50 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>), StepFailed> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     Ok((status, all.split_off(head_end + 4)))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times (`getconf CLK_TCK`; 100 if unknown).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|t: &f64| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (`state` is the first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU time a process used so far, all threads (utime + stime), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    // Fields 14 and 15 of stat(5); the first after the name is field 3.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// [`cpu_ticks`] of `pid` plus that of its live child processes (nginx's worker).
+pub fn cpu_ticks_with_children(pid: u32) -> Option<u64> {
+    let own = cpu_ticks(pid)?;
+    let children: u64 = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            stat_fields(child)
+                .and_then(|f| f.get(1)?.parse::<u32>().ok())
+                .is_some_and(|parent| parent == pid)
+        })
+        .filter_map(cpu_ticks)
+        .sum();
+    Some(own + children)
 }
 
 /// A process's resident set (`VmRSS`) and peak (`VmHWM`) in KiB, from `/proc/<pid>/status`.
