@@ -36,7 +36,9 @@ use super::admin::{ADMIN_PREFIX, EmulatorControls};
 use super::cache::{ServedToken, TokenCache};
 use super::config::{EmulatorConfig, Flavor, IdentityConfig};
 use super::counters::{self, Origin};
-use super::faults::{FaultAction, FaultPlan, FaultRequest, FaultResponse, FaultRule};
+use super::faults::{
+    FaultAction, FaultDecision, FaultPlan, FaultRequest, FaultResponse, FaultRule,
+};
 use super::jwks::{JWKS_PATH, Jwks, OPENID_CONFIGURATION_PATH, OpenIdConfiguration};
 use super::jwt::TokenMinter;
 use super::signing::{KeyError, SigningKey};
@@ -467,6 +469,20 @@ fn random_u32() -> u32 {
     getrandom::u32().unwrap_or(0)
 }
 
+/// The plan's decision for `request` over the rules `select` picks. Without rules (the usual
+/// case) it passes without drawing a random number: no `getrandom` system call per request.
+fn decide(
+    plan: &std::sync::Mutex<FaultPlan>,
+    request: &FaultRequest<'_>,
+    select: impl Fn(&FaultRule) -> bool,
+) -> FaultDecision {
+    let mut plan = plan.lock().unwrap_or_else(PoisonError::into_inner);
+    if plan.is_empty() {
+        return FaultDecision::PASS;
+    }
+    plan.decide_among(request, random_u32(), select)
+}
+
 fn as_fault(f: &FaultResponse) -> Fault<'_> {
     Fault {
         status: f.status,
@@ -518,7 +534,6 @@ impl HostIssuer {
         let identity = resolved
             .and_then(|r| self.identity(r.slot))
             .map(|i| i.client_id);
-        let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
         let method = if state.method.is_empty() {
             "?"
         } else {
@@ -543,25 +558,30 @@ impl HostIssuer {
             .controls
             .counters
             .record(identity, outcome, origin);
-        let cached = state.token.as_ref().map(|t| t.from_cache);
-        let origin_name = match origin {
-            Origin::Emulator => "emulator",
-            Origin::Fault => "fault",
-            Origin::Throttle => "throttle",
-        };
-        if closed {
-            tracing::info!(method, path, identity = %shown_identity, origin = origin_name, ?latency, "closed without answer");
-        } else {
-            tracing::info!(
-                method,
-                path,
-                status = response.status,
-                identity = %shown_identity,
-                origin = origin_name,
-                cached,
-                ?latency,
-                "answered"
-            );
+        // The request's log line, formatted only when `info` is on (`--log warn` in
+        // production: no GUID formatting or allocation per request).
+        if tracing::enabled!(tracing::Level::INFO) {
+            let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
+            let cached = state.token.as_ref().map(|t| t.from_cache);
+            let origin_name = match origin {
+                Origin::Emulator => "emulator",
+                Origin::Fault => "fault",
+                Origin::Throttle => "throttle",
+            };
+            if closed {
+                tracing::info!(method, path, identity = %shown_identity, origin = origin_name, ?latency, "closed without answer");
+            } else {
+                tracing::info!(
+                    method,
+                    path,
+                    status = response.status,
+                    identity = %shown_identity,
+                    origin = origin_name,
+                    cached,
+                    ?latency,
+                    "answered"
+                );
+            }
         }
         state.permit
     }
@@ -578,20 +598,14 @@ impl Issuer for HostIssuer {
         };
         if !self.state.issued {
             self.state.issued = true;
-            let decision = self
-                .shared
-                .controls
-                .faults
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .decide_among(
-                    &FaultRequest {
-                        path: &self.state.path,
-                        identity: Some(identity.client_id),
-                    },
-                    random_u32(),
-                    |rule| rule.identity.is_some(),
-                );
+            let decision = decide(
+                &self.shared.controls.faults,
+                &FaultRequest {
+                    path: &self.state.path,
+                    identity: Some(identity.client_id),
+                },
+                |rule| rule.identity.is_some(),
+            );
             self.state.delay += decision.delay;
             match decision.action {
                 FaultAction::Respond(r) => {
@@ -660,18 +674,14 @@ impl Issuer for HostIssuer {
                 }
             }
             if self.state.admit_fault.is_none() && imds_path {
-                let decision = controls
-                    .faults
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .decide_among(
-                        &FaultRequest {
-                            path: request.path,
-                            identity: None,
-                        },
-                        random_u32(),
-                        |rule| rule.identity.is_none(),
-                    );
+                let decision = decide(
+                    &controls.faults,
+                    &FaultRequest {
+                        path: request.path,
+                        identity: None,
+                    },
+                    |rule| rule.identity.is_none(),
+                );
                 self.state.delay += decision.delay;
                 match decision.action {
                     FaultAction::Respond(r) => {
