@@ -48,13 +48,14 @@ pub fn write_json_string(s: &str, w: &mut SliceWriter<'_>) {
     let mut start = 0usize;
     let mut i = 0usize;
     while i < bytes.len() {
-        // Fast path: 16 bytes that need no escape (tokens are base64url: all of them are).
-        if let Some(chunk) = bytes.get(i..i.saturating_add(16))
-            && !chunk
-                .iter()
-                .fold(false, |dirty, &b| dirty | needs_escape(b))
+        // Fast path: 8 bytes that need no escape, tested as one word (tokens are base64url: all
+        // of them are). About 2 instructions a byte instead of 5 (callgrind).
+        if let Some(word) = bytes
+            .get(i..i.saturating_add(8))
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+            && !word_needs_escape(u64::from_le_bytes(word))
         {
-            i = i.saturating_add(16);
+            i = i.saturating_add(8);
             continue;
         }
         let Some(&b) = bytes.get(i) else { break };
@@ -67,6 +68,22 @@ pub fn write_json_string(s: &str, w: &mut SliceWriter<'_>) {
     }
     w.put(bytes.get(start..).unwrap_or_default());
     w.put_byte(b'"');
+}
+
+/// True when one of the eight bytes of `x` is one [`needs_escape`] names: a byte below `0x20`,
+/// `"` or `\`. Exact (no false alarm, nothing missed): the "has a byte less than n" and "has a
+/// zero byte" word tests, the latter on `x` XOR the repeated `"` and `\`.
+#[inline]
+const fn word_needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    // `"` (0x22) and `\` (0x5C) in every byte.
+    let q = x ^ (ONES * 0x22);
+    let quote = q.wrapping_sub(ONES) & !q & HIGH;
+    let b = x ^ (ONES * 0x5C);
+    let backslash = b.wrapping_sub(ONES) & !b & HIGH;
+    (below_space | quote | backslash) != 0
 }
 
 /// A byte JSON requires escaped inside a string.
@@ -163,4 +180,48 @@ pub fn write_error_json(
     member_str(&mut w, "error_description", description);
     w.put_byte(b'}');
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{needs_escape, word_needs_escape};
+
+    fn bytewise(w: [u8; 8]) -> bool {
+        w.iter().any(|&b| needs_escape(b))
+    }
+
+    #[test]
+    fn the_word_test_agrees_with_the_byte_test_for_every_byte_at_every_position() {
+        for clean in [b'a', b'.', b'-', 0x7F, 0x80, 0xFF, b' '] {
+            for at in 0..8 {
+                for b in 0..=255u8 {
+                    let mut w = [clean; 8];
+                    w[at] = b;
+                    assert_eq!(word_needs_escape(u64::from_le_bytes(w)), bytewise(w), "{w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_word_test_agrees_with_the_byte_test_on_pseudo_random_words() {
+        // Bytes drawn mostly from the interesting ones, to mix escapes, borrows and high bits.
+        let pool = [0u8, 0x1F, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7F, 0x80, 0xA2, 0xDC, 0xFF];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let mut w = [0u8; 8];
+            for (k, byte) in w.iter_mut().enumerate() {
+                let [r, ..] = (state >> (k * 8)).to_le_bytes();
+                *byte = if r & 1 == 0 {
+                    pool[usize::from(r >> 1) % pool.len()]
+                } else {
+                    r
+                };
+            }
+            assert_eq!(word_needs_escape(u64::from_le_bytes(w)), bytewise(w), "{w:?}");
+        }
+    }
 }
