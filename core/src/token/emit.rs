@@ -48,33 +48,60 @@ pub fn write_json_string(s: &str, w: &mut SliceWriter<'_>) {
     let mut start = 0usize;
     let mut i = 0usize;
     while i < bytes.len() {
-        // Fast path: 8 bytes that need no escape, tested as one word (tokens are base64url: all
-        // of them are). About 2 instructions a byte instead of 5 (callgrind).
-        if let Some(word) = bytes
-            .get(i..i.saturating_add(8))
-            .and_then(|c| <[u8; 8]>::try_from(c).ok())
-            && !word_needs_escape(u64::from_le_bytes(word))
-        {
-            i = i.saturating_add(8);
-            continue;
+        // Fast path: whole words that need no escape (tokens are base64url: all of them are),
+        // about 1.5 instructions a byte instead of 5 (callgrind).
+        i = i.saturating_add(clean_words(bytes.get(i..).unwrap_or_default()));
+        // The next word holds a byte to escape, or fewer than 8 bytes are left: byte by byte.
+        let end = i.saturating_add(8).min(bytes.len());
+        while i < end {
+            let Some(&b) = bytes.get(i) else { break };
+            if needs_escape(b) {
+                w.put(bytes.get(start..i).unwrap_or_default());
+                write_escape(b, w);
+                start = i.saturating_add(1);
+            }
+            i = i.saturating_add(1);
         }
-        let Some(&b) = bytes.get(i) else { break };
-        if needs_escape(b) {
-            w.put(bytes.get(start..i).unwrap_or_default());
-            write_escape(b, w);
-            start = i.saturating_add(1);
-        }
-        i = i.saturating_add(1);
     }
     w.put(bytes.get(start..).unwrap_or_default());
     w.put_byte(b'"');
 }
 
-/// True when one of the eight bytes of `x` is one [`needs_escape`] names: a byte below `0x20`,
-/// `"` or `\`. Exact (no false alarm, nothing missed): the "has a byte less than n" and "has a
-/// zero byte" word tests, the latter on `x` XOR the repeated `"` and `\`.
-#[inline]
+/// How many bytes at the start of `bytes`, in whole 8-byte words, need no escape: 32 bytes
+/// at a time, then word by word. The word after them (if any) holds a byte to escape.
+fn clean_words(bytes: &[u8]) -> usize {
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    let mut n = 0usize;
+    for block in bytes.chunks_exact(32) {
+        if block
+            .chunks_exact(8)
+            .fold(0, |mask, c| mask | escape_mask(word(c)))
+            != 0
+        {
+            break;
+        }
+        n = n.saturating_add(32);
+    }
+    for c in bytes.get(n..).unwrap_or_default().chunks_exact(8) {
+        if escape_mask(word(c)) != 0 {
+            break;
+        }
+        n = n.saturating_add(8);
+    }
+    n
+}
+
+/// True when one of the eight bytes of `x` is one [`needs_escape`] names.
+#[cfg(test)]
 const fn word_needs_escape(x: u64) -> bool {
+    escape_mask(x) != 0
+}
+
+/// Non-zero when one of the eight bytes of `x` is one [`needs_escape`] names: a byte below
+/// `0x20`, `"` or `\`. Exact (no false alarm, nothing missed): the "has a byte less than n"
+/// and "has a zero byte" word tests, the latter on `x` XOR the repeated `"` and `\`.
+#[inline]
+const fn escape_mask(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
@@ -83,7 +110,7 @@ const fn word_needs_escape(x: u64) -> bool {
     let quote = q.wrapping_sub(ONES) & !q & HIGH;
     let b = x ^ (ONES * 0x5C);
     let backslash = b.wrapping_sub(ONES) & !b & HIGH;
-    (below_space | quote | backslash) != 0
+    below_space | quote | backslash
 }
 
 /// A byte JSON requires escaped inside a string.
