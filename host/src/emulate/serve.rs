@@ -524,7 +524,26 @@ impl HostIssuer {
         closed: bool,
         started: Instant,
     ) -> Option<ThrottlePermit> {
-        let state = core::mem::take(&mut self.state);
+        let mut state = core::mem::take(&mut self.state);
+        let permit = state.permit.take();
+        self.log_and_count(&state, response, closed, started);
+        // The next request's method and path reuse these strings' room (no allocation).
+        let (mut method, mut path) = (state.method, state.path);
+        method.clear();
+        path.clear();
+        self.state.method = method;
+        self.state.path = path;
+        permit
+    }
+
+    /// Counts the request (identity endpoints) and writes its log line.
+    fn log_and_count(
+        &self,
+        state: &RequestState,
+        response: &Response<'_>,
+        closed: bool,
+        started: Instant,
+    ) {
         let latency = started.elapsed();
         let resolved = match response.outcome {
             Outcome::Token { resolved, .. } | Outcome::Closed { resolved } => Some(resolved),
@@ -546,7 +565,7 @@ impl HostIssuer {
         };
         if matches!(response.outcome, Outcome::Other) {
             tracing::debug!(method, path, status = response.status, ?latency, "served");
-            return state.permit;
+            return;
         }
         let origin = state.origin.unwrap_or(Origin::Emulator);
         let outcome = if closed {
@@ -583,7 +602,6 @@ impl HostIssuer {
                 );
             }
         }
-        state.permit
     }
 }
 

@@ -94,14 +94,23 @@ pub struct Buffers {
     size: usize,
 }
 
-/// Work and output buffer pairs kept per thread for reuse, at most; more are freed. Bounds the
-/// pool's memory by `POOLED` × 2 × [`connection::BUFFER`] per runtime thread.
+/// Work and output buffer pairs, and empty input buffers, kept per thread for reuse, at most
+/// (each); more are freed. Bounds the pools' memory by `POOLED` × (2 × [`connection::BUFFER`]
+/// + 4 × [`READ_CHUNK`]) per runtime thread.
 pub const POOLED: usize = 64;
 
 std::thread_local! {
     /// Work and output buffers of the standard size that waiting connections gave back.
     static POOL: core::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>> =
         const { core::cell::RefCell::new(Vec::new()) };
+    /// Empty input buffers (room for a read or a few) that waiting connections gave back.
+    static INPUTS: core::cell::RefCell<Vec<Vec<u8>>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// An input buffer with room for [`READ_CHUNK`] bytes from the pool, if there is one.
+fn pooled_input() -> Option<Vec<u8>> {
+    INPUTS.with(|p| p.borrow_mut().pop())
 }
 
 impl Buffers {
@@ -123,9 +132,9 @@ impl Buffers {
     }
 
     /// Before waiting for bytes: gives the work and output buffers back (the core needs them
-    /// only to answer; a pair still of the size it was given goes to the pool) and frees the
-    /// input's spare room, so a connection waiting with a partial request holds only the bytes
-    /// it sent.
+    /// only to answer; a pair still of the size it was given goes to the pool) and an empty
+    /// input buffer too, or frees the input's spare room, so a connection waiting with a
+    /// partial request holds only the bytes it sent.
     pub fn park(&mut self) {
         let work = core::mem::take(&mut self.work);
         let out = core::mem::take(&mut self.out);
@@ -137,7 +146,19 @@ impl Buffers {
                 }
             });
         }
-        self.input.shrink_to_fit();
+        if self.input.is_empty() {
+            let input = core::mem::take(&mut self.input);
+            if (READ_CHUNK..=4 * READ_CHUNK).contains(&input.capacity()) {
+                INPUTS.with(|p| {
+                    let mut pool = p.borrow_mut();
+                    if pool.len() < POOLED {
+                        pool.push(input);
+                    }
+                });
+            }
+        } else {
+            self.input.shrink_to_fit();
+        }
     }
 }
 
@@ -314,6 +335,11 @@ pub async fn read_more(
         Ok(Ok(())) => {}
         Ok(Err(e)) => return ReadOutcome::Failed(e),
         Err(_) => return ReadOutcome::Idle,
+    }
+    if input.capacity() == 0
+        && let Some(pooled) = pooled_input()
+    {
+        *input = pooled;
     }
     input.reserve(READ_CHUNK);
     // Readable: this read completes at once unless the readiness was spurious; then it waits
