@@ -224,7 +224,11 @@ mod tests {
                 for b in 0..=255u8 {
                     let mut w = [clean; 8];
                     w[at] = b;
-                    assert_eq!(word_needs_escape(u64::from_le_bytes(w)), bytewise(w), "{w:?}");
+                    assert_eq!(
+                        word_needs_escape(u64::from_le_bytes(w)),
+                        bytewise(w),
+                        "{w:?}"
+                    );
                 }
             }
         }
@@ -233,7 +237,9 @@ mod tests {
     #[test]
     fn the_word_test_agrees_with_the_byte_test_on_pseudo_random_words() {
         // Bytes drawn mostly from the interesting ones, to mix escapes, borrows and high bits.
-        let pool = [0u8, 0x1F, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7F, 0x80, 0xA2, 0xDC, 0xFF];
+        let pool = [
+            0u8, 0x1F, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7F, 0x80, 0xA2, 0xDC, 0xFF,
+        ];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..200_000 {
             state = state
@@ -248,7 +254,11 @@ mod tests {
                     r
                 };
             }
-            assert_eq!(word_needs_escape(u64::from_le_bytes(w)), bytewise(w), "{w:?}");
+            assert_eq!(
+                word_needs_escape(u64::from_le_bytes(w)),
+                bytewise(w),
+                "{w:?}"
+            );
         }
     }
 }

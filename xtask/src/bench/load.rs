@@ -101,6 +101,8 @@ pub struct Server {
     pub runs: Vec<Run>,
     /// Peak `VmRSS` sampled during its runs and `VmHWM` after them (KiB).
     pub rss_load_kib: Option<(u64, u64)>,
+    /// System calls per request (perf), or why not.
+    pub syscalls: Result<super::per_request::Syscalls, String>,
 }
 
 impl Server {
@@ -344,6 +346,7 @@ pub fn measure(
             what: t.what.clone(),
             runs: Vec::new(),
             rss_load_kib: None,
+            syscalls: Err("not measured".into()),
         })
         .collect();
     for round in 0..settings.rounds {
@@ -371,6 +374,17 @@ pub fn measure(
             let hwm = procs::rss_kib(t.pid).map_or(0, |r| r.1);
             let prev = server.rss_load_kib.unwrap_or((0, 0));
             server.rss_load_kib = Some((prev.0.max(peak), prev.1.max(hwm)));
+        }
+    }
+    if super::per_request::perf_works() {
+        for (t, server) in targets.iter().zip(&mut servers) {
+            println!("bench: system calls per request of {} (perf)", t.name);
+            server.syscalls = super::per_request::syscalls(t.pid, &t.url, settings, cpus)
+                .map_err(|e| e.to_string());
+        }
+    } else {
+        for server in &mut servers {
+            server.syscalls = Err("perf cannot count syscall tracepoints here".into());
         }
     }
     drop(bridge);

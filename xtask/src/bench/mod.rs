@@ -19,6 +19,7 @@ mod callgrind;
 mod charts;
 mod client;
 mod load;
+mod per_request;
 mod procs;
 mod report;
 mod tools;
@@ -45,6 +46,8 @@ pub struct Results {
     pub wall: Option<wallclock::Medians>,
     /// Servers under load.
     pub load: load::Load,
+    /// Instructions per request of each server (callgrind).
+    pub costs: Vec<per_request::Cost>,
     /// Start-to-token timings.
     pub clients: Vec<client::Timing>,
     /// `mitoken`'s size: as built and stripped, bytes.
@@ -135,6 +138,16 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
         )?);
         Ok(())
     })?;
+    let mut costs = Vec::new();
+    step("instructions per request (servers under callgrind)", || {
+        let (_, body) = procs::get(emu_addr, procs::IMDS_PATH)?;
+        let s = load::Settings {
+            seconds: if smoke { 1 } else { 5 },
+            ..settings
+        };
+        costs = per_request::instructions(&mitoken, emu_addr, &body, &work, cpus, s)?;
+        Ok(())
+    })?;
     let mut clients = Vec::new();
     step("client start-to-token (hyperfine)", || {
         let runs = if smoke { (1, 3) } else { (3, 30) };
@@ -155,6 +168,7 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
         counts,
         wall,
         load,
+        costs,
         clients,
         binary,
         sim,

@@ -143,21 +143,42 @@ fn start_announcing(name: &str, mut cmd: Command) -> crate::Result<(Proc, Socket
         }
         for _ in lines.map_while(Result::ok) {}
     });
-    if let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) {
+    if let Ok(addr) = rx.recv_timeout(Duration::from_mins(2)) {
         Ok((proc, addr))
     } else {
         proc.stop();
         Err(fail(
             name,
-            "did not print `listening on http://ADDR` within 30 s",
+            "did not print `listening on http://ADDR` within 120 s",
         ))
+    }
+}
+
+/// A program run through a wrapper (e.g. `valgrind --tool=callgrind …`), on `cpu`.
+pub fn wrapped(cpu: Option<usize>, wrapper: &[String], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = pinned(cpu, first);
+            cmd.args(rest).arg(program);
+            cmd
+        }
+        None => pinned(cpu, program),
     }
 }
 
 /// `mitoken emulate` (built-in VM, IMDS flavor) on an ephemeral loopback port, logging only
 /// warnings (the default `info` writes one log line per request).
 pub fn emulator(mitoken: &Path, cpus: Cpus) -> crate::Result<(Proc, SocketAddr)> {
-    let mut cmd = pinned(cpus.server, mitoken);
+    emulator_wrapped(mitoken, cpus, &[])
+}
+
+/// [`emulator`] run through `wrapper`.
+pub fn emulator_wrapped(
+    mitoken: &Path,
+    cpus: Cpus,
+    wrapper: &[String],
+) -> crate::Result<(Proc, SocketAddr)> {
+    let mut cmd = wrapped(cpus.server, wrapper, mitoken);
     cmd.args(["emulate", "--listen", "127.0.0.1:0", "--log", "warn"]);
     start_announcing("mitoken emulate", cmd)
 }
@@ -169,7 +190,17 @@ pub fn bridge(
     cpus: Cpus,
     upstream: SocketAddr,
 ) -> crate::Result<(Proc, SocketAddr)> {
-    let mut cmd = pinned(cpus.server, mitoken);
+    bridge_wrapped(mitoken, cpus, upstream, &[])
+}
+
+/// [`bridge`] run through `wrapper`.
+pub fn bridge_wrapped(
+    mitoken: &Path,
+    cpus: Cpus,
+    upstream: SocketAddr,
+    wrapper: &[String],
+) -> crate::Result<(Proc, SocketAddr)> {
+    let mut cmd = wrapped(cpus.server, wrapper, mitoken);
     cmd.args([
         "bridge",
         "--listen",
@@ -193,6 +224,17 @@ fn free_port() -> crate::Result<u16> {
 /// nginx in the foreground (one worker, no access log, keep-alive without a request limit)
 /// serving `body` as `/token.json` from a config generated in `dir`.
 pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, SocketAddr)> {
+    nginx_wrapped(dir, body, cpus, &[])
+}
+
+/// [`nginx`] run through `wrapper`; with a wrapper, as one process (`master_process off`: the
+/// worker is the process the wrapper sees).
+pub fn nginx_wrapped(
+    dir: &Path,
+    body: &[u8],
+    cpus: Cpus,
+    wrapper: &[String],
+) -> crate::Result<(Proc, SocketAddr)> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).map_err(|e| fail("nginx dir", e))?;
     std::fs::write(www.join("token.json"), body).map_err(|e| fail("nginx file", e))?;
@@ -200,7 +242,7 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let d = dir.display();
     let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "daemon off;\n{single}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  default_type application/json;\n\
          keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
@@ -208,14 +250,19 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
          fastcgi_temp_path {d}/tmp-fcgi;\n  uwsgi_temp_path {d}/tmp-uwsgi;\n\
          scgi_temp_path {d}/tmp-scgi;\n\
          server {{\n    listen {addr};\n    root {www};\n  }}\n}}\n",
-        www = www.display()
+        www = www.display(),
+        single = if wrapper.is_empty() {
+            ""
+        } else {
+            "master_process off;\n"
+        }
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).map_err(|e| fail("nginx config", e))?;
     let nginx = super::tools::in_path("nginx")
         .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
         .ok_or_else(|| fail("nginx", "nginx not found"))?;
-    let mut cmd = pinned(cpus.server, nginx);
+    let mut cmd = wrapped(cpus.server, wrapper, &nginx);
     cmd.arg("-p")
         .arg(dir)
         .arg("-e")
@@ -228,7 +275,7 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
     let child = cmd.spawn().map_err(|e| fail("nginx", e))?;
     let mut proc = Proc { child };
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
+    while t.elapsed() < Duration::from_mins(1) {
         if TcpStream::connect(addr).is_ok() {
             return Ok((proc, addr));
         }
@@ -242,7 +289,7 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(fail("nginx", format!("not listening on {addr} after 10 s")))
+    Err(fail("nginx", format!("not listening on {addr} after 60 s")))
 }
 
 /// One `GET` with `Metadata: true` and `Connection: close`: the status and the body.

@@ -331,6 +331,7 @@ pub fn render(r: &Results) -> String {
 
     // ---- 2. load -----------------------------------------------------------------------
     render_load(&mut o, r);
+    render_costs(&mut o, r);
     render_in_process(&mut o, r, &h);
 
     // ---- 3. client ---------------------------------------------------------------------
@@ -563,6 +564,90 @@ fn render_load(o: &mut String, r: &Results) {
     let _ = writeln!(o, "\n![latency percentiles](bench-latency-cdf.svg)\n");
 }
 
+/// The hand-written reading of the per-request figures (what the profile showed, what was
+/// fixed, where the rest goes).
+const COST_NOTES: &str = include_str!("per_request_notes.md");
+
+/// Section 2a: instructions and system calls per request, and where `mitoken`'s go.
+fn render_costs(o: &mut String, r: &Results) {
+    let _ = writeln!(
+        o,
+        "### What one request costs (independent of the machine's load)\n\n\
+         *Instructions*: user-space instructions of the server's own process per request — the \
+         server runs under callgrind (instrumentation switched on only for a plain wrk run after a \
+         warm-up) and the count is divided by the requests wrk completed. *System calls*: perf's \
+         syscall tracepoints on the native server during one more plain wrk run, per request. \
+         Kernel time (loopback TCP) is in neither figure but scales with the system calls.\n\n\
+         | server | instructions per request | system calls per request | of which |\n|---|---:|---:|---|"
+    );
+    for c in &r.costs {
+        let sys = r
+            .load
+            .servers
+            .iter()
+            .find(|s| s.name == c.name)
+            .map(|s| &s.syscalls);
+        let (total, calls) = match sys {
+            Some(Ok(sc)) => {
+                let total =
+                    sc.0.iter()
+                        .find(|(n, _)| n == "total")
+                        .map_or_else(|| "?".into(), |(_, v)| format!("{v:.2}"));
+                let calls: Vec<String> =
+                    sc.0.iter()
+                        .filter(|(n, v)| n != "total" && *v >= 0.005)
+                        .map(|(n, v)| format!("`{n}` {v:.2}"))
+                        .collect();
+                (total, calls.join(", "))
+            }
+            Some(Err(e)) => ("–".into(), format!("not measured: {e}")),
+            None => ("–".into(), String::new()),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {total} | {calls} |",
+            c.name,
+            thousands(c.instructions)
+        );
+    }
+    let mitoken: Vec<&super::per_request::Cost> =
+        r.costs.iter().filter(|c| !c.steps.is_empty()).collect();
+    if !mitoken.is_empty() {
+        let names: Vec<&str> = mitoken.iter().map(|c| c.name).collect();
+        let _ = writeln!(
+            o,
+            "\n`mitoken`'s instructions per request by step (inclusive cost of the step's \
+             function; what the compiler inlined into the connection loop is under *other*):\n\n\
+             | step | {} |\n|---|{}",
+            names.join(" | "),
+            "---:|".repeat(names.len())
+        );
+        for (i, step) in super::per_request::STEPS.iter().enumerate() {
+            let cells: Vec<String> = mitoken
+                .iter()
+                .map(|c| thousands(c.steps.get(i).copied().unwrap_or(0)))
+                .collect();
+            let _ = writeln!(o, "| {} | {} |", step.label, cells.join(" | "));
+        }
+        let other: Vec<String> = mitoken
+            .iter()
+            .map(|c| thousands(c.instructions.saturating_sub(c.steps.iter().sum())))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| other: the connection loop, tokio's scheduling and I/O driver, buffers, counters, log-level checks | {} |",
+            other.join(" | ")
+        );
+        let total: Vec<String> = mitoken
+            .iter()
+            .map(|c| format!("**{}**", thousands(c.instructions)))
+            .collect();
+        let _ = writeln!(o, "| **total** | {} |", total.join(" | "));
+    }
+    let _ = writeln!(o, "\n{}", COST_NOTES.trim_end());
+    o.push('\n');
+}
+
 /// Section 2b: in-process cached `get_token`, a function call (not an HTTP round trip).
 fn render_in_process(o: &mut String, r: &Results, h: &Headline) {
     let _ = writeln!(
@@ -640,12 +725,12 @@ pub fn readme_table(r: &Results) -> String {
             .find(|s| s.name == name)
             .and_then(super::load::Server::best);
         match (best, v) {
-            (Some(b), Some(v)) => {
+            (Some(best), Some(v)) => {
                 let _ = writeln!(
                     o,
                     "| `{name}`, cached token, req/s (p99) | {:.0} ({:.0} µs) | nginx, same seat, same-size file: {nginx_text} | **{v:.2}×** | ≥ {RPS_GOAL:.1}× {} |",
-                    b.rps,
-                    b.percentile(99.0),
+                    best.rps,
+                    best.percentile(99.0),
                     check(v >= RPS_GOAL)
                 );
             }
@@ -658,9 +743,9 @@ pub fn readme_table(r: &Results) -> String {
         }
     }
     if let Some(ns) = h.get_token_ns {
-        let py = h
-            .python_get_token_ns
-            .map_or_else(String::new, |p| format!("Python `azure-identity` {:.2} µs", p / 1e3));
+        let py = h.python_get_token_ns.map_or_else(String::new, |p| {
+            format!("Python `azure-identity` {:.2} µs", p / 1e3)
+        });
         let _ = writeln!(
             o,
             "| in-process cached `TokenClient::get_token` | {ns:.0} ns | {py} | | ≤ 1 µs {} |",
