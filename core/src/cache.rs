@@ -174,7 +174,9 @@ impl<'a> CacheKey<'a> {
 /// Receives the bytes of an encoded key.
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
+}
 
+impl dyn Sink + '_ {
     fn put_str(&mut self, s: &str) {
         let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
         self.put(&len.to_be_bytes());
@@ -245,7 +247,9 @@ const SEL_MI_RES: u8 = 4;
 
 /// The injective encoding: endpoint tag [style port host path], selector tag [value], resource;
 /// every string is prefixed by its length.
-fn encode(key: &CacheKey<'_>, sink: &mut impl Sink) {
+/// One copy of the encoder for every sink (`dyn`): small code matters more than the indirect
+/// calls on the bare-metal target.
+fn encode(key: &CacheKey<'_>, sink: &mut dyn Sink) {
     let e = key.endpoint;
     let (host, port, path, style) = (e.host(), e.port(), e.path(), e.style());
     if (host, port, path, style) == (IMDS_HOST, IMDS_PORT, IMDS_TOKEN_PATH, Style::Imds) {
@@ -353,6 +357,57 @@ fn decode(bytes: &[u8]) -> CacheKey<'_> {
         endpoint,
         selector,
         resource,
+    }
+}
+
+/// A [`CacheKey`] copied into `K` bytes of its own (the cache's entry encoding), for holding a
+/// key beyond the life of the strings it was built from — e.g. the token engine's pending
+/// upstream requests.
+#[derive(Clone, Copy)]
+pub struct OwnedKey<const K: usize> {
+    bytes: [u8; K],
+    len: usize,
+}
+
+impl<const K: usize> OwnedKey<K> {
+    /// Copies `key`; fails with the size it needs when that exceeds `K`.
+    pub fn new(key: &CacheKey<'_>) -> Result<Self, CacheError> {
+        let len = key.encoded_len();
+        if len > K {
+            return Err(CacheError::KeyTooLarge { required: len });
+        }
+        let mut bytes = [0; K];
+        encode(
+            key,
+            &mut Writer {
+                buf: &mut bytes,
+                pos: 0,
+            },
+        );
+        Ok(Self { bytes, len })
+    }
+
+    /// The key, borrowing from `self`.
+    pub fn key(&self) -> CacheKey<'_> {
+        decode(self.bytes.get(..self.len).unwrap_or_default())
+    }
+
+    /// True when `key` is the key held.
+    pub fn matches(&self, key: &CacheKey<'_>) -> bool {
+        let stored = self.bytes.get(..self.len).unwrap_or_default();
+        let mut c = Compare {
+            stored,
+            pos: 0,
+            equal: true,
+        };
+        encode(key, &mut c);
+        c.equal && c.pos == stored.len()
+    }
+}
+
+impl<const K: usize> fmt::Debug for OwnedKey<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.key(), f)
     }
 }
 

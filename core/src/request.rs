@@ -264,6 +264,16 @@ pub enum Endpoint<'a> {
 }
 
 impl<'a> Endpoint<'a> {
+    /// Parses an endpoint as a user names it (`--endpoint`, a configuration value): `imds`,
+    /// `extension`, or a URL for [`Endpoint::parse_url`].
+    pub fn parse_spec(spec: &'a str) -> Result<Self, RequestError> {
+        match spec {
+            "imds" => Ok(Self::Imds),
+            "extension" => Ok(Self::Extension),
+            url => Self::parse_url(url),
+        }
+    }
+
     /// Parses `http://host[:port][/path]`, e.g. an `AZURE_POD_IDENTITY_AUTHORITY_HOST` value.
     ///
     /// The scheme must be `http` (any case). The port defaults to 80. An empty path or `/`

@@ -350,11 +350,27 @@ pub enum OtherAnswer {
 
 /// True when `path` is one of the endpoints the server answers itself for `flavor`: IMDS's token
 /// and info paths, or the extension's token path. Other paths are offered to
-/// [`Issuer::serve_other`] first.
+/// [`Issuer::serve_other`] first. Matching is [`endpoint`]'s.
 pub fn serves_path(flavor: Flavor, path: &str) -> bool {
-    match flavor {
-        Flavor::Extension => path == EXTENSION_TOKEN_PATH,
-        _ => path == IMDS_TOKEN_PATH || path == IMDS_INFO_PATH,
+    endpoint(flavor, path).is_some()
+}
+
+/// Which of the server's own endpoints `path` (the request target's path, without the query)
+/// names for `flavor`, matched the way the real services match it, or `None` for any other
+/// path.
+///
+/// IMDS serves its identity endpoints with and without one trailing `/`: MSAL Node (and so
+/// `@azure/identity` 4.x) canonicalizes an `AZURE_POD_IDENTITY_AUTHORITY_HOST` endpoint to
+/// `…/metadata/identity/oauth2/token/`, and IMDS answers it. The extension's
+/// `/oauth2/token` is matched exactly.
+pub fn endpoint(flavor: Flavor, path: &str) -> Option<Endpoint> {
+    if flavor == Flavor::Extension {
+        return (path == EXTENSION_TOKEN_PATH).then_some(Endpoint::Token);
+    }
+    match path.strip_suffix('/').unwrap_or(path) {
+        IMDS_TOKEN_PATH => Some(Endpoint::Token),
+        IMDS_INFO_PATH => Some(Endpoint::Info),
+        _ => None,
     }
 }
 
@@ -435,9 +451,13 @@ pub struct Server<'s, 'a, const N: usize> {
     work: &'s mut [u8],
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+/// One of the endpoints the server answers itself (see [`endpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// The token endpoint: IMDS `/metadata/identity/oauth2/token`, extension `/oauth2/token`.
     Token,
+    /// IMDS `/metadata/identity/info`.
     Info,
 }
 
@@ -556,9 +576,9 @@ pub(crate) fn validate<'w>(
     work: &'w mut [u8],
 ) -> Result<(Valid<'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
     let flavor = config.flavor;
-    let route = match (flavor, req.path) {
-        (Flavor::Extension, EXTENSION_TOKEN_PATH) | (Flavor::Imds, IMDS_TOKEN_PATH) => Route::Token,
-        (Flavor::Imds, IMDS_INFO_PATH) if mode == Mode::Resolve => Route::Info,
+    let route = match (flavor, endpoint(flavor, req.path)) {
+        (_, Some(Endpoint::Token)) => Endpoint::Token,
+        (_, Some(Endpoint::Info)) if mode == Mode::Resolve => Endpoint::Info,
         (Flavor::Extension, _) => return Err((Rejection::UnknownSource, work)),
         (Flavor::Imds, _) => return Err((Rejection::NotFound, work)),
     };
@@ -596,7 +616,7 @@ pub(crate) fn validate<'w>(
     {
         return Err((Rejection::ApiVersion, rest));
     }
-    if route == Route::Info {
+    if route == Endpoint::Info {
         let valid = Valid {
             resource: None,
             selector: Selector::Default,

@@ -56,14 +56,6 @@ impl Clock {
     pub fn ticks_to_micros(&self, ticks: u64) -> u64 {
         u64::try_from(u128::from(ticks) * 1_000_000 / u128::from(self.tsc_hz)).unwrap_or(u64::MAX)
     }
-
-    /// Busy-waits `ms` milliseconds.
-    pub fn delay_ms(&self, ms: u64) {
-        let end = self.micros() + ms * 1000;
-        while self.micros() < end {
-            core::hint::spin_loop();
-        }
-    }
 }
 
 fn cmos(reg: u8) -> u8 {

@@ -13,6 +13,7 @@ pub mod boot;
 pub mod clock;
 pub mod cmdline;
 pub mod hal;
+pub mod idle;
 mod mem;
 pub mod net;
 pub mod nic;
@@ -41,6 +42,7 @@ pub extern "C" fn rust_eh_personality() {}
 pub fn start(start_info: u32) -> (clock::Clock, &'static str) {
     let _ = serial::Serial::init();
     let clock = clock::Clock::calibrate(boot::entry_tsc());
+    idle::init();
     (clock, boot::cmdline(start_info))
 }
 

@@ -136,6 +136,36 @@ impl Net {
         self.iface.poll(now, &mut self.nic, &mut self.sockets);
     }
 
+    /// Halts until smoltcp wants to be polled, a frame may have arrived (the NIC raises no
+    /// interrupt here, so at most [`RX_NAP_US`]), or `deadline_us`, whichever is first.
+    fn nap(&mut self, deadline_us: u64) {
+        let delay = self
+            .iface
+            .poll_delay(self.now(), &self.sockets)
+            .map_or(RX_NAP_US, |d| d.total_micros())
+            .min(RX_NAP_US);
+        let until = self.clock.micros().saturating_add(delay).min(deadline_us);
+        crate::idle::sleep_until(&self.clock, until);
+    }
+
+    /// Between requests: keeps the stack polled (closing connections finish) and otherwise
+    /// halts until `deadline_us`, waking only when smoltcp has a timer due.
+    pub fn idle_until(&mut self, deadline_us: u64) {
+        loop {
+            self.poll();
+            let now = self.clock.micros();
+            if now >= deadline_us {
+                return;
+            }
+            let until = self
+                .iface
+                .poll_delay(self.now(), &self.sockets)
+                .map_or(deadline_us, |d| now.saturating_add(d.total_micros().max(1)))
+                .min(deadline_us);
+            crate::idle::sleep_until(&self.clock, until);
+        }
+    }
+
     fn socket(&mut self) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut::<tcp::Socket>(self.tcp[self.current])
     }
@@ -174,7 +204,11 @@ impl Net {
             match conn.net.socket().state() {
                 State::Established => return Ok(conn),
                 State::Closed => return Err(NetError::Reset),
-                _ => conn.check_deadline()?,
+                _ => {
+                    conn.check_deadline()?;
+                    let deadline = conn.deadline;
+                    conn.net.nap(deadline);
+                }
             }
         }
     }
@@ -183,6 +217,10 @@ impl Net {
 fn config_port_seed() -> u64 {
     crate::clock::rdtsc() >> 4
 }
+
+/// Longest nap while waiting for the network: the NIC is polled, so a frame that arrives
+/// during a nap is seen when it ends.
+const RX_NAP_US: u64 = 500;
 
 /// An open TCP connection. Reads and writes block (polling the interface) until progress, the
 /// peer's close or the deadline. Dropping it closes the connection.
@@ -229,6 +267,8 @@ impl embedded_io::Read for Conn<'_> {
                 return Ok(0);
             }
             self.check_deadline()?;
+            let deadline = self.deadline;
+            self.net.nap(deadline);
         }
     }
 }
@@ -250,6 +290,8 @@ impl embedded_io::Write for Conn<'_> {
                 return Ok(n);
             }
             self.check_deadline()?;
+            let deadline = self.deadline;
+            self.net.nap(deadline);
         }
     }
 
@@ -261,6 +303,8 @@ impl embedded_io::Write for Conn<'_> {
                 return Ok(());
             }
             self.check_deadline()?;
+            let deadline = self.deadline;
+            self.net.nap(deadline);
         }
     }
 }

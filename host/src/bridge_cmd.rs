@@ -3,15 +3,21 @@
 //! Prints `listening on http://ADDR` and the upstream on stdout, serves until SIGINT or
 //! SIGTERM, then shuts down gracefully (answers in progress get 5 s) and exits 0.
 
+use crate::bridge::report::{default_status_socket, fetch_report, serving_status_socket};
 use crate::bridge::{Bridge, BridgeOptions, StartError, startup_banner};
-use crate::cli::BridgeArgs;
+use crate::cli::{BridgeAction, BridgeArgs, BridgeStatusArgs};
+use crate::client::unix_now;
 use crate::emulate_cmd::{print_banner, wait_for_signal};
 use crate::exit::Failure;
 use crate::serve_loop::ConnectionLimits;
 
-/// Runs `mitoken bridge` until a signal.
+/// Runs `mitoken bridge` until a signal (or `mitoken bridge status`).
 pub async fn run(args: BridgeArgs) -> Result<(), Failure> {
+    if let Some(BridgeAction::Status(status)) = args.action {
+        return print_status(status).await;
+    }
     let options = BridgeOptions {
+        status_socket: args.status_socket.or_else(serving_status_socket),
         listen: args.listen,
         allow_non_loopback: args.allow_non_loopback,
         limits: ConnectionLimits {
@@ -36,5 +42,21 @@ pub async fn run(args: BridgeArgs) -> Result<(), Failure> {
     tracing::info!("signal received; shutting down");
     running.shutdown().await;
     println!("stopped");
+    Ok(())
+}
+
+/// `mitoken bridge status`: the running bridge's migration report.
+async fn print_status(args: BridgeStatusArgs) -> Result<(), Failure> {
+    let path = args.socket.unwrap_or_else(default_status_socket);
+    let report = fetch_report(&path).await.map_err(|e| {
+        eprintln!("mitoken bridge status: {e}");
+        Failure::Network
+    })?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        report.text(unix_now())
+    };
+    print!("{text}");
     Ok(())
 }

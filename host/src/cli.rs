@@ -35,11 +35,18 @@ pub enum Command {
     /// Answer the retired VM extension's endpoint (legacy GET or form POST on
     /// 127.0.0.1:50342/oauth2/token) with tokens from IMDS.
     Bridge(BridgeArgs),
+    /// Check why this machine can or cannot get managed-identity tokens: IMDS reachability,
+    /// proxies, identities, clock, the legacy extension (exit 0 ok, 1 warnings, 2 failures).
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// Arguments of `mitoken bridge`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BridgeArgs {
+    /// Instead of serving, talk to the running bridge.
+    #[command(subcommand)]
+    pub action: Option<BridgeAction>,
     /// Address to listen on; port 0 picks a free port (the first line printed says which).
     #[arg(long, value_name = "ADDR", default_value = crate::bridge::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -58,9 +65,33 @@ pub struct BridgeArgs {
     /// Close a connection that sends no complete request for this long.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
+    /// Serve the migration report on this Unix socket (its directory is created 0700 and
+    /// must not be open to others). Default: `$RUNTIME_DIRECTORY/status.sock` under systemd
+    /// (the shipped unit: /run/mitoken-bridge/status.sock), else not served.
+    #[arg(long, value_name = "PATH")]
+    pub status_socket: Option<PathBuf>,
     /// Close a connection whose request is not complete this long after its first bytes.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub request_timeout: Duration,
+}
+
+/// What `mitoken bridge <action>` does.
+#[derive(Debug, Subcommand)]
+pub enum BridgeAction {
+    /// Print the running bridge's migration report: which local processes still call the
+    /// legacy endpoint, for which identities and resources, how often.
+    Status(BridgeStatusArgs),
+}
+
+/// Arguments of `mitoken bridge status`.
+#[derive(Debug, Args)]
+pub struct BridgeStatusArgs {
+    /// The bridge's status socket (default: /run/mitoken-bridge/status.sock, the service's).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which service `mitoken emulate` imitates.

@@ -73,18 +73,12 @@ async fn fetch(
     let mut config = ClientConfig::new(emulator.base_url());
     config.cache = false;
     config.attempt_timeout = TIMEOUT;
-    let client = TokenClient::new(config).map_err(|e| match e {
-        GetTokenError::Endpoint { error, .. } => FetchFailure::InvalidRequest(error),
-        GetTokenError::Failed { last, .. } => last,
-    })?;
-    match client
+    let client = TokenClient::new(config).map_err(GetTokenError::into_fetch_failure)?;
+    client
         .get_token(&TokenSpec::new(resource).with_selector(selector))
         .await
-    {
-        Ok(token) => Ok(TokenResponse::clone(&token)),
-        Err(GetTokenError::Failed { last, .. }) => Err(last),
-        Err(GetTokenError::Endpoint { error, .. }) => Err(FetchFailure::InvalidRequest(error)),
-    }
+        .map(|token| TokenResponse::clone(&token))
+        .map_err(GetTokenError::into_fetch_failure)
 }
 
 /// Prints what the token says about itself and checks it names `expected`.

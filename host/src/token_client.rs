@@ -1,43 +1,56 @@
-//! The host's token client: retries by IMDS's rules, a token cache with refresh-ahead,
-//! single-flight, and an upstream limiter — shared by `mitoken token`, `mitoken demo` and
-//! `mitoken bridge`.
+//! The host's token client, shared by `mitoken token`, `mitoken demo` and `mitoken bridge`: a
+//! tokio runner for the core's token [`Engine`](mitoken_core::engine::Engine).
 //!
-//! The decisions are the core's: [`RetryState`] says when to retry, [`TokenCache`] what is
-//! fresh, stale or missing. This module only sleeps, locks and counts:
+//! Every decision is the engine's — the cache and refresh-ahead, single-flight, the upstream
+//! limiter (20 requests/s, 5 at once), the retry schedule, the stale-token fallback and
+//! callers' deadlines. This module only holds what a shell holds:
 //!
-//! - **Retries**: each failed attempt (status, timeout, connection or I/O failure) goes to the
-//!   core's [`RetryState`] with a random jitter value; the client sleeps as told or gives up.
-//! - **Cache**: a fresh cached token is served without a request; a stale one (refresh due) is
-//!   refreshed, and served as a fallback if the refresh fails while it is still valid.
-//!   `bypass_cache` skips the lookup and sends `bypass_cache=true` upstream.
-//! - **Single-flight**: concurrent callers for the same (selector, resource) share one upstream
-//!   request and its result.
-//! - **Upstream limiter**: the whole process never exceeds IMDS's identity limits (20 requests/s,
-//!   5 concurrent); excess requests wait their turn instead of earning a 429.
-//! - No proxy: connections go straight to the endpoint's address.
+//! - **the clock**: Unix milliseconds passed to every engine call;
+//! - **sockets**: each upstream request the engine asks for ([`Engine::poll_transmit`]) runs as
+//!   a task doing one [`fetch_with`] (connect, send, read, parse, bounded by
+//!   [`ClientConfig::attempt_timeout`]) and reports how it ended;
+//! - **timers**: one driver task calls [`Engine::handle_timeout`] and sleeps until
+//!   [`Engine::poll_at`] or until an event moves it (no polling);
+//! - **waiting callers**: a oneshot channel per engine ticket, answered from
+//!   [`Engine::poll_wake`]; a caller that goes away cancels its ticket.
+//!
+//! No proxy: connections go straight to the endpoint's address.
+//!
+//! [`Engine::poll_transmit`]: mitoken_core::engine::Engine::poll_transmit
+//! [`Engine::handle_timeout`]: mitoken_core::engine::Engine::handle_timeout
+//! [`Engine::poll_at`]: mitoken_core::engine::Engine::poll_at
+//! [`Engine::poll_wake`]: mitoken_core::engine::Engine::poll_wake
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mitoken_core::cache::{CacheKey, CachedToken, Lookup, TokenCache};
+use mitoken_core::cache::{CacheKey, CachedToken, Lookup};
+use mitoken_core::engine::{
+    Answer, Ask, Cause, Engine, EngineConfig, EngineError, Failure, FlightId, Limits, Reply,
+    Ticket, Transmit,
+};
 use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, TokenRequest};
-use mitoken_core::retry::{AttemptResult, Decision, RetryError, RetryPolicy, RetryState};
-use tokio::sync::watch;
+use mitoken_core::retry::{RetryError, RetryPolicy};
+use mitoken_core::token::ServiceError;
+use tokio::sync::{Notify, oneshot};
 
-use crate::client::{FetchFailure, TokenResponse, fetch_with};
-use crate::emulate::throttle::{Throttle, ThrottleLimits, ThrottleReason};
+use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse, fetch_with};
 
-/// The cache is split in shards, each a core [`TokenCache`] behind its own lock: less
-/// contention, and no single fixed-size value too large to build on a thread's stack.
-pub const CACHE_SHARDS: usize = 16;
-/// Entries per shard; the cache keeps up to `CACHE_SHARDS × CACHE_SHARD_ENTRIES` (256) distinct
-/// (selector, resource) pairs, least recently used evicted first within a shard.
-pub const CACHE_SHARD_ENTRIES: usize = 16;
-/// Largest cached token (access token + type + client id); larger tokens are served, not cached.
+/// Distinct (identity, resource) tokens kept; least recently used evicted first.
+pub const CACHE_ENTRIES: usize = 256;
+/// Largest token kept (access token + type + client id). Tokens are handed out from the cache,
+/// so a larger one fails its callers (`502` from the bridge).
 pub const CACHE_TOKEN_BYTES: usize = 8192;
+/// Largest cache key (endpoint, selector, resource).
+pub const CACHE_KEY_BYTES: usize = 512;
+/// Distinct (identity, resource) tokens being fetched at once.
+pub const MAX_FLIGHTS: usize = 64;
+/// Callers waiting for a token at once.
+pub const MAX_WAITERS: usize = 1024;
 
-type Cache = TokenCache<CACHE_SHARD_ENTRIES, CACHE_TOKEN_BYTES>;
+type HostEngine =
+    Engine<CACHE_ENTRIES, CACHE_TOKEN_BYTES, CACHE_KEY_BYTES, MAX_FLIGHTS, MAX_WAITERS>;
 
 /// Which user-assigned identity a request names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,12 +117,28 @@ impl TokenSpec {
         }
         request
     }
+
+    /// The owned request for an engine transmit.
+    fn of_transmit(t: &Transmit<'_>) -> Self {
+        Self {
+            resource: t.key.resource.to_owned(),
+            selector: t.key.selector.map(|s| match s {
+                Selector::ClientId(id) => IdentitySelector::ClientId(id.to_owned()),
+                Selector::ObjectId(id) => IdentitySelector::ObjectId(id.to_owned()),
+                Selector::ResourceId { id, param } => IdentitySelector::ResourceId {
+                    id: id.to_owned(),
+                    mi_spelling: param == ResIdParam::MiResId,
+                },
+            }),
+            bypass_cache: t.bypass_cache,
+        }
+    }
 }
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `imds`, `extension` or a base URL (see [`Endpoint::parse_url`]).
+    /// `imds`, `extension` or a base URL (see [`Endpoint::parse_spec`]).
     pub endpoint: String,
     /// IMDS api-version.
     pub api_version: String,
@@ -118,8 +147,9 @@ pub struct ClientConfig {
     /// The retry policy (the core's; `deadline_ms` bounds when a retry may start).
     pub retry: RetryPolicy,
     /// Upstream limits; `None` for none.
-    pub upstream_limits: Option<ThrottleLimits>,
-    /// Keep tokens in the cache.
+    pub upstream_limits: Option<Limits>,
+    /// Serve [`TokenClient::with_cached`] lookups and refresh tokens ahead of expiry. Off, the
+    /// engine still shares one request's token among the callers waiting for it.
     pub cache: bool,
 }
 
@@ -131,9 +161,25 @@ impl ClientConfig {
             api_version: mitoken_core::request::DEFAULT_API_VERSION.to_owned(),
             attempt_timeout: Duration::from_secs(10),
             retry: RetryPolicy::IMDS,
-            upstream_limits: Some(ThrottleLimits::IMDS_IDENTITY),
+            upstream_limits: Some(Limits::IMDS_IDENTITY),
             cache: true,
         }
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig::DEFAULT
+            .with_retry(self.retry)
+            .with_limits(self.upstream_limits)
+            .with_refresh_ahead(self.cache)
+    }
+
+    /// How long a caller waits at most: until the last retry may start, plus that attempt.
+    fn wait_limit_ms(&self) -> u64 {
+        let attempt = u64::try_from(self.attempt_timeout.as_millis()).unwrap_or(u64::MAX);
+        self.retry
+            .deadline_ms
+            .saturating_add(attempt)
+            .saturating_add(1_000)
     }
 }
 
@@ -158,6 +204,12 @@ pub enum GetTokenError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// The caller's wait ended before a token came.
+    #[error("no token within {0:?}")]
+    DeadlinePassed(Duration),
+    /// The engine cannot take the request now (too many callers or keys at once).
+    #[error("{0}")]
+    Busy(EngineError),
 }
 
 fn retry_note(retry: Option<&RetryError>) -> String {
@@ -169,38 +221,55 @@ impl GetTokenError {
     pub fn last_failure(&self) -> Option<&FetchFailure> {
         match self {
             Self::Failed { last, .. } => Some(last),
-            Self::Endpoint { .. } => None,
+            Self::Endpoint { .. } | Self::DeadlinePassed(_) | Self::Busy(_) => None,
+        }
+    }
+
+    /// The failure as one fetch's: the last attempt's, or what stands for it.
+    pub fn into_fetch_failure(self) -> FetchFailure {
+        match self {
+            Self::Endpoint { error, .. } => FetchFailure::InvalidRequest(error),
+            Self::Failed { last, .. } => last,
+            Self::DeadlinePassed(after) => FetchFailure::Timeout {
+                addr: String::new(),
+                after,
+            },
+            Self::Busy(e) => FetchFailure::Io {
+                addr: String::new(),
+                source: Arc::new(std::io::Error::other(e.to_string())),
+            },
         }
     }
 }
 
 type Shared = Result<Arc<TokenResponse>, GetTokenError>;
 
+/// A waiting caller.
+struct Waiting {
+    spec: TokenSpec,
+    tx: oneshot::Sender<Shared>,
+}
+
+/// Everything behind the lock: the engine and the shell's bookkeeping around it.
+struct State {
+    engine: Box<HostEngine>,
+    waiting: HashMap<Ticket, Waiting>,
+    /// The last attempt's failure per request, with the shell's detail (address, OS error).
+    last_failure: HashMap<TokenSpec, FetchFailure>,
+    /// The last token received per request while callers wait: what they get when the engine
+    /// could not keep it ([`Cause::NotStored`]: already expired by our clock, or too large).
+    received: HashMap<TokenSpec, Arc<TokenResponse>>,
+    driver_started: bool,
+}
+
 struct Inner {
     config: ClientConfig,
-    cache: Vec<Mutex<Box<Cache>>>,
-    inflight: Mutex<HashMap<TokenSpec, watch::Receiver<Option<Shared>>>>,
-    throttle: Option<Throttle>,
-    clock: Instant,
+    state: Mutex<State>,
+    /// Wakes the driver when the engine's next deadline may have moved.
+    timer: Arc<Notify>,
 }
 
-impl Inner {
-    /// The cache shard that holds the token for `request` (by resource and selector, the parts
-    /// of the cache key that vary within one client).
-    fn shard(&self, request: &TokenRequest<'_>) -> &Mutex<Box<Cache>> {
-        use std::hash::{BuildHasher as _, RandomState};
-        static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
-        let selector = request.selector.map(|s| (s.param(), s.value()));
-        let hash = HASHER
-            .get_or_init(RandomState::new)
-            .hash_one((request.resource, selector));
-        let len = u64::try_from(self.cache.len()).unwrap_or(1).max(1);
-        let index = usize::try_from(hash % len).unwrap_or(0);
-        &self.cache[index]
-    }
-}
-
-/// A cloneable handle to one client (cache, in-flight table and limiter are shared).
+/// A cloneable handle to one client (engine and driver are shared).
 #[derive(Clone)]
 pub struct TokenClient {
     inner: Arc<Inner>,
@@ -218,26 +287,130 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Wall-clock milliseconds since the Unix epoch (the cache's clock).
+/// Wall-clock milliseconds since the Unix epoch (the engine's clock).
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, GetTokenError> {
+    Endpoint::parse_spec(spec).map_err(|error| GetTokenError::Endpoint {
+        spec: spec.to_owned(),
+        error,
+    })
+}
+
+/// Builds the engine (about 2.3 MB, mostly the cache) on a helper thread with a large stack:
+/// the core builds it by value, and an unoptimised build would otherwise hold it on the
+/// caller's stack (2 MiB on a tokio worker) before moving it to the heap.
+fn new_engine(config: EngineConfig, seed: u32) -> Box<HostEngine> {
+    let build = move || Box::new(HostEngine::new(config, seed));
+    std::thread::Builder::new()
+        .name("mitoken-engine-init".into())
+        .stack_size(32 << 20)
+        .spawn(build)
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or_else(build)
+}
+
+/// The owned answer for a token the engine handed out, at `now` (Unix ms).
+fn response_of(cached: &CachedToken<'_>, now: u64) -> TokenResponse {
+    TokenResponse {
+        access_token: AccessToken::new(cached.access_token.expose()),
+        client_id: cached.client_id.map(str::to_owned),
+        expires_in: Some(cached.expires_in(now)),
+        expires_on: cached.expires_on,
+        ext_expires_in: None,
+        not_before: cached.not_before,
+        resource: cached.key.resource.to_owned(),
+        token_type: cached.token_type.to_owned(),
+        object_id: None,
+        msi_res_id: None,
+    }
+}
+
+/// The error for a failed request: the engine's verdict, with the shell's detail of the last
+/// attempt when it has one.
+fn failed(failure: &Failure<'_>, detail: Option<&FetchFailure>) -> GetTokenError {
+    let last = match (failure.cause, detail) {
+        (Cause::Service(s), _) => FetchFailure::Service(ServiceFailure {
+            status: s.status,
+            error: s.error.to_owned(),
+            description: s.description.map(str::to_owned),
+            retry_after: s.retry_after,
+        }),
+        (Cause::Unsendable(e), _) => FetchFailure::InvalidRequest(e),
+        (_, Some(detail)) => detail.clone(),
+        (Cause::InvalidResponse(error), None) => FetchFailure::Protocol {
+            addr: String::new(),
+            error,
+        },
+        (cause, None) => FetchFailure::Io {
+            addr: String::new(),
+            source: Arc::new(std::io::Error::other(cause.to_string())),
+        },
+    };
+    GetTokenError::Failed {
+        last,
+        retry: failure.retry,
+        attempts: failure.attempts,
+    }
+}
+
+/// The engine's view of a failed attempt.
+fn reply_of(f: &FetchFailure) -> Reply<'_> {
+    match f {
+        FetchFailure::InvalidRequest(e) => Reply::Unsendable(*e),
+        FetchFailure::Connect { .. } => Reply::ConnectFailed,
+        FetchFailure::Io { .. } => Reply::Io,
+        FetchFailure::Timeout { .. } => Reply::Timeout,
+        FetchFailure::Protocol { error, .. } => Reply::InvalidResponse(*error),
+        FetchFailure::Service(s) => Reply::Service(ServiceError::new(
+            s.status,
+            &s.error,
+            s.description.as_deref(),
+            s.retry_after,
+        )),
+    }
+}
+
+/// Cancels a waiting caller's ticket if it goes away before its answer.
+struct WaitGuard<'a> {
+    inner: &'a Inner,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let mut st = lock(&self.inner.state);
+            st.waiting.remove(&ticket);
+            st.engine.cancel(ticket);
+        }
+    }
+}
+
 impl TokenClient {
     /// A client; fails if the endpoint does not parse.
     pub fn new(config: ClientConfig) -> Result<Self, GetTokenError> {
         parse_endpoint(&config.endpoint)?;
+        let engine = new_engine(
+            config.engine_config(),
+            getrandom::u32().unwrap_or(0x8000_0001),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
-                throttle: config.upstream_limits.map(Throttle::new),
                 config,
-                cache: (0..CACHE_SHARDS)
-                    .map(|_| Mutex::new(Box::new(Cache::new())))
-                    .collect(),
-                inflight: Mutex::new(HashMap::new()),
-                clock: Instant::now(),
+                state: Mutex::new(State {
+                    engine,
+                    waiting: HashMap::new(),
+                    last_failure: HashMap::new(),
+                    received: HashMap::new(),
+                    driver_started: false,
+                }),
+                timer: Arc::new(Notify::new()),
             }),
         })
     }
@@ -247,34 +420,58 @@ impl TokenClient {
         &self.inner.config
     }
 
-    /// A token for `spec`: from the cache when fresh, else from upstream (one request per key
-    /// at a time, retried by IMDS's rules).
+    /// A token for `spec`: from the cache when valid, else from upstream (one request per key
+    /// at a time, within the limits, retried by IMDS's rules). Dropping the future stops the
+    /// wait, not a request other callers share.
     pub async fn get_token(&self, spec: &TokenSpec) -> Shared {
-        let endpoint = parse_endpoint(&self.inner.config.endpoint)?;
-        let mut stale = None;
-        if self.inner.config.cache && !spec.bypass_cache {
-            match self.lookup(&endpoint, spec) {
-                (Some(fresh), false) => return Ok(fresh),
-                (Some(old), true) => stale = Some(old),
-                (None, _) => {}
+        let config = &self.inner.config;
+        let endpoint = parse_endpoint(&config.endpoint)?;
+        let request = spec.as_request(&config.api_version);
+        let key = CacheKey::for_request(&request, endpoint);
+        let wait = config.wait_limit_ms();
+        let now = unix_ms();
+        let (ticket, rx) = {
+            let mut st = lock(&self.inner.state);
+            match st
+                .engine
+                .request(&key, now, now.saturating_add(wait), spec.bypass_cache)
+            {
+                Ok(Ask::Ready(t)) => {
+                    let response = response_of(&t, now);
+                    self.pump(&mut st, now);
+                    return Ok(Arc::new(response));
+                }
+                Ok(Ask::Wait(ticket)) => {
+                    let (tx, rx) = oneshot::channel();
+                    st.waiting.insert(
+                        ticket,
+                        Waiting {
+                            spec: spec.clone(),
+                            tx,
+                        },
+                    );
+                    self.pump(&mut st, now);
+                    (ticket, rx)
+                }
+                Err(e) => return Err(GetTokenError::Busy(e)),
             }
-        }
-        let result = self.single_flight(spec).await;
-        match (result, stale) {
-            (Err(e), Some(old)) => {
-                tracing::warn!(error = %e, "refresh failed; serving the cached token, still valid");
-                Ok(old)
-            }
-            (result, _) => result,
-        }
+        };
+        let mut guard = WaitGuard {
+            inner: &self.inner,
+            ticket: Some(ticket),
+        };
+        let result = rx.await;
+        guard.ticket = None;
+        result.unwrap_or(Err(GetTokenError::DeadlinePassed(Duration::from_millis(
+            wait,
+        ))))
     }
 
-    /// Looks `request` up in the cache without allocating or waiting: `f` gets the cached
-    /// token and the current Unix time in milliseconds **under the cache lock** (keep it short;
-    /// it cannot await), and its result comes back with whether the token is due for refresh
-    /// (then call [`TokenClient::refresh_in_background`]). `None` when caching is off or no
-    /// valid token is cached. The key is the request's selector and resource as written (see
-    /// [`CacheKey`]), so a lookup only ever finds a token fetched for the same selector.
+    /// Looks `request` up in the cache without waiting: `f` gets the cached token and the
+    /// current Unix time in milliseconds **under the client's lock** (keep it short; it cannot
+    /// await), and its result comes back with `false` (a token due for refresh is refreshed in
+    /// the background by the engine). `None` when caching is off or no valid token is cached.
+    /// The key is the request's selector and resource as written (see [`CacheKey`]).
     pub fn with_cached<R>(
         &self,
         request: &TokenRequest<'_>,
@@ -286,219 +483,142 @@ impl TokenClient {
         let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
         let key = CacheKey::for_request(request, endpoint);
         let now = unix_ms();
-        let mut cache = lock(self.inner.shard(request));
-        match cache.get(&key, now) {
-            Lookup::Fresh(t) => Some((f(&t, now), false)),
-            Lookup::Stale(t) => Some((f(&t, now), true)),
-            Lookup::Missing => None,
-        }
+        let mut st = lock(&self.inner.state);
+        let result = match st.engine.lookup(&key, now) {
+            Lookup::Fresh(t) | Lookup::Stale(t) => f(&t, now),
+            Lookup::Missing => return None,
+        };
+        // A refresh the lookup started goes out now.
+        self.pump(&mut st, now);
+        Some((result, false))
     }
 
-    /// Refreshes `spec`'s token in a background task on the current tokio runtime (for a
-    /// token [`with_cached`](Self::with_cached) reported due), unless a request for it is
-    /// already in flight. The new token goes to the cache; a failure is logged, and the cached
-    /// token is served until it expires.
+    /// Makes sure a refresh of `spec`'s token is under way (the engine starts one when a
+    /// lookup finds it due; this sends whatever is queued).
+    #[allow(clippy::needless_pass_by_value)] // kept by value for the bridge's call site
     pub fn refresh_in_background(&self, spec: TokenSpec) {
-        if lock(&self.inner.inflight).contains_key(&spec) {
+        let Ok(endpoint) = parse_endpoint(&self.inner.config.endpoint) else {
             return;
-        }
-        let client = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = client.single_flight(&spec).await {
-                tracing::warn!(error = %e, resource = ?spec.resource, "background refresh failed");
-            }
-        });
-    }
-
-    /// The cached token for `spec`, and whether its refresh is due.
-    fn lookup(
-        &self,
-        endpoint: &Endpoint<'_>,
-        spec: &TokenSpec,
-    ) -> (Option<Arc<TokenResponse>>, bool) {
-        let api = &self.inner.config.api_version;
-        let request = spec.as_request(api);
-        let key = CacheKey::for_request(&request, *endpoint);
+        };
+        let request = spec.as_request(&self.inner.config.api_version);
+        let key = CacheKey::for_request(&request, endpoint);
         let now = unix_ms();
-        let mut cache = lock(self.inner.shard(&request));
-        let (cached, stale) = match cache.get(&key, now) {
-            Lookup::Fresh(t) => (t, false),
-            Lookup::Stale(t) => (t, true),
-            Lookup::Missing => return (None, false),
+        let mut st = lock(&self.inner.state);
+        let _ = st.engine.lookup(&key, now);
+        self.pump(&mut st, now);
+    }
+
+    /// Drains the engine: starts the upstream requests it asks for, answers the callers whose
+    /// answer is ready, and wakes the driver (the next deadline may have moved).
+    fn pump(&self, st: &mut State, now: u64) {
+        pump(&self.inner, st, now);
+    }
+}
+
+fn pump(inner: &Arc<Inner>, st: &mut State, now: u64) {
+    drain(inner, st, now);
+    if !st.driver_started {
+        st.driver_started = true;
+        tokio::spawn(drive(Arc::downgrade(inner), Arc::clone(&inner.timer)));
+    }
+    inner.timer.notify_one();
+}
+
+/// Starts the upstream requests the engine asks for and answers the callers it wakes.
+fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
+    let State {
+        engine,
+        waiting,
+        last_failure,
+        received,
+        ..
+    } = st;
+    while let Some(t) = engine.poll_transmit(now) {
+        tokio::spawn(attempt(
+            Arc::clone(inner),
+            t.flight,
+            TokenSpec::of_transmit(&t),
+        ));
+    }
+    while let Some(wake) = engine.poll_wake(now) {
+        let Some(w) = waiting.remove(&wake.ticket) else {
+            continue;
         };
-        let response = TokenResponse {
-            access_token: crate::client::AccessToken::new(cached.access_token.expose()),
-            client_id: cached.client_id.map(str::to_owned),
-            expires_in: Some(cached.expires_in(now)),
-            expires_on: cached.expires_on,
-            ext_expires_in: None,
-            not_before: cached.not_before,
-            resource: spec.resource.clone(),
-            token_type: cached.token_type.to_owned(),
-            object_id: None,
-            msi_res_id: None,
+        let result = match wake.answer {
+            Answer::Token(t) => Ok(Arc::new(response_of(&t, now))),
+            Answer::Failed(f) => match (f.cause, received.get(&w.spec)) {
+                (Cause::NotStored(e), Some(token)) => {
+                    tracing::debug!(error = %e, "token not cached; handed out as received");
+                    Ok(Arc::clone(token))
+                }
+                _ => Err(failed(&f, last_failure.get(&w.spec))),
+            },
+            _ => Err(GetTokenError::DeadlinePassed(Duration::from_millis(
+                inner.config.wait_limit_ms(),
+            ))),
         };
-        (Some(Arc::new(response)), stale)
+        let _ = w.tx.send(result);
     }
-
-    async fn single_flight(&self, spec: &TokenSpec) -> Shared {
-        loop {
-            let (leader, mut rx) = {
-                let mut inflight = lock(&self.inner.inflight);
-                if let Some(rx) = inflight.get(spec) {
-                    (None, rx.clone())
-                } else {
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(spec.clone(), rx.clone());
-                    (Some(tx), rx)
-                }
-            };
-            if let Some(tx) = leader {
-                // Remove the entry even if this future is dropped mid-fetch, so followers retry.
-                let guard = InflightGuard {
-                    inner: &self.inner,
-                    spec,
-                };
-                // A leader that finished between the caller's cache lookup and this point has
-                // cached its token before leaving the in-flight table: use it, so concurrent
-                // callers cause one upstream request per key, not two.
-                let result = match self.fresh_cached(spec) {
-                    Some(fresh) => Ok(fresh),
-                    None => self.fetch_with_retries(spec).await,
-                };
-                drop(guard);
-                let _ = tx.send(Some(result.clone()));
-                return result;
-            }
-            // Follower: wait for the leader's result; if the leader vanished, try again.
-            loop {
-                if let Some(result) = rx.borrow_and_update().clone() {
-                    return result;
-                }
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// A fresh (not stale) cached token for `spec`, unless it bypasses the cache.
-    fn fresh_cached(&self, spec: &TokenSpec) -> Option<Arc<TokenResponse>> {
-        if !self.inner.config.cache || spec.bypass_cache {
-            return None;
-        }
-        let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
-        match self.lookup(&endpoint, spec) {
-            (Some(fresh), false) => Some(fresh),
-            _ => None,
-        }
-    }
-
-    async fn fetch_with_retries(&self, spec: &TokenSpec) -> Shared {
-        let config = &self.inner.config;
-        let endpoint = parse_endpoint(&config.endpoint)?;
-        let request = spec.as_request(&config.api_version);
-        let mut state = RetryState::new(config.retry, self.mono_ms());
-        loop {
-            let outcome = self.attempt(&endpoint, &request, spec).await;
-            let failure = match outcome {
-                Ok(token) => return Ok(token),
-                Err(f) => f,
-            };
-            let attempt = match &failure {
-                FetchFailure::InvalidRequest(_) => {
-                    return Err(GetTokenError::Failed {
-                        last: failure,
-                        retry: None,
-                        attempts: state.attempts().saturating_add(1),
-                    });
-                }
-                FetchFailure::Service(e) => AttemptResult::status(e.status, e.retry_after),
-                FetchFailure::Timeout { .. } => AttemptResult::Timeout,
-                FetchFailure::Connect { .. } => AttemptResult::ConnectFailed,
-                FetchFailure::Io { .. } => AttemptResult::Io,
-                FetchFailure::Protocol { error, .. } => AttemptResult::from(*error),
-            };
-            let random = getrandom::u32().unwrap_or(0x8000_0000);
-            match state.on_outcome(self.mono_ms(), attempt, random) {
-                Decision::Retry { delay, .. } => {
-                    tracing::info!(%failure, delay_ms = delay, "retrying");
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
-                }
-                Decision::GiveUp(reason) => {
-                    return Err(GetTokenError::Failed {
-                        last: failure,
-                        retry: Some(reason),
-                        attempts: state.attempts(),
-                    });
-                }
-            }
-        }
-    }
-
-    /// One upstream request, within the limiter, putting a good token in the cache.
-    async fn attempt(
-        &self,
-        endpoint: &Endpoint<'_>,
-        request: &TokenRequest<'_>,
-        spec: &TokenSpec,
-    ) -> Result<Arc<TokenResponse>, FetchFailure> {
-        let _permit = match &self.inner.throttle {
-            Some(t) => Some(acquire(t).await),
-            None => None,
-        };
-        let cache_it = self.inner.config.cache;
-        let inner = &self.inner;
-        let token = fetch_with(endpoint, request, inner.config.attempt_timeout, |t| {
-            if cache_it {
-                let key = CacheKey::for_request(request, *endpoint);
-                if let Err(e) = lock(inner.shard(request)).insert(&key, t, unix_ms()) {
-                    tracing::debug!(error = %e, resource = ?spec.resource, "token not cached");
-                }
-            }
-            TokenResponse::from_core(t)
-        })
-        .await?;
-        Ok(Arc::new(token))
-    }
-
-    fn mono_ms(&self) -> u64 {
-        u64::try_from(self.inner.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    if waiting.is_empty() {
+        last_failure.clear();
+        received.clear();
     }
 }
 
-/// Waits for an upstream slot: both under the rate and under the concurrency limit.
-async fn acquire(throttle: &Throttle) -> crate::emulate::throttle::ThrottlePermit {
-    loop {
-        match throttle.try_acquire(Instant::now()) {
-            Ok(permit) => return permit,
-            // A concurrency slot frees when a request ends: look again soon. A rate slot
-            // frees at a known time.
-            Err(busy) => {
-                let wait = match busy.reason {
-                    ThrottleReason::Concurrency => Duration::from_millis(5),
-                    ThrottleReason::Rate => busy.retry_after.max(Duration::from_millis(1)),
-                };
-                tokio::time::sleep(wait).await;
-            }
+/// One upstream attempt, reported to the engine when it ends.
+async fn attempt(inner: Arc<Inner>, flight: FlightId, spec: TokenSpec) {
+    let config = &inner.config;
+    let Ok(endpoint) = parse_endpoint(&config.endpoint) else {
+        return;
+    };
+    let request = spec.as_request(&config.api_version);
+    let result = fetch_with(&endpoint, &request, config.attempt_timeout, |t| {
+        let now = unix_ms();
+        let mut st = lock(&inner.state);
+        if !st.waiting.is_empty() {
+            st.received
+                .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
         }
-    }
-}
-
-struct InflightGuard<'a> {
-    inner: &'a Inner,
-    spec: &'a TokenSpec,
-}
-
-impl Drop for InflightGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.inner.inflight).remove(self.spec);
-    }
-}
-
-fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, GetTokenError> {
-    crate::token_cmd::parse_endpoint(spec).map_err(|error| GetTokenError::Endpoint {
-        spec: spec.to_owned(),
-        error,
+        if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
+            tracing::debug!(error = %e, "late token answer");
+        }
+        pump(&inner, &mut st, now);
     })
+    .await;
+    if let Err(failure) = result {
+        tracing::info!(%failure, resource = ?spec.resource, "upstream attempt failed");
+        let now = unix_ms();
+        let mut st = lock(&inner.state);
+        if let Err(e) = st.engine.handle_reply(flight, now, reply_of(&failure)) {
+            tracing::debug!(error = %e, "late failure answer");
+        }
+        st.last_failure.insert(spec, failure);
+        pump(&inner, &mut st, now);
+    }
+}
+
+/// The timer: handles the engine's timeouts and sleeps until its next `poll_at` or an event.
+/// Ends once the client is gone.
+async fn drive(inner: Weak<Inner>, timer: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let now = unix_ms();
+            let mut st = lock(&inner.state);
+            st.engine.handle_timeout(now);
+            drain(&inner, &mut st, now);
+            st.engine.poll_at().map(|at| at.saturating_sub(now))
+        };
+        match next {
+            Some(ms) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = timer.notified() => {}
+                }
+            }
+            None => timer.notified().await,
+        }
+    }
 }

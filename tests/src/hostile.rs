@@ -31,8 +31,11 @@ pub const UA1_CLIENT: &str = "20000000-0000-4000-8000-000000000002";
 
 /// Resident memory a target may gain over its warmed-up baseline during an attack: 32 MiB.
 ///
-/// Why this figure: measured growth is at most ~3 MiB (1024 idle connections held open cost
-/// ~2.4 KiB each: a task and its socket; the 1,000-identity run caches 1,000 tokens). A
+/// Why this figure: measured growth is at most ~3 MiB for most attacks (1024 idle connections
+/// held open cost ~2.4 KiB each: a task and its socket; the 1,000-identity run caches 1,000
+/// tokens); ~20 MiB for 10,000 connections churned through a full cap (`hostile_flood.rs`,
+/// `ten_thousand_idle_connections`: the allocator keeps what the churn used, and a second flood
+/// does not add to it). A
 /// connection with a request in progress holds ~40 KiB of buffers (16 KiB work, 16 KiB output,
 /// 8 KiB+ input), so 32 MiB still admits ~800 such connections at once, while a leak per request
 /// or per connection does not fit: before the fix that made idle connections hold no buffers,

@@ -50,9 +50,13 @@ pub fn mitoken_bin() -> &'static Path {
     })
 }
 
-/// A Python interpreter with `azure-identity` and `PyJWT[crypto]` installed: a virtual
-/// environment under `target/py-venv`, created (from the Python package index) on first use. `MITOKEN_PYTHON`
-/// overrides it with an interpreter that already has both.
+/// The pinned Python packages of the end-to-end tests and the compatibility matrix.
+pub const PYTHON_REQUIREMENTS: &str = "tests/compat/python/requirements.txt";
+
+/// A Python interpreter with the pinned `azure-identity`, `msal` and `PyJWT[crypto]` of
+/// [`PYTHON_REQUIREMENTS`] installed: a virtual environment under `target/py-venv`, created (from
+/// the Python package index) on first use and reinstalled when the requirements change.
+/// `MITOKEN_PYTHON` overrides it with an interpreter that already has them.
 ///
 /// # Panics
 /// If the environment cannot be created (no `python3`, no network to the package index).
@@ -62,12 +66,16 @@ pub fn python_with_azure_identity() -> &'static Path {
         if let Some(p) = std::env::var_os("MITOKEN_PYTHON") {
             return PathBuf::from(p);
         }
+        let requirements = workspace_root().join(PYTHON_REQUIREMENTS);
+        let wanted = std::fs::read_to_string(&requirements).expect("read the Python requirements");
         let venv = workspace_root().join("target/py-venv");
         let python = venv.join("bin/python");
-        let ready = Command::new(&python)
-            .args(["-c", "import azure.identity, jwt, cryptography"])
-            .status()
-            .is_ok_and(|s| s.success());
+        let stamp = venv.join("mitoken-requirements.txt");
+        let ready = std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
+            && Command::new(&python)
+                .args(["-c", "import azure.identity, msal, jwt, cryptography"])
+                .status()
+                .is_ok_and(|s| s.success());
         if !ready {
             let made = Command::new("python3")
                 .args(["-m", "venv"])
@@ -82,12 +90,17 @@ pub fn python_with_azure_identity() -> &'static Path {
                     "install",
                     "--quiet",
                     "--disable-pip-version-check",
-                    "azure-identity>=1.15",
-                    "PyJWT[crypto]>=2.8",
+                    "-r",
                 ])
+                .arg(&requirements)
                 .status()
                 .expect("start pip");
-            assert!(pip.success(), "pip install azure-identity PyJWT failed");
+            assert!(
+                pip.success(),
+                "pip install -r {} failed",
+                requirements.display()
+            );
+            std::fs::write(&stamp, &wanted).expect("write the requirements stamp");
         }
         python
     })

@@ -3,13 +3,16 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, `cargo deny`, a benchmark smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
+//!   the no_std proof, the C API, the Debian package's install test, `cargo deny`, a benchmark
+//!   smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
 //!   each fuzz target.
 //! - `nostd`: only the no_std proof.
 //! - `capi`: the C API: its checks, header check, no allocator symbols, `fetch_token.c` against
 //!   the emulator (natively and under valgrind), code size and stack (`docs/c-api.md`).
 //! - `deny`: `cargo deny` (licenses, duplicate versions, sources, advisories when a local
 //!   database exists) over the workspace and firmware-sim.
+//! - `dist`: release artifacts in `target/dist/` (Debian package, tarball + SHA-256); `ci` also
+//!   installs, checks and purges the package.
 //! - `sim`: boot firmware-sim under QEMU against `mitoken emulate` and check its tokens.
 //! - `relay`: the guestfwd relay QEMU starts for `sim` (not for people).
 //! - `bench`: parse/build/server instruction counts and wall clock against peers, the emulator
@@ -26,6 +29,7 @@ use std::time::Instant;
 mod bench;
 mod capi;
 mod deny;
+mod dist;
 mod elf;
 mod fuzz;
 mod nostd;
@@ -59,6 +63,13 @@ fn main() -> ExitCode {
         "nostd" => nostd::prove(&root()),
         "capi" => capi::capi(&root()),
         "deny" => deny::deny(&root()),
+        "dist" => dist::dist(&root()).and_then(|a| {
+            if args.iter().any(|a| a == "--install-test") {
+                dist::test_package(&a)
+            } else {
+                Ok(())
+            }
+        }),
         "sim" => sim::sim(&root()),
         "bench" => bench::run_bench(&root(), args.iter().any(|a| a == "--smoke")),
         "fuzz" => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::run_fuzz(&root(), &o)),
@@ -84,10 +95,13 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
+         ci      format check, clippy -D warnings, all tests, compatibility matrix (real SDKs),\n          \
+                 no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          capi    C API: header check, nm (no malloc), fetch_token.c vs the emulator + valgrind, size, stack\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
+         dist    release artifacts in target/dist: .deb (cargo-deb), tarball + SHA-256, glibc needed;\n          \
+                 --install-test: then dpkg -i, check, dpkg -r, dpkg --purge (root)\n  \
          bench   parse/serve/load/client/footprint/scaling benchmarks -> docs/benchmarks.md + SVG\n          \
                  charts + README table (under 15 min); --smoke: every measurement, tiny (CI)\n  \
          sim     boot firmware-sim in QEMU against `mitoken emulate`, check its tokens\n  \
@@ -124,8 +138,23 @@ fn ci() -> Result {
     step("doc tests", || {
         run(cargo(&root).args(["test", "--workspace", "--doc"]))
     })?;
+    step("compatibility matrix (real Azure SDKs, unmodified)", || {
+        run(cargo(&root).args([
+            "test",
+            "-p",
+            "mitoken-tests",
+            "--test",
+            "compat_matrix",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]))
+    })?;
     step("no_std proof", || nostd::prove(&root))?;
     step("C API", || capi::capi(&root))?;
+    step("package: dist, dpkg -i/-r/--purge", || {
+        dist::dist(&root).and_then(|a| dist::test_package(&a))
+    })?;
     step("cargo deny (licenses, bans, sources, advisories)", || {
         deny::deny(&root)
     })?;
@@ -154,8 +183,27 @@ fn ci() -> Result {
             },
         )
     })?;
+    print_compat_table(&root);
     println!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Prints the compatibility matrix the "compatibility matrix" step wrote into
+/// docs/compatibility.md, so it closes the run's output.
+fn print_compat_table(root: &Path) {
+    let text = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap_or_default();
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim_end() != "<!-- compat-table:begin -->")
+        .skip(1)
+        .take_while(|l| l.trim_end() != "<!-- compat-table:end -->")
+        .collect();
+    if !table.is_empty() {
+        println!(
+            "\ncompatibility matrix (docs/compatibility.md):\n\n{}\n",
+            table.join("\n")
+        );
+    }
 }
 
 /// Runs one named step, printing its name and duration.

@@ -103,6 +103,14 @@ fn cases() -> Vec<Case> {
             client_id: Some(FLAKY_CLIENT),
             attempts: 2,
         },
+        Case {
+            label: "system again (guest cache)",
+            word: "req=system".into(),
+            selector: None,
+            status: 200,
+            client_id: Some(SYSTEM_CLIENT),
+            attempts: 0,
+        },
     ]
 }
 
@@ -172,9 +180,28 @@ pub fn measure(root: &Path) -> crate::Result<Figures> {
 
     let mut emu = Emulator::start(&emulator, &config)?;
     let result = boot_and_check(&qemu, &image, emu.addr.as_str(), &record, &sizes);
+    let counted = emulator_token_requests(&emu.addr);
     emu.stop();
+    // The emulator's own count: every attempt the guest reported, and nothing for the request
+    // it answered from its cache.
+    let want: u32 = cases().iter().map(|c| c.attempts).sum();
+    if let Ok(n) = &counted {
+        println!(
+            "emulator counted {n} token requests for {} guest requests ({want} attempts \
+             reported; {} answered from the guest's cache)",
+            cases().len(),
+            cases().iter().filter(|c| c.attempts == 0).count()
+        );
+    }
     let (report, stack_fetch, stack_core, first_token_ms) = result?;
     println!("{report}");
+    let counted = counted?;
+    if counted != u64::from(want) {
+        return Err(fail(
+            "emulator counters",
+            format!("{counted} token requests reached the emulator, want {want}"),
+        ));
+    }
     println!("xtask sim: ok ({:.1?} in all)", started.elapsed());
     Ok(Figures {
         sizes,
@@ -629,6 +656,25 @@ fn boot_and_check(
         wall.as_secs_f64() * 1000.0
     );
 
+    // Between the 410 and its retry (a 10 s slot / retry_div 200 = 50 ms) the guest must halt,
+    // not spin.
+    match lines.iter().find(|l| l.kind == "IDLE") {
+        Some(idle) => {
+            let halted: u64 = field(idle, "halted_ms").parse().unwrap_or(0);
+            let _ = writeln!(
+                summary,
+                "idle: halted {halted} ms of {} ms of requests ({} hlt)",
+                field(idle, "requests_ms"),
+                field(idle, "halts")
+            );
+            if halted < 40 {
+                problems.push(format!(
+                    "the guest halted only {halted} ms: it should sleep through the 410's retry slot"
+                ));
+            }
+        }
+        None => problems.push("no IDLE line".into()),
+    }
     if core_text > 48 * 1024 {
         problems.push(format!(
             "mitoken-core adds {core_text} B of .text, over the 48 KiB goal"
@@ -646,6 +692,31 @@ fn boot_and_check(
         println!("{summary}");
         Err(fail("sim", format!("\n  - {}", problems.join("\n  - "))))
     }
+}
+
+/// The emulator's count of token requests (`GET /mitoken/admin/counters`, field `total`).
+fn emulator_token_requests(addr: &str) -> Result<u64, StepFailed> {
+    use std::io::Write as _;
+    let step = "emulator counters";
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| fail(step, e.to_string()))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(
+        s,
+        "GET /mitoken/admin/counters HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| fail(step, e.to_string()))?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .map_err(|e| fail(step, e.to_string()))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or_else(|| fail(step, format!("no body in {reply:?}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(body.trim()).map_err(|e| fail(step, format!("{e}: {body}")))?;
+    json["total"]
+        .as_u64()
+        .ok_or_else(|| fail(step, format!("no `total` in {json}")))
 }
 
 fn kib(b: u64) -> f64 {

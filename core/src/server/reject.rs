@@ -1,11 +1,13 @@
-//! The server's error catalogue: every error answer, with its status, `error` and
-//! `error_description` per flavor, and where the text comes from.
+//! The server's error answers: every rejection, with its status, `error` and
+//! `error_description` per flavor, and where the text comes from. Codes that depend only on
+//! the status come from the one [catalogue](crate::catalogue).
 //!
 //! docs/errors.md is the human copy of this table; a test
 //! checks that every text here appears there.
 
 use core::fmt;
 
+use crate::catalogue;
 use crate::identity::{Flavor, ResolveError};
 
 /// Where an error's status and text come from (protocol.md §0).
@@ -123,13 +125,13 @@ impl Rejection {
         match (self, flavor) {
             (Rejection::NotFound, _) => "Not found",
             (Rejection::UnknownSource, _) => "unknown_source",
-            (Rejection::MethodNotAllowed, _) => "method_not_allowed",
+            (Rejection::MethodNotAllowed, _) => catalogue::error_code(405),
             (Rejection::MetadataHeaderMissing, Flavor::Extension) => "bad_request_102",
             (Rejection::InvalidResource, _) => "invalid_resource",
-            (Rejection::Throttled, _) => "too_many_requests",
-            (Rejection::Unavailable, _) => "service_unavailable",
+            (Rejection::Throttled, _) => catalogue::error_code(429),
+            (Rejection::Unavailable, _) => catalogue::error_code(503),
             (Rejection::IssueFailed, Flavor::Extension) => "unknown",
-            (Rejection::IssueFailed, _) => "server_error",
+            (Rejection::IssueFailed, _) => catalogue::error_code(500),
             (
                 Rejection::MalformedRequest | Rejection::HeadTooLarge | Rejection::BodyTooLarge,
                 _,

@@ -589,6 +589,21 @@ fn nested_error_field(key: &[u8]) -> Option<Field> {
 }
 
 impl<'a> ServiceError<'a> {
+    /// A service error from its parts (e.g. one a shell kept from an earlier answer).
+    pub const fn new(
+        status: u16,
+        error: &'a str,
+        description: Option<&'a str>,
+        retry_after: Option<u64>,
+    ) -> Self {
+        Self {
+            status,
+            error,
+            description,
+            retry_after,
+        }
+    }
+
     /// Parses an error body; `status` and `retry_after` come from the HTTP head. `scratch`
     /// works as for [`Token::parse`].
     pub fn parse(

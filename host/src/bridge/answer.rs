@@ -5,12 +5,12 @@
 //! `bridge::serve`.
 
 use mitoken_core::cache::CachedToken;
+use mitoken_core::catalogue;
+use mitoken_core::engine::{Cause, Description, ErrorAnswer as CoreAnswer, Failure};
 use mitoken_core::identity::Selector;
-use mitoken_core::request::{
-    RequestError, RequestField, ResIdParam, Selector as RequestSelector, TokenRequest,
-};
+use mitoken_core::request::{ResIdParam, Selector as RequestSelector, TokenRequest};
 use mitoken_core::server::RelayRequest;
-use mitoken_core::token::{Secret, TokenJson};
+use mitoken_core::token::{Secret, ServiceError, TokenJson};
 
 use crate::client::{FetchFailure, TokenResponse};
 use crate::token_client::{GetTokenError, IdentitySelector, TokenSpec};
@@ -117,103 +117,103 @@ pub struct ErrorAnswer {
     pub retry_after: Option<u32>,
 }
 
-/// The `error` code for an upstream answer that carried none (an empty or non-JSON body).
-fn default_error(status: u16) -> &'static str {
-    match status {
-        404 => "not_found",
-        429 => "too_many_requests",
-        410 | 503 => "service_unavailable",
-        400..=499 => "invalid_request",
-        _ => "unknown",
+impl ErrorAnswer {
+    /// The owned copy of the core's answer. The upstream's and the server's own texts pass
+    /// through; the bridge's explanations are marked `mitoken bridge:` and, when the shell has
+    /// the last attempt's detail (address, OS error), say it in full (`failed`).
+    fn of_core(a: &CoreAnswer<'_>, failed: Option<(&GetTokenError, &FetchFailure)>) -> Self {
+        let detail = failed.filter(|(_, last)| !detail_is_empty(last));
+        let tries = match failed {
+            Some((
+                GetTokenError::Failed {
+                    retry: None,
+                    attempts,
+                    ..
+                },
+                _,
+            )) if *attempts == 1 => " (1 attempt)".to_owned(),
+            Some((
+                GetTokenError::Failed {
+                    retry: None,
+                    attempts,
+                    ..
+                },
+                _,
+            )) => format!(" ({attempts} attempts)"),
+            _ => String::new(),
+        };
+        let description = match (a.description, detail) {
+            (d, _) if d.is_passed_through() => d.to_string(),
+            (Description::Unavailable(_), Some((e, _))) => {
+                format!("mitoken bridge: IMDS unavailable: {e}{tries}")
+            }
+            (Description::Unusable(_), Some((e, _))) => format!("mitoken bridge: {e}{tries}"),
+            (d, _) => format!("mitoken bridge: {d}"),
+        };
+        Self {
+            status: a.status,
+            error: a.error.to_owned(),
+            description,
+            retry_after: a.retry_after.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+        }
     }
 }
 
-/// How an upstream failure is answered (docs/bridge.md, "Errors"):
-///
-/// - IMDS answered with an error (after the retries IMDS's rules allow): the same status,
-///   `error`, `error_description` and `Retry-After`. An answer without an `error` gets one by
-///   status, one without a text says so. A status outside 400–599 (a redirect, say) becomes
-///   `502 bad_gateway`.
-/// - IMDS could not be reached (connection refused or reset, timeouts), after retrying: `503
-///   service_unavailable` with `Retry-After: 5`, naming the upstream, the failure and the
-///   number of attempts.
-/// - IMDS answered something that is not a token response: `502 bad_gateway`.
-/// - The request cannot be written for IMDS (e.g. a control character in a parameter): `400
-///   invalid_request`.
+/// True for the stand-in failures that carry no address.
+fn detail_is_empty(f: &FetchFailure) -> bool {
+    match f {
+        FetchFailure::Connect { addr, .. }
+        | FetchFailure::Io { addr, .. }
+        | FetchFailure::Timeout { addr, .. }
+        | FetchFailure::Protocol { addr, .. } => addr.is_empty(),
+        FetchFailure::InvalidRequest(_) | FetchFailure::Service(_) => true,
+    }
+}
+
+/// The core's view of the last attempt's failure.
+fn cause_of(last: &FetchFailure) -> Cause<'_> {
+    match last {
+        FetchFailure::InvalidRequest(e) => Cause::Unsendable(*e),
+        FetchFailure::Connect { .. } => Cause::ConnectFailed,
+        FetchFailure::Io { .. } => Cause::Io,
+        FetchFailure::Timeout { .. } => Cause::Timeout,
+        FetchFailure::Protocol { error, .. } => Cause::InvalidResponse(*error),
+        FetchFailure::Service(s) => Cause::Service(ServiceError::new(
+            s.status,
+            &s.error,
+            s.description.as_deref(),
+            s.retry_after,
+        )),
+    }
+}
+
+/// How a failure to get a token is answered: the core's policy
+/// ([`mitoken_core::engine::answer`]) — IMDS's own error passed through, `503` with
+/// `Retry-After: 5` when IMDS cannot be reached, `502` when its answer is not a token, `400`
+/// when the request cannot be written for it.
 pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
-    let (last, retry, attempts) = match e {
+    match e {
         GetTokenError::Failed {
             last,
             retry,
             attempts,
-        } => (last, retry, *attempts),
-        GetTokenError::Endpoint { .. } => {
-            return ErrorAnswer {
-                status: 500,
-                error: "unknown".to_owned(),
-                description: format!("mitoken bridge: {e}"),
-                retry_after: None,
-            };
+        } => {
+            let failure = Failure::new(cause_of(last), *retry, *attempts);
+            ErrorAnswer::of_core(&CoreAnswer::for_failure(&failure), Some((e, last)))
         }
-    };
-    // `e` says how many attempts when retrying gave up; say it when it was not retried.
-    let tries = if retry.is_some() {
-        String::new()
-    } else if attempts == 1 {
-        " (1 attempt)".to_owned()
-    } else {
-        format!(" ({attempts} attempts)")
-    };
-    match last {
-        FetchFailure::Service(s) if (400..=599).contains(&s.status) => ErrorAnswer {
-            status: s.status,
-            error: if s.error.is_empty() {
-                default_error(s.status).to_owned()
-            } else {
-                s.error.clone()
-            },
-            description: s.description.clone().unwrap_or_else(|| {
-                format!("IMDS answered HTTP {} without a description", s.status)
-            }),
-            retry_after: s.retry_after.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
-        },
-        FetchFailure::Service(s) => ErrorAnswer {
-            status: 502,
-            error: "bad_gateway".to_owned(),
-            description: format!(
-                "mitoken bridge: IMDS answered HTTP {} instead of a token{tries}",
-                s.status
-            ),
-            retry_after: None,
-        },
-        FetchFailure::Connect { .. } | FetchFailure::Io { .. } | FetchFailure::Timeout { .. } => {
-            ErrorAnswer {
-                status: 503,
-                error: "service_unavailable".to_owned(),
-                description: format!("mitoken bridge: IMDS unavailable: {e}{tries}"),
-                retry_after: Some(5),
-            }
+        GetTokenError::DeadlinePassed(_) => {
+            ErrorAnswer::of_core(&CoreAnswer::deadline_passed(), None)
         }
-        FetchFailure::Protocol { .. } => ErrorAnswer {
-            status: 502,
-            error: "bad_gateway".to_owned(),
-            description: format!("mitoken bridge: {e}{tries}"),
-            retry_after: None,
+        GetTokenError::Busy(_) => ErrorAnswer {
+            status: 503,
+            error: catalogue::error_code(503).to_owned(),
+            description: format!("mitoken bridge: {e}"),
+            retry_after: Some(1),
         },
-        // An empty selector (`client_id=`) names no identity: answer as the core server (and
-        // the emulator) do for a selector that matches nothing, without asking IMDS.
-        FetchFailure::InvalidRequest(RequestError::Empty {
-            field: RequestField::ClientId | RequestField::ObjectId | RequestField::ResourceId,
-        }) => ErrorAnswer {
-            status: 400,
-            error: "invalid_request".to_owned(),
-            description: "Identity not found".to_owned(),
-            retry_after: None,
-        },
-        FetchFailure::InvalidRequest(r) => ErrorAnswer {
-            status: 400,
-            error: "invalid_request".to_owned(),
-            description: format!("mitoken bridge: the request cannot be sent to IMDS: {r}"),
+        GetTokenError::Endpoint { .. } => ErrorAnswer {
+            status: 500,
+            error: "unknown".to_owned(),
+            description: format!("mitoken bridge: {e}"),
             retry_after: None,
         },
     }
@@ -222,14 +222,7 @@ pub fn error_answer(e: &GetTokenError) -> ErrorAnswer {
 /// The answer when a token names another identity than the one asked for: the token is
 /// withheld.
 pub fn wrong_identity_answer() -> ErrorAnswer {
-    ErrorAnswer {
-        status: 502,
-        error: "bad_gateway".to_owned(),
-        description: "mitoken bridge: IMDS answered with a token for another client_id than \
-                      the one requested; token withheld"
-            .to_owned(),
-        retry_after: None,
-    }
+    ErrorAnswer::of_core(&CoreAnswer::wrong_identity(), None)
 }
 
 #[cfg(test)]

@@ -19,12 +19,16 @@
 //! withheld.
 //!
 //! - [`answer`]: what is asked upstream, and the answers (legacy token shape, error mapping).
+//! - [`report`]: the migration report (who still calls the legacy endpoint) and its status
+//!   socket.
 //! - `serve`: its answers for the shared connection loop (`serve_loop::connection`).
 
 pub mod answer;
+pub mod report;
 mod serve;
 
 use core::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use mitoken_core::identity::Flavor;
@@ -56,6 +60,9 @@ pub struct BridgeOptions {
     pub client: ClientConfig,
     /// Connection bounds.
     pub limits: ConnectionLimits,
+    /// Where to serve the migration report ([`report::default_status_socket`] from the
+    /// command line); `None`: not served.
+    pub status_socket: Option<PathBuf>,
 }
 
 impl BridgeOptions {
@@ -67,6 +74,7 @@ impl BridgeOptions {
             allow_non_loopback: false,
             client: ClientConfig::new(upstream),
             limits: ConnectionLimits::default(),
+            status_socket: None,
         }
     }
 }
@@ -106,8 +114,10 @@ pub struct Bridge;
 pub struct RunningBridge {
     local_addr: SocketAddr,
     client: TokenClient,
+    report: Arc<report::Tracker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    status_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBridge {
@@ -121,6 +131,11 @@ impl RunningBridge {
         &self.client
     }
 
+    /// The migration report so far.
+    pub fn report(&self) -> report::MigrationReport {
+        self.report.report()
+    }
+
     /// A sender that stops the bridge when `true` is sent (from a signal handler).
     pub fn shutdown_sender(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
@@ -131,6 +146,9 @@ impl RunningBridge {
     pub async fn shutdown(self) {
         self.shutdown.send_replace(true);
         let _ = self.task.await;
+        if let Some(task) = self.status_task {
+            let _ = task.await;
+        }
     }
 }
 
@@ -185,12 +203,11 @@ impl Bridge {
         }
         let client = TokenClient::new(options.client.clone())?;
         let endpoint_text = client.config().endpoint.clone();
-        let endpoint = crate::token_cmd::parse_endpoint(&endpoint_text).map_err(|error| {
-            GetTokenError::Endpoint {
+        let endpoint =
+            Endpoint::parse_spec(&endpoint_text).map_err(|error| GetTokenError::Endpoint {
                 spec: endpoint_text.clone(),
                 error,
-            }
-        })?;
+            })?;
         if upstream_is_self(&endpoint, options.listen) {
             return Err(StartError::UpstreamIsSelf(endpoint_text));
         }
@@ -213,27 +230,51 @@ impl Bridge {
             allow_non_loopback: options.allow_non_loopback,
             name: "bridge",
         };
+        let tracker = Arc::new(report::Tracker::new());
         let shared = Arc::new(serve::Shared {
             relay,
             client: client.clone(),
+            report: Arc::clone(&tracker),
         });
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(serve_loop::accept_loop(listener, policy, rx, move |peer| {
-            serve::BridgeAnswerer::new(Arc::clone(&shared), peer)
-        }));
+        let status_task = options.status_socket.as_ref().and_then(|path| {
+            match report::bind_status_socket(path) {
+                Ok(listener) => {
+                    tracing::info!(socket = %path.display(), "migration report: mitoken bridge status");
+                    Some(tokio::spawn(report::serve_status(
+                        listener,
+                        path.clone(),
+                        Arc::clone(&tracker),
+                        rx.clone(),
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!("migration report not served: {e}");
+                    None
+                }
+            }
+        });
+        let task = tokio::spawn(serve_loop::accept_loop(
+            listener,
+            policy,
+            rx,
+            move |peer, local| serve::BridgeAnswerer::new(Arc::clone(&shared), peer, local),
+        ));
         tracing::info!(%local_addr, upstream = %upstream_url(&endpoint), "bridge listening");
         Ok(RunningBridge {
             local_addr,
             client,
+            report: tracker,
             shutdown,
             task,
+            status_task,
         })
     }
 }
 
 /// The start-up text; the first line is always `listening on http://<addr>`.
 pub fn startup_banner(listen: SocketAddr, client: &ClientConfig) -> String {
-    let upstream = crate::token_cmd::parse_endpoint(&client.endpoint)
+    let upstream = Endpoint::parse_spec(&client.endpoint)
         .map_or_else(|_| client.endpoint.clone(), |e| upstream_url(&e));
     format!(
         "listening on http://{listen}\n\
@@ -250,7 +291,7 @@ mod tests {
     #[test]
     fn upstream_loops_are_refused() {
         let listen: SocketAddr = "127.0.0.1:50342".parse().unwrap();
-        let parse = |s| crate::token_cmd::parse_endpoint(s).unwrap();
+        let parse = |s| Endpoint::parse_spec(s).unwrap();
         assert!(upstream_is_self(&parse("extension"), listen));
         assert!(upstream_is_self(&parse("http://127.0.0.1:50342"), listen));
         assert!(upstream_is_self(&parse("http://localhost:50342"), listen));

@@ -24,6 +24,7 @@ use super::answer::{
     ErrorAnswer, cached_json, error_answer, fetched_json, token_request, token_spec,
     wrong_identity, wrong_identity_answer,
 };
+use super::report::{Attribution, Tracker};
 use crate::client::unix_now;
 use crate::serve_loop::MAX_BUFFER;
 use crate::serve_loop::connection::{Answerer, Exchange, Step};
@@ -34,6 +35,8 @@ use crate::token_client::TokenClient;
 pub(super) struct Shared {
     pub relay: Relay<'static>,
     pub client: TokenClient,
+    /// The migration report's counts.
+    pub report: Arc<Tracker>,
 }
 
 /// Writes an answer with `write`, growing `out` when it is too small.
@@ -144,13 +147,23 @@ pub(super) struct BridgeAnswerer {
     shared: Arc<Shared>,
     conn: ServerConnection,
     peer: SocketAddr,
+    /// This end of the connection (for the migration report's `/proc` lookup).
+    local: Option<SocketAddr>,
+    /// Who the peer is, once looked up.
+    attribution: Attribution,
 }
 
 impl BridgeAnswerer {
     /// A fresh connection's answerer.
-    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, local: Option<SocketAddr>) -> Self {
         let conn = shared.relay.connection();
-        Self { shared, conn, peer }
+        Self {
+            shared,
+            conn,
+            peer,
+            local,
+            attribution: Attribution::default(),
+        }
     }
 }
 
@@ -160,10 +173,19 @@ impl Answerer for BridgeAnswerer {
         let (response, source) = match relay.handle(&mut self.conn, ex.input, ex.work, ex.out) {
             Ok(Relayed::Partial) => return Step::Partial,
             Ok(Relayed::Response(r)) => (r, None),
-            Ok(Relayed::Relay(request)) => match answer(&self.shared, &request, ex.out).await {
-                Some((r, source)) => (r, Some(source)),
-                None => return Step::Close,
-            },
+            Ok(Relayed::Relay(request)) => {
+                if let Some(local) = self.local {
+                    let (selector, resource) = (&request.selector, request.resource);
+                    self.shared
+                        .report
+                        .record(&mut self.attribution, self.peer, local, selector, resource)
+                        .await;
+                }
+                match answer(&self.shared, &request, ex.out).await {
+                    Some((r, source)) => (r, Some(source)),
+                    None => return Step::Close,
+                }
+            }
             Err(e) => return Step::Grow(e),
         };
         tracing::debug!(

@@ -5,7 +5,8 @@
 //!
 //! Evaluation, per request, in rule order: a rule applies when its `path` prefix and `identity`
 //! match and its `percent` draw succeeds; an applying rule uses up one of its `count` (a rule
-//! whose count reaches 0 is removed), adds its `delay_ms`, and, if it has a `status` or `close`,
+//! whose count reaches 0 is removed), adds its `delay_ms` and `skew_secs`, and, if it has a
+//! `status` or `close`,
 //! decides the answer and ends the evaluation. Randomness comes in as one `u32` per request, so a
 //! seeded source makes runs reproducible.
 
@@ -19,6 +20,8 @@ use super::config::Guid;
 
 /// The longest delay a rule may add (ten minutes).
 pub const MAX_DELAY_MS: u64 = 600_000;
+/// The largest clock skew a rule may set, either way (one day).
+pub const MAX_SKEW_SECS: i64 = 86_400;
 
 /// One fault rule. In JSON every field is optional, e.g.
 /// `{"status": 410, "count": 3}`, `{"status": 500, "percent": 10}`, `{"delay_ms": 200}`,
@@ -54,6 +57,12 @@ pub struct FaultRule {
     /// Delay the answer (whatever it is) by this many milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// Skew the token issuer's clock: tokens are minted as if it were this many seconds later
+    /// (negative: earlier), so their `iat`, `nbf` and `exp` (`expires_on`) are off by that much
+    /// from the client's clock; `expires_in` stays the emulator's own count from its real
+    /// clock. Skewed tokens bypass the emulator's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_secs: Option<i64>,
     /// Apply to this percentage of matching requests (0–100); absent: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
@@ -66,8 +75,8 @@ pub struct FaultRule {
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FaultRuleProblem {
-    /// The rule neither answers, closes nor delays.
-    #[error("the rule does nothing: give status, close or delay_ms")]
+    /// The rule neither answers, closes, delays nor skews.
+    #[error("the rule does nothing: give status, close, delay_ms or skew_secs")]
     NoEffect,
     /// Both `status` and `close`.
     #[error("status and close exclude each other")]
@@ -81,6 +90,9 @@ pub enum FaultRuleProblem {
     /// A delay over [`MAX_DELAY_MS`].
     #[error("delay of {0} ms is longer than the 600000 ms limit")]
     Delay(u64),
+    /// A skew over [`MAX_SKEW_SECS`] either way.
+    #[error("clock skew of {0} s is beyond the 86400 s limit")]
+    Skew(i64),
     /// `count` = 0.
     #[error("count must be at least 1")]
     ZeroCount,
@@ -93,7 +105,11 @@ pub enum FaultRuleProblem {
 impl FaultRule {
     /// Checks the rule's values.
     pub fn validate(&self) -> Result<(), FaultRuleProblem> {
-        if self.status.is_none() && !self.close && self.delay_ms.is_none() {
+        if self.status.is_none()
+            && !self.close
+            && self.delay_ms.is_none()
+            && self.skew_secs.is_none()
+        {
             return Err(FaultRuleProblem::NoEffect);
         }
         if self.status.is_some() && self.close {
@@ -113,6 +129,11 @@ impl FaultRule {
             && d > MAX_DELAY_MS
         {
             return Err(FaultRuleProblem::Delay(d));
+        }
+        if let Some(s) = self.skew_secs
+            && !(-MAX_SKEW_SECS..=MAX_SKEW_SECS).contains(&s)
+        {
+            return Err(FaultRuleProblem::Skew(s));
         }
         if self.count == Some(0) {
             return Err(FaultRuleProblem::ZeroCount);
@@ -148,10 +169,10 @@ impl FaultRule {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FaultSpecError {
-    /// A key other than `status`, `count`, `percent`, `delay`, `path`, `identity`, `error`,
-    /// `description`, `retry_after`, `close`.
+    /// A key other than `status`, `count`, `percent`, `delay`, `skew`, `path`, `identity`,
+    /// `error`, `description`, `retry_after`, `close`.
     #[error(
-        "unknown key `{0}` (expected status, count, percent, delay, path, identity, error, description, retry_after, close)"
+        "unknown key `{0}` (expected status, count, percent, delay, skew, path, identity, error, description, retry_after, close)"
     )]
     UnknownKey(String),
     /// A key that needs a value had none.
@@ -174,8 +195,9 @@ impl FromStr for FaultRule {
     type Err = FaultSpecError;
 
     /// Reads a comma-separated `key=value` list, e.g. `status=410,count=3`,
-    /// `status=500,percent=10%`, `delay=200ms`, `close,count=1,path=/metadata`.
-    /// `delay` takes `ms` (default) or `s`; `percent` may end with `%`.
+    /// `status=500,percent=10%`, `delay=200ms`, `close,count=1,path=/metadata`, `skew=600`.
+    /// `delay` takes `ms` (default) or `s`; `skew` takes seconds (`s` optional, may be
+    /// negative); `percent` may end with `%`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         fn num<T: FromStr>(key: &str, value: &str) -> Result<T, FaultSpecError> {
             value.parse().map_err(|_| FaultSpecError::BadValue {
@@ -211,6 +233,9 @@ impl FromStr for FaultRule {
                         num::<u64>(key, value)?
                     };
                     rule.delay_ms = Some(ms);
+                }
+                "skew" | "skew_secs" => {
+                    rule.skew_secs = Some(num(key, value.strip_suffix('s').unwrap_or(value))?);
                 }
                 "retry_after" => rule.retry_after = Some(num(key, value)?),
                 "identity" => rule.identity = Some(num(key, value)?),
@@ -252,25 +277,11 @@ pub struct FaultResponse {
 impl FaultResponse {
     /// The answer IMDS gives with `status` (protocol.md §1.9), without `Retry-After`.
     pub fn for_status(status: u16) -> Self {
-        let (error, description) = match status {
-            400 => ("invalid_request", "Bad request"),
-            403 => ("forbidden", "Forbidden"),
-            404 => ("not_found", "IMDS endpoint is updating"),
-            405 => ("method_not_allowed", "Not allowed"),
-            410 => (
-                "service_unavailable",
-                "IMDS is being updated; retry within 70 seconds",
-            ),
-            429 => ("too_many_requests", "Too many requests"),
-            500 => ("server_error", "Internal server error"),
-            503 => ("service_unavailable", "Service unavailable"),
-            s if s >= 500 => ("server_error", "Server error"),
-            _ => ("invalid_request", "Bad request"),
-        };
+        let entry = mitoken_core::catalogue::for_status(status);
         Self {
             status,
-            error: error.to_owned(),
-            error_description: description.to_owned(),
+            error: entry.error.to_owned(),
+            error_description: entry.description.to_owned(),
             retry_after: None,
         }
     }
@@ -292,6 +303,8 @@ pub enum FaultAction {
 pub struct FaultDecision {
     /// How long to wait before answering (zero: no delay).
     pub delay: Duration,
+    /// Seconds to add to the clock tokens are minted with (zero: none).
+    pub skew_secs: i64,
     /// What to answer.
     pub action: FaultAction,
 }
@@ -300,6 +313,7 @@ impl FaultDecision {
     /// No delay, serve normally.
     pub const PASS: Self = Self {
         delay: Duration::ZERO,
+        skew_secs: 0,
         action: FaultAction::Pass,
     };
 }
@@ -372,6 +386,9 @@ impl FaultPlan {
             }
             if let Some(ms) = rule.delay_ms {
                 decision.delay += Duration::from_millis(ms);
+            }
+            if let Some(secs) = rule.skew_secs {
+                decision.skew_secs = decision.skew_secs.saturating_add(secs);
             }
             if let Some(status) = rule.status {
                 let mut response = FaultResponse::for_status(status);
@@ -468,6 +485,21 @@ fn mix(random: u32, index: usize) -> u32 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn skew_rules_add_up_and_do_not_decide_the_answer() {
+        let rule: FaultRule = "skew=600s".parse().unwrap();
+        assert_eq!(rule.skew_secs, Some(600));
+        let behind: FaultRule = "skew=-30,count=1".parse().unwrap();
+        let mut plan = FaultPlan::new(vec![rule, behind]).unwrap();
+        let first = plan.decide(&req(), 0);
+        assert_eq!((first.skew_secs, first.action), (570, FaultAction::Pass));
+        assert_eq!(plan.decide(&req(), 0).skew_secs, 600);
+        assert_eq!(
+            "skew=86401".parse::<FaultRule>(),
+            Err(FaultSpecError::Invalid(FaultRuleProblem::Skew(86_401)))
+        );
+    }
+
     const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 
     fn req() -> FaultRequest<'static> {
@@ -555,6 +587,7 @@ mod tests {
             second,
             FaultDecision {
                 delay: Duration::from_millis(200),
+                skew_secs: 0,
                 action: FaultAction::Pass
             }
         );

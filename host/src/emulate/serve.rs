@@ -26,8 +26,8 @@ use std::time::Instant;
 
 use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
 use mitoken_core::server::{
-    Admission, Config, Fault, Handled, IMDS_INFO_PATH, IMDS_TOKEN_PATH, IssueError, IssueRequest,
-    Issued, Issuer, OtherAnswer, OtherRequest, Outcome, Response, Server, ServerConnection,
+    Admission, Config, Fault, Handled, IssueError, IssueRequest, Issued, Issuer, OtherAnswer,
+    OtherRequest, Outcome, Response, Server, ServerConnection,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -368,7 +368,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, rx: watch::Rece
         allow_non_loopback: true,
         name: "emulator",
     };
-    serve_loop::accept_loop(listener, policy, rx, move |_peer| {
+    serve_loop::accept_loop(listener, policy, rx, move |_peer, _local| {
         EmulatorAnswerer::new(Arc::clone(&shared))
     })
     .await;
@@ -453,6 +453,8 @@ struct RequestState {
     token: Option<ServedToken>,
     other: Option<(u16, Vec<u8>)>,
     delay: Duration,
+    /// Clock skew decided by fault rules (seconds added to the minting clock).
+    skew_secs: i64,
     origin: Option<Origin>,
     /// A `close` fault decided at admission: drop the answer and close.
     close: bool,
@@ -495,10 +497,7 @@ fn as_fault(f: &FaultResponse) -> Fault<'_> {
 /// True for the paths that are throttled and faulted: IMDS's identity endpoints, or the
 /// extension's token path.
 fn imds_path(flavor: Flavor, path: &str) -> bool {
-    match flavor {
-        Flavor::Extension => mitoken_core::server::serves_path(flavor, path),
-        _ => path == IMDS_TOKEN_PATH || path == IMDS_INFO_PATH,
-    }
+    mitoken_core::server::serves_path(flavor, path)
 }
 
 impl HostIssuer {
@@ -625,6 +624,7 @@ impl Issuer for HostIssuer {
                 |rule| rule.identity.is_some(),
             );
             self.state.delay += decision.delay;
+            let skew = self.state.skew_secs.saturating_add(decision.skew_secs);
             match decision.action {
                 FaultAction::Respond(r) => {
                     self.state.origin = Some(Origin::Fault);
@@ -639,8 +639,8 @@ impl Issuer for HostIssuer {
                         &self.shared.minter,
                         &identity,
                         request.resource,
-                        request.now,
-                        request.bypass_cache,
+                        request.now.saturating_add_signed(skew),
+                        request.bypass_cache || skew != 0,
                     );
                     match served {
                         Ok(t) => self.state.token = Some(t),
@@ -701,6 +701,7 @@ impl Issuer for HostIssuer {
                     |rule| rule.identity.is_none(),
                 );
                 self.state.delay += decision.delay;
+                self.state.skew_secs = decision.skew_secs;
                 match decision.action {
                     FaultAction::Respond(r) => {
                         self.state.origin = Some(Origin::Fault);

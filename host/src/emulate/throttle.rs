@@ -1,50 +1,24 @@
 //! `--throttle`: IMDS's limits for the identity category (protocol.md §1.11): 20 requests per
 //! second **and** 5 concurrent requests per VM; over either, `429` with `Retry-After`.
 //!
-//! A token bucket (refilled continuously, burst = one second's worth) plus a concurrency count
-//! held by an RAII [`ThrottlePermit`]. Time comes in as an `Instant`, so tests drive a virtual
-//! clock.
+//! The decisions are the core's [`Limiter`] (the same one the token engine paces its own
+//! upstream requests with); this module shares it between connections and turns a
+//! refusal into IMDS's answer. The concurrency slot is held by an RAII [`ThrottlePermit`].
+//! Time comes in as an `Instant`, so tests drive a virtual clock.
 
 use core::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use mitoken_core::engine::limiter::{LimitReason, Limiter, Limits, Refused};
+
 use super::faults::FaultResponse;
 
-/// The limits a [`Throttle`] enforces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ThrottleLimits {
-    /// Sustained requests per second (at least 1).
-    pub requests_per_second: u32,
-    /// How many requests may come at once after a quiet period (at least 1).
-    pub burst: u32,
-    /// Requests being answered at the same time.
-    pub max_concurrent: u32,
-}
-
-impl ThrottleLimits {
-    /// IMDS's managed-identity limits: 20 requests/s, 5 concurrent.
-    pub const IMDS_IDENTITY: Self = Self {
-        requests_per_second: 20,
-        burst: 20,
-        max_concurrent: 5,
-    };
-}
-
-impl Default for ThrottleLimits {
-    fn default() -> Self {
-        Self::IMDS_IDENTITY
-    }
-}
+/// The limits a [`Throttle`] enforces (the core's).
+pub type ThrottleLimits = Limits;
 
 /// Which limit refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThrottleReason {
-    /// Too many requests per second.
-    Rate,
-    /// Too many requests in flight.
-    Concurrency,
-}
+pub type ThrottleReason = LimitReason;
 
 /// A refused request: answer `429` with `Retry-After`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +30,13 @@ pub struct Throttled {
 }
 
 impl Throttled {
+    fn of(r: Refused) -> Self {
+        Self {
+            reason: r.reason,
+            retry_after: Duration::from_millis(r.retry_after_ms),
+        }
+    }
+
     /// `retry_after` in whole seconds, rounded up, at least 1 (the `Retry-After` header value).
     pub fn retry_after_secs(&self) -> u32 {
         let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
@@ -77,18 +58,15 @@ impl Throttled {
 
 #[derive(Debug)]
 struct State {
-    /// Accumulated credit in nanoseconds; a request costs `cost_ns`.
-    credit_ns: u64,
-    last: Option<Instant>,
-    in_flight: u32,
+    limiter: Limiter,
+    /// The limiter's clock: milliseconds since this instant.
+    origin: Instant,
 }
 
 /// The throttle; clones share the same state.
 #[derive(Clone, Debug)]
 pub struct Throttle {
     limits: ThrottleLimits,
-    cost_ns: u64,
-    capacity_ns: u64,
     state: Arc<Mutex<State>>,
 }
 
@@ -103,23 +81,18 @@ pub struct ThrottlePermit {
 impl Drop for ThrottlePermit {
     fn drop(&mut self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.in_flight = state.in_flight.saturating_sub(1);
+        state.limiter.release();
     }
 }
 
 impl Throttle {
     /// A throttle with `limits`, starting with a full bucket.
     pub fn new(limits: ThrottleLimits) -> Self {
-        let cost_ns = 1_000_000_000 / u64::from(limits.requests_per_second.max(1));
-        let capacity_ns = cost_ns * u64::from(limits.burst.max(1));
         Self {
             limits,
-            cost_ns,
-            capacity_ns,
             state: Arc::new(Mutex::new(State {
-                credit_ns: capacity_ns,
-                last: None,
-                in_flight: 0,
+                limiter: Limiter::new(limits),
+                origin: Instant::now(),
             })),
         }
     }
@@ -133,31 +106,9 @@ impl Throttle {
     /// nothing. `now` should not go backwards (an earlier `now` is treated as no time passing).
     pub fn try_acquire(&self, now: Instant) -> Result<ThrottlePermit, Throttled> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(last) = state.last {
-            let elapsed = now.saturating_duration_since(last);
-            let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            state.credit_ns = state
-                .credit_ns
-                .saturating_add(elapsed_ns)
-                .min(self.capacity_ns);
-        }
-        if state.last.is_none_or(|last| now > last) {
-            state.last = Some(now);
-        }
-        if state.in_flight >= self.limits.max_concurrent {
-            return Err(Throttled {
-                reason: ThrottleReason::Concurrency,
-                retry_after: Duration::from_secs(1),
-            });
-        }
-        if state.credit_ns < self.cost_ns {
-            return Err(Throttled {
-                reason: ThrottleReason::Rate,
-                retry_after: Duration::from_nanos(self.cost_ns - state.credit_ns),
-            });
-        }
-        state.credit_ns -= self.cost_ns;
-        state.in_flight += 1;
+        let ms = u64::try_from(now.saturating_duration_since(state.origin).as_millis())
+            .unwrap_or(u64::MAX);
+        state.limiter.try_acquire(ms).map_err(Throttled::of)?;
         Ok(ThrottlePermit {
             state: Arc::clone(&self.state),
         })
@@ -168,7 +119,8 @@ impl Throttle {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .in_flight
+            .limiter
+            .in_flight()
     }
 }
 

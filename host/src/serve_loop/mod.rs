@@ -57,8 +57,10 @@ impl Default for ConnectionLimits {
 
 /// Pending connections the kernel queues for `accept`: tokio's `TcpListener::bind` asks for
 /// 128, which a burst of clients overflows (dropped SYNs stall each client ≥ 1 s; seen by the
-/// hostile suite's 10,000-connection attack). The kernel caps it at `net.core.somaxconn`.
-pub const LISTEN_BACKLOG: u32 = 1024;
+/// hostile suite's 10,000-connection attack). 4096 absorbs a flood while the server is not
+/// scheduled for a moment on a busy machine (it drains 4096 in well under a second when it
+/// runs); the kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
 /// [`LISTEN_BACKLOG`].
@@ -224,10 +226,10 @@ pub struct AcceptPolicy {
 
 /// Accepts connections until shutdown is asked for, each served by the [one connection
 /// loop](connection::serve) in its own task with the [`connection::Answerer`] that `answerer`
-/// makes for it; then stops listening and waits up to the shutdown grace for the connections,
+/// makes for it from the peer's and the connection's local address; then stops listening and waits up to the shutdown grace for the connections,
 /// aborting the rest.
 ///
-/// It never stops accepting (so the kernel's backlog never fills). A connection from a
+/// It never stops accepting (so the kernel's backlog does not fill behind a full server). A connection from a
 /// non-loopback peer is closed at once unless the policy allows it. At the connection cap the
 /// oldest connection that never completed a request is evicted for the new one ([`slots`]);
 /// when there is none, the new one gets the refusal bytes and is closed.
@@ -238,7 +240,7 @@ pub async fn accept_loop<A, F>(
     answerer: F,
 ) where
     A: connection::Answerer + Send + 'static,
-    F: Fn(SocketAddr) -> A,
+    F: Fn(SocketAddr, Option<SocketAddr>) -> A,
 {
     let name = policy.name;
     let slots = slots::Slots::new(policy.limits.max_connections);
@@ -271,7 +273,12 @@ pub async fn accept_loop<A, F>(
                         shutdown: rx.clone(),
                         slot: admitted.slot,
                     };
-                    tasks.spawn(connection::serve(answerer(peer), stream, context));
+                    // Collect every finished connection first: during a flood the accept
+                    // branch is always ready, and a finished task's memory is only freed once
+                    // it is joined.
+                    while tasks.try_join_next().is_some() {}
+                    let local = stream.local_addr().ok();
+                    tasks.spawn(connection::serve(answerer(peer, local), stream, context));
                     if slots.open() > slots.max().saturating_add(CLOSING_SLACK) {
                         // Evicted connections have not closed yet: let them run before the
                         // next accept, so the descriptors stay near the cap in a flood.
