@@ -156,7 +156,13 @@ pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<S
         }
     }
     if out.is_empty() {
-        return Err(fail("perf", format!("no counts: {text}")));
+        return Err(fail(
+            "perf",
+            format!(
+                "no counts ({})",
+                text.lines().next().unwrap_or("no output").trim()
+            ),
+        ));
     }
     Ok(Syscalls(out))
 }

@@ -342,20 +342,25 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// [`cpu_ticks`] of `pid` plus that of its live child processes (nginx's worker).
-pub fn cpu_ticks_with_children(pid: u32) -> Option<u64> {
-    let own = cpu_ticks(pid)?;
-    let children: u64 = std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
+/// The live child processes of `pid` (nginx's worker).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&child| {
             stat_fields(child)
                 .and_then(|f| f.get(1)?.parse::<u32>().ok())
                 .is_some_and(|parent| parent == pid)
         })
-        .filter_map(cpu_ticks)
-        .sum();
+        .collect()
+}
+
+/// [`cpu_ticks`] of `pid` plus that of its live child processes (nginx's worker).
+pub fn cpu_ticks_with_children(pid: u32) -> Option<u64> {
+    let own = cpu_ticks(pid)?;
+    let children: u64 = children(pid).into_iter().filter_map(cpu_ticks).sum();
     Some(own + children)
 }
 

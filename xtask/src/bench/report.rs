@@ -600,7 +600,10 @@ fn render_costs(o: &mut String, r: &Results) {
                         .collect();
                 (total, calls.join(", "))
             }
-            Some(Err(e)) => ("–".into(), format!("not measured: {e}")),
+            Some(Err(e)) => (
+                "–".into(),
+                format!("not measured: {}", e.lines().next().unwrap_or_default()),
+            ),
             None => ("–".into(), String::new()),
         };
         let _ = writeln!(
