@@ -213,3 +213,28 @@ proptest! {
         prop_assert_eq!(e.description, Some(description.as_str()));
     }
 }
+
+proptest::proptest! {
+    /// Strings mixing clean runs of every length with bytes to escape, so escapes fall at every
+    /// position of the 8- and 32-byte words the fast path checks: the output is JSON that
+    /// `serde_json` reads back as the same string.
+    #[test]
+    fn any_string_round_trips_through_serde_json(
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[A-Za-z0-9_.-]{0,70}",
+                proptest::char::range('\u{0}', '\u{7f}').prop_map(String::from),
+                proptest::char::any().prop_map(String::from),
+            ],
+            0..12,
+        )
+    ) {
+        let raw: String = parts.concat();
+        let mut buf = vec![0u8; raw.len() * 6 + 2];
+        let mut w = SliceWriter::new(&mut buf);
+        write_json_string(&raw, &mut w);
+        let n = w.finish().unwrap();
+        let text = core::str::from_utf8(&buf[..n]).unwrap();
+        proptest::prop_assert_eq!(serde_json::from_str::<String>(text).unwrap(), raw);
+    }
+}

@@ -14,14 +14,22 @@ fn main() -> ExitCode {
         Command::Token(_) | Command::Demo(_) | Command::Doctor(_) => "warn",
     };
     mitoken_host::logging::init(cli.log.as_deref(), default_log);
+    // Servers given one CPU (`taskset`, a container's CPU limit) get a current-thread runtime:
+    // with one worker thread the multi-thread scheduler only adds cross-thread wake-ups and
+    // atomics to every request.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut builder = match cli.command {
         Command::Token(_) | Command::Doctor(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Emulate(_) | Command::Bridge(_) if cores == 1 => {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            b.max_blocking_threads(mitoken_host::bridge::MAX_BLOCKING_THREADS);
+            b
+        }
         Command::Emulate(_) | Command::Demo(_) => tokio::runtime::Builder::new_multi_thread(),
         Command::Bridge(_) => {
             // A small, bounded thread count whatever the VM's size: the systemd unit caps
             // tasks (TasksMax=64), and the cached path needs no more than a few cores.
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
             b.worker_threads(cores.min(mitoken_host::bridge::MAX_WORKER_THREADS))
                 .max_blocking_threads(mitoken_host::bridge::MAX_BLOCKING_THREADS);
             b

@@ -20,7 +20,8 @@ pub const NOT_BEFORE_SKEW_SECS: u64 = 300;
 /// A signed token and its validity window (Unix seconds). `Debug` never shows the JWT.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MintedToken {
-    jwt: String,
+    /// Shared: a cache hit hands out a reference count, not a copy of the token.
+    jwt: Arc<str>,
     /// `iat`.
     pub issued_at: u64,
     /// `nbf`, the response's `not_before`.
@@ -165,7 +166,7 @@ impl TokenMinter {
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
         Ok(MintedToken {
-            jwt,
+            jwt: jwt.into(),
             issued_at: not_before,
             not_before,
             expires_on,

@@ -112,7 +112,9 @@ pub async fn serve<A: Answerer>(mut answerer: A, mut stream: TcpStream, mut ctx:
     let mut started: Option<Instant> = None;
     'conn: loop {
         buffers.ready(BUFFER);
-        let Buffers { input, work, out } = &mut buffers;
+        let Buffers {
+            input, work, out, ..
+        } = &mut buffers;
         // Answer every complete (pipelined) request in the buffer.
         while !input.is_empty() {
             let request_started = *started.get_or_insert_with(Instant::now);

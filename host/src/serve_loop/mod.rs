@@ -16,7 +16,7 @@ use std::sync::Arc;
 use mitoken_core::http::Limits;
 use mitoken_core::identity::Flavor;
 use mitoken_core::server::{Config, HandleError, Response};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -75,10 +75,15 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// A connection's buffers: allocated when request bytes arrive, released while it waits for
+/// A connection's buffers: taken when request bytes arrive, given back while it waits for
 /// bytes (idle, or with a partial request, which keeps only its bytes), so a waiting connection
 /// costs its task and socket only (1024 idle connections: ~2.5 MiB, not the ~60 MiB of buffers
 /// allocated up front; `tests/tests/hostile_load.rs`, `tests/tests/hostile_flood.rs`).
+///
+/// The work and output buffers given back go to a small per-thread [pool](POOLED) that the
+/// next connection with bytes to handle takes them from: a busy keep-alive connection does not
+/// allocate and zero 2 × 16 KiB for every request (that `calloc` was half of the emulator's
+/// instructions per request; `docs/benchmarks.md`).
 #[derive(Debug, Default)]
 pub struct Buffers {
     /// Request bytes not yet consumed.
@@ -87,25 +92,75 @@ pub struct Buffers {
     pub work: Vec<u8>,
     /// The response being written.
     pub out: Vec<u8>,
+    /// The size `work` and `out` were given (a grown pair is not pooled).
+    size: usize,
+}
+
+/// Work and output buffer pairs, and empty input buffers, kept per thread for reuse, at most
+/// (each); more are freed. Bounds the pools' memory by `POOLED` × (2 × [`connection::BUFFER`]
+/// + 4 × [`READ_CHUNK`]) per runtime thread.
+pub const POOLED: usize = 64;
+
+std::thread_local! {
+    /// Work and output buffers of the standard size that waiting connections gave back.
+    static POOL: core::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+    /// Empty input buffers (room for a read or a few) that waiting connections gave back.
+    static INPUTS: core::cell::RefCell<Vec<Vec<u8>>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// An input buffer with room for [`READ_CHUNK`] bytes from the pool, if there is one.
+fn pooled_input() -> Option<Vec<u8>> {
+    INPUTS.with(|p| p.borrow_mut().pop())
 }
 
 impl Buffers {
-    /// Gives `work` and `out` `size` bytes if there is input to handle and they have none.
+    /// Gives `work` and `out` `size` bytes if there is input to handle and they have none:
+    /// a pooled pair of that size, else new zeroed ones.
     pub fn ready(&mut self, size: usize) {
         if !self.input.is_empty() && self.out.is_empty() {
+            let pooled = POOL.with(|p| {
+                let mut pool = p.borrow_mut();
+                let at = pool
+                    .iter()
+                    .rposition(|(w, o)| w.len() == size && o.len() == size)?;
+                Some(pool.swap_remove(at))
+            });
             // `vec!` of zeros is a zeroed allocation (no byte-by-byte fill).
-            self.work = vec![0; size];
-            self.out = vec![0; size];
+            (self.work, self.out) = pooled.unwrap_or_else(|| (vec![0; size], vec![0; size]));
+            self.size = size;
         }
     }
 
-    /// Before waiting for bytes: frees the work and output buffers (the core needs them only
-    /// to answer) and the input's spare room, so a connection waiting with a partial request
-    /// holds only the bytes it sent.
+    /// Before waiting for bytes: gives the work and output buffers back (the core needs them
+    /// only to answer; a pair still of the size it was given goes to the pool) and an empty
+    /// input buffer too, or frees the input's spare room, so a connection waiting with a
+    /// partial request holds only the bytes it sent.
     pub fn park(&mut self) {
-        self.work = Vec::new();
-        self.out = Vec::new();
-        self.input.shrink_to_fit();
+        let work = core::mem::take(&mut self.work);
+        let out = core::mem::take(&mut self.out);
+        if self.size > 0 && work.len() == self.size && out.len() == self.size {
+            POOL.with(|p| {
+                let mut pool = p.borrow_mut();
+                if pool.len() < POOLED {
+                    pool.push((work, out));
+                }
+            });
+        }
+        if self.input.is_empty() {
+            let input = core::mem::take(&mut self.input);
+            if (READ_CHUNK..=4 * READ_CHUNK).contains(&input.capacity()) {
+                INPUTS.with(|p| {
+                    let mut pool = p.borrow_mut();
+                    if pool.len() < POOLED {
+                        pool.push(input);
+                    }
+                });
+            }
+        } else {
+            self.input.shrink_to_fit();
+        }
     }
 }
 
@@ -268,29 +323,43 @@ pub enum ReadOutcome {
 /// Waits for what the peer sends next (until `deadline`: the request must be complete by then,
 /// however slowly it trickles in) and appends it to `input`, reserving [`READ_CHUNK`] bytes only
 /// once there is something to read.
+///
+/// The read goes through tokio's `AsyncRead`, which takes a short read as proof that the socket
+/// is drained: the next wait goes straight to epoll instead of first trying a read that can
+/// only fail with `EAGAIN` (`try_read_buf` keeps the socket marked readable: one wasted
+/// `recvfrom` per request).
 pub async fn read_more(
     stream: &mut TcpStream,
     input: &mut Vec<u8>,
     deadline: tokio::time::Instant,
     rx: &mut watch::Receiver<bool>,
 ) -> ReadOutcome {
-    loop {
-        let readable = tokio::select! {
-            () = shutdown_requested(rx) => return ReadOutcome::Shutdown,
-            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
-        };
-        match readable {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return ReadOutcome::Failed(e),
-            Err(_) => return ReadOutcome::Idle,
-        }
-        input.reserve(READ_CHUNK);
-        match stream.try_read_buf(input) {
-            Ok(0) => return ReadOutcome::Eof,
-            Ok(_) => return ReadOutcome::Data,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return ReadOutcome::Failed(e),
-        }
+    let readable = tokio::select! {
+        () = shutdown_requested(rx) => return ReadOutcome::Shutdown,
+        r = tokio::time::timeout_at(deadline, stream.readable()) => r,
+    };
+    match readable {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return ReadOutcome::Failed(e),
+        Err(_) => return ReadOutcome::Idle,
+    }
+    if input.capacity() == 0
+        && let Some(pooled) = pooled_input()
+    {
+        *input = pooled;
+    }
+    input.reserve(READ_CHUNK);
+    // Readable: this read completes at once unless the readiness was spurious; then it waits
+    // like the readiness did.
+    let read = tokio::select! {
+        () = shutdown_requested(rx) => return ReadOutcome::Shutdown,
+        r = tokio::time::timeout_at(deadline, stream.read_buf(input)) => r,
+    };
+    match read {
+        Ok(Ok(0)) => ReadOutcome::Eof,
+        Ok(Ok(_)) => ReadOutcome::Data,
+        Ok(Err(e)) => ReadOutcome::Failed(e),
+        Err(_) => ReadOutcome::Idle,
     }
 }
 

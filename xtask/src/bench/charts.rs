@@ -167,7 +167,7 @@ pub fn lines_log_x(
 
 /// The latency CDF: x = latency (µs, log scale), y = percentile.
 pub fn cdf(out: &Path, series: &[(String, Vec<(f64, f64)>)]) -> crate::Result {
-    let title = "Latency CDF under load (wrk, cached tokens)";
+    let title = "Latency percentiles under load (plain wrk, cached tokens)";
     let root = SVGBackend::new(out, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(title, e))?;
     let pts = || series.iter().flat_map(|s| s.1.iter());

@@ -13,7 +13,7 @@ use super::procs::{self, Cpus};
 pub struct Timing {
     /// Its name in the report.
     pub name: String,
-    /// The command line.
+    /// The command line as the report shows it (no paths of the machine, no port).
     pub command: String,
     /// Median wall time, ms.
     pub median_ms: f64,
@@ -24,7 +24,7 @@ pub struct Timing {
 }
 
 /// The Python script a user would write: one token, printed.
-const PY_SCRIPT: &str = "from azure.identity import ManagedIdentityCredential\n\
+pub const PY_SCRIPT: &str = "from azure.identity import ManagedIdentityCredential\n\
     print(ManagedIdentityCredential().get_token(\"https://management.azure.com/.default\").token)\n";
 
 fn median(v: &mut [f64]) -> f64 {
@@ -45,7 +45,8 @@ pub fn measure(
     cpus: Cpus,
     (warmup, runs): (u32, u32),
 ) -> crate::Result<Vec<Timing>> {
-    let mut commands: Vec<(String, String)> = vec![
+    // (name, command line run, command line shown)
+    let mut commands: Vec<(String, String, String)> = vec![
         (
             "mitoken token".into(),
             format!(
@@ -53,10 +54,18 @@ pub fn measure(
                 mitoken.display(),
                 procs::RESOURCE
             ),
+            format!(
+                "mitoken token --endpoint http://127.0.0.1:PORT --resource {} -o raw",
+                procs::RESOURCE
+            ),
         ),
         (
             "curl".into(),
             format!("curl -s -H Metadata:true http://{emu}{}", procs::IMDS_PATH),
+            format!(
+                "curl -s -H Metadata:true http://127.0.0.1:PORT{}",
+                procs::IMDS_PATH
+            ),
         ),
     ];
     if let Some(py) = python {
@@ -65,11 +74,13 @@ pub fn measure(
         commands.push((
             "Python azure-identity".into(),
             format!("{} {}", py.display(), script.display()),
+            "python get_token.py".into(),
         ));
     }
     commands.push((
         "`mitoken --version` (process start only)".into(),
         format!("{} --version", mitoken.display()),
+        "mitoken --version".into(),
     ));
     let json = work.join("hyperfine.json");
     let mut cmd = procs::pinned(cpus.client, "hyperfine");
@@ -79,7 +90,7 @@ pub fn measure(
         .arg(runs.to_string())
         .arg("--export-json")
         .arg(&json);
-    for (name, line) in &commands {
+    for (name, line, _) in &commands {
         cmd.args(["-n", name, line]);
     }
     load_env(&mut cmd, emu);
@@ -92,7 +103,7 @@ pub fn measure(
     Ok(commands
         .iter()
         .zip(results)
-        .map(|((name, line), r)| {
+        .map(|((name, _, shown), r)| {
             let mut times: Vec<f64> = r["times"]
                 .as_array()
                 .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
@@ -101,7 +112,7 @@ pub fn measure(
             let mut dev: Vec<f64> = times.iter().map(|t| (t - m).abs()).collect();
             Timing {
                 name: name.clone(),
-                command: line.clone(),
+                command: shown.clone(),
                 median_ms: m * 1e3,
                 mad_ms: median(&mut dev) * 1e3,
                 runs: times.len(),

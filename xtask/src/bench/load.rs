@@ -1,13 +1,19 @@
-//! Servers under load on loopback with `wrk`: req/s and the latency distribution of cached
-//! tokens from `mitoken emulate` and `mitoken bridge`, against nginx serving a static file of
-//! the same size in the same run; and the Python `azure-identity` in-process cached
-//! `get_token` cost beside them.
+//! Servers under load on loopback with plain `wrk` (no Lua script: wrk's own static request,
+//! its own report): req/s and latency of cached tokens from `mitoken emulate` and `mitoken
+//! bridge`, against nginx serving a static file of the same size in the same run.
+//!
+//! Every run records the load generator's own CPU use (from `/proc/<pid>/stat`, utime + stime
+//! over the middle of the run, as a share of its one CPU) and the server's. A run whose
+//! generator used more than [`GENERATOR_LIMIT`] of its CPU measured the generator, not the
+//! server: it is marked invalid and never enters a ratio. The nginx rounds are the calibration:
+//! they show the rate the generator reaches on the same seat against a server known to be
+//! fast.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::fail;
 use super::procs::{self, Cpus};
@@ -21,15 +27,27 @@ pub struct Settings {
     pub connections: u32,
     /// wrk threads.
     pub threads: u32,
-    /// Runs per server, interleaved (nginx, emulator, bridge, nginx, …); the best is reported.
+    /// Runs per server, interleaved (nginx, emulator, bridge, nginx, …); the best valid run is
+    /// reported.
     pub rounds: u32,
 }
 
-/// Latency percentiles wrk is asked for (the CDF).
-const PERCENTILES: [f64; 20] = [
-    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 90.0, 95.0, 97.5, 99.0, 99.5,
-    99.9, 99.95, 99.99, 100.0,
-];
+impl Settings {
+    /// The wrk command line (without the URL).
+    pub fn command(&self) -> String {
+        format!(
+            "wrk -t{} -c{} -d{}s --latency -H 'Metadata: true'",
+            self.threads, self.connections, self.seconds
+        )
+    }
+}
+
+/// Above this share of its CPU (%), the load generator is taken as saturated: the run measured
+/// the generator and is invalid.
+pub const GENERATOR_LIMIT: f64 = 90.0;
+
+/// The latency percentiles plain `wrk --latency` prints.
+pub const PERCENTILES: [f64; 4] = [50.0, 75.0, 90.0, 99.0];
 
 /// One wrk run.
 #[derive(Debug, Clone)]
@@ -40,8 +58,13 @@ pub struct Run {
     pub requests: u64,
     /// Socket errors, timeouts and non-2xx answers.
     pub errors: u64,
-    /// `(percentile, latency µs)`.
+    /// `(percentile, latency µs)` for each of [`PERCENTILES`].
     pub cdf: Vec<(f64, f64)>,
+    /// The load generator's CPU use over the middle of the run, % of its one CPU.
+    pub generator_cpu: Option<f64>,
+    /// The server's CPU use (all its threads and worker processes) over the same window, % of
+    /// one CPU.
+    pub server_cpu: Option<f64>,
 }
 
 impl Run {
@@ -51,6 +74,19 @@ impl Run {
             .iter()
             .find(|(q, _)| (*q - p).abs() < 1e-9)
             .map_or(f64::NAN, |c| c.1)
+    }
+
+    /// True when the generator's CPU use was measured and had headroom.
+    pub fn valid(&self) -> bool {
+        self.generator_cpu.is_some_and(|c| c <= GENERATOR_LIMIT) && self.errors == 0
+    }
+
+    /// The rate the generator could reach on its CPU if its cost per request stayed the same
+    /// (req/s ÷ its CPU share): how far from saturation it was.
+    pub fn generator_ceiling(&self) -> Option<f64> {
+        self.generator_cpu
+            .filter(|c| *c > 0.0)
+            .map(|c| self.rps * 100.0 / c)
     }
 }
 
@@ -65,12 +101,17 @@ pub struct Server {
     pub runs: Vec<Run>,
     /// Peak `VmRSS` sampled during its runs and `VmHWM` after them (KiB).
     pub rss_load_kib: Option<(u64, u64)>,
+    /// System calls per request (perf), or why not.
+    pub syscalls: Result<super::per_request::Syscalls, String>,
 }
 
 impl Server {
-    /// The round with the most req/s.
+    /// The valid round with the most req/s (none when every round was invalid).
     pub fn best(&self) -> Option<&Run> {
-        self.runs.iter().max_by(|a, b| a.rps.total_cmp(&b.rps))
+        self.runs
+            .iter()
+            .filter(|r| r.valid())
+            .max_by(|a, b| a.rps.total_cmp(&b.rps))
     }
 }
 
@@ -88,33 +129,121 @@ pub struct Load {
     pub settings: Settings,
 }
 
-/// The wrk script: its `done` prints the counts and the latency percentiles for us to parse.
-fn lua() -> String {
-    let ps: Vec<String> = PERCENTILES.iter().map(ToString::to_string).collect();
-    format!(
-        "done = function(summary, latency, requests)\n\
-         \x20 local e = summary.errors\n\
-         \x20 io.write(string.format(\"MITOKEN-SUM %d %d %d\\n\", summary.requests, \
-         summary.duration, e.connect + e.read + e.write + e.status + e.timeout))\n\
-         \x20 for _, p in ipairs({{{}}}) do\n\
-         \x20   io.write(string.format(\"MITOKEN-P %g %d\\n\", p, latency:percentile(p)))\n\
-         \x20 end\n\
-         end\n",
-        ps.join(", ")
-    )
+impl Load {
+    /// nginx's best valid req/s (the reference of every ratio).
+    pub fn nginx(&self) -> Option<f64> {
+        self.servers.first().and_then(Server::best).map(|b| b.rps)
+    }
+
+    /// `name`'s best valid req/s over nginx's.
+    pub fn vs_nginx(&self, name: &str) -> Option<f64> {
+        let best = self.servers.iter().find(|s| s.name == name)?.best()?;
+        Some(best.rps / self.nginx()?)
+    }
 }
 
-/// One wrk run against `url` with `Metadata: true`.
-pub fn wrk(url: &str, s: Settings, cpus: Cpus, script: &Path) -> crate::Result<Run> {
-    let out = procs::pinned(cpus.client, "wrk")
+/// A latency as wrk prints it (`160.00us`, `1.20ms`, `2.00s`), in µs.
+fn wrk_latency_us(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (value, unit) = text.split_at(split);
+    let v: f64 = value.parse().ok()?;
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        _ => return None,
+    };
+    Some(v * scale)
+}
+
+/// Parses plain `wrk --latency` output.
+fn parse_wrk(text: &str) -> Option<Run> {
+    let mut run = Run {
+        rps: 0.0,
+        requests: 0,
+        errors: 0,
+        cdf: Vec::new(),
+        generator_cpu: None,
+        server_cpu: None,
+    };
+    // The numbers after the line's colon, summed.
+    let numbers = |s: &str| -> u64 {
+        s.split_once(':')
+            .map_or("", |(_, rest)| rest)
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    };
+    for line in text.lines().map(str::trim) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["Requests/sec:", v] => run.rps = v.parse().ok()?,
+            [n, "requests", "in", ..] => run.requests = n.parse().ok()?,
+            [p, latency] if p.ends_with('%') => {
+                let p: f64 = p.trim_end_matches('%').parse().ok()?;
+                if PERCENTILES.contains(&p) {
+                    run.cdf.push((p, wrk_latency_us(latency)?));
+                }
+            }
+            _ if line.starts_with("Socket errors:") => run.errors += numbers(line),
+            _ if line.starts_with("Non-2xx or 3xx responses:") => run.errors += numbers(line),
+            _ => {}
+        }
+    }
+    (run.requests > 0 && run.rps > 0.0).then_some(run)
+}
+
+/// CPU ticks of `pid` sampled at two instants: `(ticks, when)`.
+type Sample = (Option<u64>, Instant);
+
+fn cpu_share(a: Sample, b: Sample, tick: f64) -> Option<f64> {
+    let ticks = b.0?.checked_sub(a.0?)?;
+    let wall = b.1.duration_since(a.1).as_secs_f64();
+    #[allow(clippy::cast_precision_loss)] // tick counts are small
+    let used = ticks as f64 / tick;
+    (wall > 0.0).then(|| used / wall * 100.0)
+}
+
+/// The sampling window inside a run of `seconds`: after the connections are up, before wrk
+/// starts tearing down.
+fn window(seconds: u32) -> (Duration, Duration) {
+    let total = Duration::from_secs(u64::from(seconds));
+    let from = (total / 5).min(Duration::from_secs(1));
+    let to = total.saturating_sub((total / 10).min(Duration::from_millis(500)));
+    (from, to)
+}
+
+/// One plain wrk run against `url` with `Metadata: true`, the generator on `cpus.client`;
+/// samples its CPU use and the server's (`server_pid` and its child processes).
+pub fn wrk(url: &str, s: Settings, cpus: Cpus, server_pid: u32) -> crate::Result<Run> {
+    let child = procs::pinned(cpus.client, "wrk")
         .arg(format!("-t{}", s.threads))
         .arg(format!("-c{}", s.connections))
         .arg(format!("-d{}s", s.seconds))
-        .args(["--latency", "-H", "Metadata: true", "-s"])
-        .arg(script)
+        .args(["--latency", "-H", "Metadata: true"])
         .arg(url)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| fail("wrk", e))?;
+    // `taskset` execs wrk: the child's pid is wrk's.
+    let pid = child.id();
+    let tick = procs::clock_ticks();
+    let (from, to) = window(s.seconds);
+    let start = Instant::now();
+    std::thread::sleep(from);
+    let sample = || {
+        (
+            procs::cpu_ticks(pid),
+            procs::cpu_ticks_with_children(server_pid),
+            Instant::now(),
+        )
+    };
+    let a = sample();
+    std::thread::sleep(to.saturating_sub(start.elapsed()));
+    let b = sample();
+    let out = child.wait_with_output().map_err(|e| fail("wrk", e))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(fail(
@@ -122,37 +251,10 @@ pub fn wrk(url: &str, s: Settings, cpus: Cpus, script: &Path) -> crate::Result<R
             format!("{url}: {}{text}", String::from_utf8_lossy(&out.stderr)),
         ));
     }
-    let mut run = Run {
-        rps: 0.0,
-        requests: 0,
-        errors: 0,
-        cdf: Vec::new(),
-    };
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f.as_slice() {
-            ["MITOKEN-SUM", req, dur, err] => {
-                run.requests = req.parse().unwrap_or(0);
-                run.errors = err.parse().unwrap_or(0);
-                let us: f64 = dur.parse().unwrap_or(0.0);
-                #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
-                let r = run.requests as f64;
-                run.rps = if us > 0.0 { r / (us / 1e6) } else { 0.0 };
-            }
-            ["MITOKEN-P", p, us] => {
-                if let (Ok(p), Ok(us)) = (p.parse(), us.parse()) {
-                    run.cdf.push((p, us));
-                }
-            }
-            _ => {}
-        }
-    }
-    if run.requests == 0 {
-        return Err(fail(
-            "wrk",
-            format!("{url}: no requests completed:\n{text}"),
-        ));
-    }
+    let mut run = parse_wrk(&text)
+        .ok_or_else(|| fail("wrk", format!("{url}: no requests completed:\n{text}")))?;
+    run.generator_cpu = cpu_share((a.0, a.2), (b.0, b.2), tick);
+    run.server_cpu = cpu_share((a.1, a.2), (b.1, b.2), tick);
     Ok(run)
 }
 
@@ -215,7 +317,7 @@ pub fn measure(
     let mut targets = vec![
         Target {
             name: "nginx",
-            what: format!("static file of {} B (`worker_processes 1`)", body.len()),
+            what: format!("static file of {} B (one worker)", body.len()),
             url: format!("http://{nginx_addr}/token.json"),
             pid: nginx.pid(),
         },
@@ -237,8 +339,6 @@ pub fn measure(
         url: format!("http://{bridge_addr}{}", procs::EXTENSION_PATH),
         pid: bridge.pid(),
     });
-    let script = work.join("report.lua");
-    std::fs::write(&script, lua()).map_err(|e| fail("wrk script", e))?;
     let mut servers: Vec<Server> = targets
         .iter()
         .map(|t| Server {
@@ -246,6 +346,7 @@ pub fn measure(
             what: t.what.clone(),
             runs: Vec::new(),
             rss_load_kib: None,
+            syscalls: Err("not measured".into()),
         })
         .collect();
     for round in 0..settings.rounds {
@@ -257,19 +358,33 @@ pub fn measure(
                 t.name,
                 settings.seconds
             );
-            let (run, peak) = sampling_rss(t.pid, || wrk(&t.url, settings, cpus, &script));
+            let (run, peak) = sampling_rss(t.pid, || wrk(&t.url, settings, cpus, t.pid));
             let run = run?;
             println!(
-                "bench:   {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors",
+                "bench:   {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors; CPU: wrk {}, server {}{}",
                 run.rps,
                 run.percentile(50.0),
                 run.percentile(99.0),
-                run.errors
+                run.errors,
+                percent(run.generator_cpu),
+                percent(run.server_cpu),
+                if run.valid() { "" } else { " — INVALID" }
             );
             server.runs.push(run);
             let hwm = procs::rss_kib(t.pid).map_or(0, |r| r.1);
             let prev = server.rss_load_kib.unwrap_or((0, 0));
             server.rss_load_kib = Some((prev.0.max(peak), prev.1.max(hwm)));
+        }
+    }
+    if super::per_request::perf_works() {
+        for (t, server) in targets.iter().zip(&mut servers) {
+            println!("bench: system calls per request of {} (perf)", t.name);
+            server.syscalls = super::per_request::syscalls(t.pid, &t.url, settings, cpus)
+                .map_err(|e| e.to_string());
+        }
+    } else {
+        for server in &mut servers {
+            server.syscalls = Err("perf cannot count syscall tracepoints here".into());
         }
     }
     drop(bridge);
@@ -278,7 +393,7 @@ pub fn measure(
         Some(py) => python_inproc(
             py,
             emu_addr,
-            if settings.seconds <= 1 { 200 } else { 20_000 },
+            if settings.seconds <= 1 { 200 } else { 100_000 },
         ),
         None => Err("no Python with azure-identity".into()),
     };
@@ -289,6 +404,11 @@ pub fn measure(
         python_ops,
         settings,
     })
+}
+
+/// `97 %`, or `?` when not measured.
+pub fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "?".into(), |v| format!("{v:.0} %"))
 }
 
 /// The Python script timing `n` cached `get_token` calls after a first (fetching) one.
@@ -346,4 +466,54 @@ fn python_inproc(python: &Path, emu: SocketAddr, n: u64) -> Result<(f64, u64), S
     #[allow(clippy::cast_precision_loss)] // n is small
     let ops = n as f64 / secs;
     Ok((ops, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "Running 8s test @ http://127.0.0.1:1/token.json
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   180.12us   40.00us   2.10ms   90.00%
+    Req/Sec   170.00k     3.00k  180.00k    70.00%
+  Latency Distribution
+     50%  170.00us
+     75%  190.00us
+     90%  220.00us
+     99%    1.20ms
+  1357913 requests in 8.00s, 2.00GB read
+  Socket errors: connect 0, read 1, write 2, timeout 3
+  Non-2xx or 3xx responses: 4
+Requests/sec: 169739.12
+Transfer/sec:    256.00MB
+";
+
+    #[test]
+    fn plain_wrk_output_is_parsed() {
+        let run = parse_wrk(OUTPUT).unwrap();
+        assert_eq!(run.requests, 1_357_913);
+        assert!((run.rps - 169_739.12).abs() < 1e-6);
+        assert_eq!(run.errors, 10);
+        assert!((run.percentile(50.0) - 170.0).abs() < 1e-9);
+        assert!((run.percentile(99.0) - 1200.0).abs() < 1e-9);
+        assert_eq!(run.cdf.len(), PERCENTILES.len());
+    }
+
+    #[test]
+    fn a_saturated_generator_makes_a_run_invalid() {
+        let mut run = parse_wrk(OUTPUT).unwrap();
+        run.errors = 0;
+        assert!(!run.valid(), "unmeasured generator CPU is not valid");
+        run.generator_cpu = Some(95.0);
+        assert!(!run.valid());
+        run.generator_cpu = Some(60.0);
+        assert!(run.valid());
+        assert!((run.generator_ceiling().unwrap() - 169_739.12 / 0.6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn output_without_requests_is_refused() {
+        assert!(parse_wrk("Requests/sec: 0.00\n").is_none());
+    }
 }

@@ -3,9 +3,10 @@
 //!
 //! 1. instruction counts (callgrind) and wall clock (criterion) of parsing, request building and
 //!    the server, against their std peers;
-//! 2. `mitoken emulate` and `mitoken bridge` under `wrk` load against nginx serving a file of
-//!    the same size (servers on CPU 0, wrk on CPU 1), and Python `azure-identity`'s in-process
-//!    cached `get_token`;
+//! 2. `mitoken emulate` and `mitoken bridge` under plain `wrk` load against nginx serving a file
+//!    of the same size (each server alone on CPU 1, wrk on CPU 0, the CPU use of both recorded;
+//!    runs with a saturated generator are invalid); in-process cached `get_token`: mitoken's
+//!    `TokenClient` (criterion) beside Python `azure-identity`'s;
 //! 3. process start-to-token: `mitoken token` vs `curl` vs a Python script (`hyperfine`);
 //! 4. footprint: `mitoken`'s size, the firmware image (`cargo xtask sim`), the emulator's RSS;
 //! 5. scaling of identity resolution, the server and the core's token cache, 1 → 1000;
@@ -18,6 +19,7 @@ mod callgrind;
 mod charts;
 mod client;
 mod load;
+mod per_request;
 mod procs;
 mod report;
 mod tools;
@@ -44,6 +46,8 @@ pub struct Results {
     pub wall: Option<wallclock::Medians>,
     /// Servers under load.
     pub load: load::Load,
+    /// Instructions per request of each server (callgrind).
+    pub costs: Vec<per_request::Cost>,
     /// Start-to-token timings.
     pub clients: Vec<client::Timing>,
     /// `mitoken`'s size: as built and stripped, bytes.
@@ -84,7 +88,11 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
     })?;
     let counts = counts.ok_or_else(|| fail("callgrind", "no counts"))?;
     let mut wall = None;
-    if !smoke {
+    if smoke {
+        step("get_token bench (criterion test mode)", || {
+            wallclock::smoke(root)
+        })?;
+    } else {
         step("wall clock (criterion)", || {
             wall = Some(wallclock::measure(root, &target)?);
             Ok(())
@@ -130,6 +138,16 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
         )?);
         Ok(())
     })?;
+    let mut costs = Vec::new();
+    step("instructions per request (servers under callgrind)", || {
+        let (_, body) = procs::get(emu_addr, procs::IMDS_PATH)?;
+        let s = load::Settings {
+            seconds: if smoke { 1 } else { 5 },
+            ..settings
+        };
+        costs = per_request::instructions(&mitoken, emu_addr, &body, &work, cpus, s)?;
+        Ok(())
+    })?;
     let mut clients = Vec::new();
     step("client start-to-token (hyperfine)", || {
         let runs = if smoke { (1, 3) } else { (3, 30) };
@@ -150,6 +168,7 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
         counts,
         wall,
         load,
+        costs,
         clients,
         binary,
         sim,

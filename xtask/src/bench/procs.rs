@@ -1,6 +1,8 @@
 //! The servers the load and client measurements run against — `mitoken emulate`,
 //! `mitoken bridge` and nginx — as child processes on loopback, pinned with `taskset` when the
-//! machine has two CPUs or more, and stopped (SIGTERM, then SIGKILL) when dropped.
+//! machine has two CPUs or more (servers alone on CPU 1, load generator and clients on CPU 0),
+//! and stopped (SIGTERM, then SIGKILL) when dropped; and the CPU time a process used, from
+//! `/proc`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,7 +21,8 @@ pub const IMDS_PATH: &str = "/metadata/identity/oauth2/token?api-version=2018-02
 /// The legacy extension's token path and query the bridge is measured on.
 pub const EXTENSION_PATH: &str = "/oauth2/token?resource=https%3A%2F%2Fmanagement.azure.com%2F";
 
-/// Where servers and load generators run: CPU 0 and CPU 1 when there are two or more CPUs.
+/// Where servers and load generators run: the server alone on CPU 1, the load generator and
+/// the clients on CPU 0, when there are two or more CPUs.
 #[derive(Debug, Clone, Copy)]
 pub struct Cpus {
     /// The servers' CPU.
@@ -37,8 +40,8 @@ impl Cpus {
         let taskset = super::tools::in_path("taskset").is_some();
         if count >= 2 && taskset {
             Cpus {
-                server: Some(0),
-                client: Some(1),
+                server: Some(1),
+                client: Some(0),
                 count,
             }
         } else {
@@ -140,21 +143,42 @@ fn start_announcing(name: &str, mut cmd: Command) -> crate::Result<(Proc, Socket
         }
         for _ in lines.map_while(Result::ok) {}
     });
-    if let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) {
+    if let Ok(addr) = rx.recv_timeout(Duration::from_mins(2)) {
         Ok((proc, addr))
     } else {
         proc.stop();
         Err(fail(
             name,
-            "did not print `listening on http://ADDR` within 30 s",
+            "did not print `listening on http://ADDR` within 120 s",
         ))
+    }
+}
+
+/// A program run through a wrapper (e.g. `valgrind --tool=callgrind …`), on `cpu`.
+pub fn wrapped(cpu: Option<usize>, wrapper: &[String], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = pinned(cpu, first);
+            cmd.args(rest).arg(program);
+            cmd
+        }
+        None => pinned(cpu, program),
     }
 }
 
 /// `mitoken emulate` (built-in VM, IMDS flavor) on an ephemeral loopback port, logging only
 /// warnings (the default `info` writes one log line per request).
 pub fn emulator(mitoken: &Path, cpus: Cpus) -> crate::Result<(Proc, SocketAddr)> {
-    let mut cmd = pinned(cpus.server, mitoken);
+    emulator_wrapped(mitoken, cpus, &[])
+}
+
+/// [`emulator`] run through `wrapper`.
+pub fn emulator_wrapped(
+    mitoken: &Path,
+    cpus: Cpus,
+    wrapper: &[String],
+) -> crate::Result<(Proc, SocketAddr)> {
+    let mut cmd = wrapped(cpus.server, wrapper, mitoken);
     cmd.args(["emulate", "--listen", "127.0.0.1:0", "--log", "warn"]);
     start_announcing("mitoken emulate", cmd)
 }
@@ -166,7 +190,17 @@ pub fn bridge(
     cpus: Cpus,
     upstream: SocketAddr,
 ) -> crate::Result<(Proc, SocketAddr)> {
-    let mut cmd = pinned(cpus.server, mitoken);
+    bridge_wrapped(mitoken, cpus, upstream, &[])
+}
+
+/// [`bridge`] run through `wrapper`.
+pub fn bridge_wrapped(
+    mitoken: &Path,
+    cpus: Cpus,
+    upstream: SocketAddr,
+    wrapper: &[String],
+) -> crate::Result<(Proc, SocketAddr)> {
+    let mut cmd = wrapped(cpus.server, wrapper, mitoken);
     cmd.args([
         "bridge",
         "--listen",
@@ -190,6 +224,17 @@ fn free_port() -> crate::Result<u16> {
 /// nginx in the foreground (one worker, no access log, keep-alive without a request limit)
 /// serving `body` as `/token.json` from a config generated in `dir`.
 pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, SocketAddr)> {
+    nginx_wrapped(dir, body, cpus, &[])
+}
+
+/// [`nginx`] run through `wrapper`; with a wrapper, as one process (`master_process off`: the
+/// worker is the process the wrapper sees).
+pub fn nginx_wrapped(
+    dir: &Path,
+    body: &[u8],
+    cpus: Cpus,
+    wrapper: &[String],
+) -> crate::Result<(Proc, SocketAddr)> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).map_err(|e| fail("nginx dir", e))?;
     std::fs::write(www.join("token.json"), body).map_err(|e| fail("nginx file", e))?;
@@ -197,7 +242,7 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let d = dir.display();
     let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "daemon off;\n{single}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  default_type application/json;\n\
          keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
@@ -205,14 +250,19 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
          fastcgi_temp_path {d}/tmp-fcgi;\n  uwsgi_temp_path {d}/tmp-uwsgi;\n\
          scgi_temp_path {d}/tmp-scgi;\n\
          server {{\n    listen {addr};\n    root {www};\n  }}\n}}\n",
-        www = www.display()
+        www = www.display(),
+        single = if wrapper.is_empty() {
+            ""
+        } else {
+            "master_process off;\n"
+        }
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).map_err(|e| fail("nginx config", e))?;
     let nginx = super::tools::in_path("nginx")
         .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
         .ok_or_else(|| fail("nginx", "nginx not found"))?;
-    let mut cmd = pinned(cpus.server, nginx);
+    let mut cmd = wrapped(cpus.server, wrapper, &nginx);
     cmd.arg("-p")
         .arg(dir)
         .arg("-e")
@@ -225,7 +275,7 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
     let child = cmd.spawn().map_err(|e| fail("nginx", e))?;
     let mut proc = Proc { child };
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
+    while t.elapsed() < Duration::from_mins(1) {
         if TcpStream::connect(addr).is_ok() {
             return Ok((proc, addr));
         }
@@ -239,7 +289,7 @@ pub fn nginx(dir: &Path, body: &[u8], cpus: Cpus) -> crate::Result<(Proc, Socket
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(fail("nginx", format!("not listening on {addr} after 10 s")))
+    Err(fail("nginx", format!("not listening on {addr} after 60 s")))
 }
 
 /// One `GET` with `Metadata: true` and `Connection: close`: the status and the body.
@@ -263,6 +313,55 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>), StepFailed> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     Ok((status, all.split_off(head_end + 4)))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times (`getconf CLK_TCK`; 100 if unknown).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|t: &f64| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (`state` is the first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU time a process used so far, all threads (utime + stime), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    // Fields 14 and 15 of stat(5); the first after the name is field 3.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The live child processes of `pid` (nginx's worker).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            stat_fields(child)
+                .and_then(|f| f.get(1)?.parse::<u32>().ok())
+                .is_some_and(|parent| parent == pid)
+        })
+        .collect()
+}
+
+/// [`cpu_ticks`] of `pid` plus that of its live child processes (nginx's worker).
+pub fn cpu_ticks_with_children(pid: u32) -> Option<u64> {
+    let own = cpu_ticks(pid)?;
+    let children: u64 = children(pid).into_iter().filter_map(cpu_ticks).sum();
+    Some(own + children)
 }
 
 /// A process's resident set (`VmRSS`) and peak (`VmHWM`) in KiB, from `/proc/<pid>/status`.

@@ -113,14 +113,19 @@ struct Headline {
     bridge: Option<f64>,
     client: Option<(f64, f64)>,
     python_client: Option<f64>,
+    /// mitoken's in-process cached `TokenClient::get_token`, ns (criterion median).
+    get_token_ns: Option<f64>,
+    /// Python `azure-identity`'s in-process cached `get_token`, ns.
+    python_get_token_ns: Option<f64>,
 }
 
+/// Goal: req/s at least nginx's on the same seat.
+const RPS_GOAL: f64 = 1.0;
+/// Goal: in-process cached `get_token` at most this many ns.
+const GET_TOKEN_GOAL_NS: f64 = 1000.0;
+
 fn headline(r: &Results) -> Headline {
-    let nginx = r.load.servers.first().and_then(|s| s.best()).map(|b| b.rps);
-    let vs_nginx = |name: &str| {
-        let best = r.load.servers.iter().find(|s| s.name == name)?.best()?;
-        Some(best.rps / nginx?)
-    };
+    let vs_nginx = |name: &str| r.load.vs_nginx(name);
     let timing = |name: &str| {
         r.clients
             .iter()
@@ -136,7 +141,25 @@ fn headline(r: &Results) -> Headline {
         bridge: vs_nginx("mitoken bridge"),
         client: timing("mitoken token").zip(timing("curl")),
         python_client: timing("Python azure-identity"),
+        get_token_ns: r
+            .wall
+            .as_ref()
+            .and_then(|w| w.get(super::wallclock::GET_TOKEN_ID)),
+        python_get_token_ns: r.load.python_ops.as_ref().ok().map(|(ops, _)| 1e9 / ops),
     }
+}
+
+/// p99 of `name`'s best valid run and of nginx's.
+fn p99s(r: &Results, name: &str) -> Option<(f64, f64)> {
+    let of = |n: &str| {
+        r.load
+            .servers
+            .iter()
+            .find(|s| s.name == n)?
+            .best()
+            .map(|b| b.percentile(99.0))
+    };
+    Some((of(name)?, of("nginx")?))
 }
 
 /// The whole report (Markdown).
@@ -158,9 +181,9 @@ pub fn render(r: &Results) -> String {
         m.load.0,
         m.load.1,
         if r.cpus.pinned() {
-            "; servers pinned to CPU 0, load generator and clients to CPU 1 (`taskset`)"
+            "; each server alone on CPU 1, the load generator and the clients on CPU 0 (`taskset`)"
         } else {
-            "; not pinned (one CPU)"
+            "; not pinned (one CPU: the load figures measure server and generator together)"
         }
     );
 
@@ -172,23 +195,39 @@ pub fn render(r: &Results) -> String {
         h.parse,
         check(h.parse <= 1.0)
     );
-    for (name, v) in [("emulator", h.emulator), ("bridge", h.bridge)] {
+    for (label, name, v) in [
+        ("emulator", "mitoken emulate", h.emulator),
+        ("bridge", "mitoken bridge", h.bridge),
+    ] {
         match v {
             Some(v) => {
                 let _ = writeln!(
                     o,
-                    "| {name} ≥ 80% of nginx req/s (cached tokens) | {:.0}% | {} |",
-                    v * 100.0,
-                    check(v >= 0.8)
+                    "| {label} ≥ {RPS_GOAL:.1}× nginx req/s, same seat, cached tokens | {v:.2}× | {} |",
+                    check(v >= RPS_GOAL)
                 );
             }
             None => {
                 let _ = writeln!(
                     o,
-                    "| {name} ≥ 80% of nginx req/s (cached tokens) | no result | ✘ |"
+                    "| {label} ≥ {RPS_GOAL:.1}× nginx req/s, same seat, cached tokens | no valid run | ✘ |"
                 );
             }
         }
+        if let Some((p99, nginx)) = p99s(r, name) {
+            let _ = writeln!(
+                o,
+                "| {label} p99 ≤ nginx's | {p99:.0} µs vs {nginx:.0} µs | {} |",
+                check(p99 <= nginx)
+            );
+        }
+    }
+    if let Some(ns) = h.get_token_ns {
+        let _ = writeln!(
+            o,
+            "| in-process cached `TokenClient::get_token` ≤ 1 µs | {ns:.0} ns | {} |",
+            check(ns <= GET_TOKEN_GOAL_NS)
+        );
     }
     if let Some((mt, curl)) = h.client {
         let _ = writeln!(
@@ -291,69 +330,9 @@ pub fn render(r: &Results) -> String {
     }
 
     // ---- 2. load -----------------------------------------------------------------------
-    let s = &r.load.settings;
-    let _ = writeln!(
-        o,
-        "## 2. Servers under load (loopback, `wrk -t{} -c{} -d{}s --latency`, best of {} interleaved rounds)\n\n\
-         Every request is a `GET` with `Metadata: true`; token bodies are {} B and nginx serves a \
-         file of exactly that size, in the same run (the machine's limit). The emulator runs with \
-         `--log warn` (its default `info` writes a log line per request).\n\n\
-         ![throughput relative to nginx](bench-throughput.svg)\n\n\
-         | server | requests | req/s | vs nginx | p50 | p99 | p99.9 | errors |\n|---|---|---:|---:|---:|---:|---:|---:|",
-        s.threads, s.connections, s.seconds, s.rounds, r.load.body_len
-    );
-    let nginx = r
-        .load
-        .servers
-        .first()
-        .and_then(|x| x.best())
-        .map_or(0.0, |b| b.rps);
-    for srv in &r.load.servers {
-        if let Some(b) = srv.best() {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {:.0} | {:.0}% | {:.0} µs | {:.0} µs | {:.0} µs | {} |",
-                srv.name,
-                srv.what,
-                b.rps,
-                b.rps / nginx * 100.0,
-                b.percentile(50.0),
-                b.percentile(99.0),
-                b.percentile(99.9),
-                b.errors
-            );
-        }
-    }
-    match &r.load.python_ops {
-        Ok((ops, n)) => {
-            let _ = writeln!(
-                o,
-                "| Python `azure-identity` | `ManagedIdentityCredential.get_token`, cached, in-process ({n} calls, one thread) | {ops:.0} calls/s | {:.0}% | {:.1} µs per call | | | |",
-                ops / nginx * 100.0,
-                1e6 / ops
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(
-                o,
-                "| Python `azure-identity` | not measured: {e} | | | | | | |"
-            );
-        }
-    }
-    let rounds: Vec<String> = r
-        .load
-        .servers
-        .iter()
-        .map(|srv| {
-            let v: Vec<String> = srv.runs.iter().map(|x| format!("{:.0}", x.rps)).collect();
-            format!("{} {}", srv.name, v.join(" / "))
-        })
-        .collect();
-    let _ = writeln!(
-        o,
-        "\nreq/s of every round: {}.\n\n![latency CDF](bench-latency-cdf.svg)\n",
-        rounds.join("; ")
-    );
+    render_load(&mut o, r);
+    render_costs(&mut o, r);
+    render_in_process(&mut o, r, &h);
 
     // ---- 3. client ---------------------------------------------------------------------
     let curl = r
@@ -378,11 +357,15 @@ pub fn render(r: &Results) -> String {
             t.runs
         );
     }
-    let _ = writeln!(o, "\nCommands:\n");
+    let _ = writeln!(o, "\nCommands (`PORT`: the emulator's ephemeral port):\n");
     for t in &r.clients {
         let _ = writeln!(o, "- {}: `{}`", t.name, t.command);
     }
-    o.push('\n');
+    let _ = writeln!(
+        o,
+        "\n`get_token.py`:\n\n```python\n{}```\n",
+        super::client::PY_SCRIPT
+    );
 
     // ---- 4. footprint ------------------------------------------------------------------
     let _ = writeln!(
@@ -487,6 +470,229 @@ pub fn render(r: &Results) -> String {
     o
 }
 
+/// Section 2: the servers under plain wrk, with the generator's and the servers' CPU use.
+#[allow(clippy::too_many_lines)]
+fn render_load(o: &mut String, r: &Results) {
+    let s = &r.load.settings;
+    let seats = if r.cpus.pinned() {
+        "Seats: each server runs alone on CPU 1 (`taskset -c 1`; nginx with `worker_processes 1`, \
+         its master and worker both on CPU 1; `mitoken`'s tokio runtime sizes itself to that one \
+         CPU), wrk runs on CPU 0 (`taskset -c 0 wrk …`, one thread)."
+    } else {
+        "Seats: one CPU, not pinned: server and generator share it, so these figures measure both."
+    };
+    let _ = writeln!(
+        o,
+        "## 2. Servers under load (loopback, `{}`, {} interleaved rounds)\n\n\
+         Plain `wrk`: no Lua script, wrk's own static request and report. Every request is a `GET` \
+         with `Metadata: true`; token bodies are {} B and nginx serves a file of exactly that size \
+         (`access_log off`). Tokens are cached; `mitoken` runs with `--log warn`, the level the \
+         docs recommend in production (the default `info` writes a log line per request). {seats}\n\n\
+         **The generator is measured too.** For each run, wrk's own CPU use (utime + stime from \
+         `/proc/<pid>/stat` over the middle of the run, % of its one CPU) and the server's (all \
+         threads, nginx's worker included) are recorded. A run whose generator used more than \
+         {:.0} % of its CPU (or that had errors) measured the generator, not the server: it is \
+         marked INVALID and is never a ratio. The nginx rounds are the calibration: the rate the \
+         same generator on the same seat reaches against nginx; *generator ceiling* is req/s ÷ \
+         its CPU share, the rate it could reach before saturating. Each server's figure is its \
+         best valid round; ratios are to nginx's best valid round.\n\n\
+         ![throughput relative to nginx](bench-throughput.svg)\n\n\
+         | server | requests | req/s | vs nginx | p50 | p90 | p99 | wrk CPU | server CPU | generator ceiling |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        s.command(),
+        s.rounds,
+        r.load.body_len,
+        super::load::GENERATOR_LIMIT
+    );
+    let nginx = r.load.nginx();
+    for srv in &r.load.servers {
+        if let Some(b) = srv.best() {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {} | {:.0} µs | {:.0} µs | {:.0} µs | {} | {} | {} |",
+                srv.name,
+                srv.what,
+                b.rps,
+                nginx.map_or_else(|| "–".into(), |n| format!("{:.2}×", b.rps / n)),
+                b.percentile(50.0),
+                b.percentile(90.0),
+                b.percentile(99.0),
+                super::load::percent(b.generator_cpu),
+                super::load::percent(b.server_cpu),
+                b.generator_ceiling()
+                    .map_or_else(|| "?".into(), |c| format!("{c:.0} req/s")),
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "| {} | {} | INVALID: no round with generator headroom | | | | | | | |",
+                srv.name, srv.what
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nEvery round (req/s, wrk CPU, server CPU):\n\n| server | {} |\n|---|{}",
+        (1..=s.rounds)
+            .map(|i| format!("round {i}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---:|".repeat(s.rounds as usize)
+    );
+    for srv in &r.load.servers {
+        let cells: Vec<String> = srv
+            .runs
+            .iter()
+            .map(|x| {
+                format!(
+                    "{:.0} ({}, {}){}",
+                    x.rps,
+                    super::load::percent(x.generator_cpu),
+                    super::load::percent(x.server_cpu),
+                    if x.valid() {
+                        String::new()
+                    } else if x.errors > 0 {
+                        format!(" INVALID: {} errors", x.errors)
+                    } else {
+                        " INVALID: generator saturated".into()
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "| {} | {} |", srv.name, cells.join(" | "));
+    }
+    let _ = writeln!(o, "\n![latency percentiles](bench-latency-cdf.svg)\n");
+}
+
+/// The hand-written reading of the per-request figures (what the profile showed, what was
+/// fixed, where the rest goes).
+const COST_NOTES: &str = include_str!("per_request_notes.md");
+
+/// Section 2a: instructions and system calls per request, and where `mitoken`'s go.
+fn render_costs(o: &mut String, r: &Results) {
+    let _ = writeln!(
+        o,
+        "### What one request costs (independent of the machine's load)\n\n\
+         *Instructions*: user-space instructions of the server's own process per request — the \
+         server runs under callgrind (instrumentation switched on only for a plain wrk run after a \
+         warm-up) and the count is divided by the requests wrk completed. *System calls*: perf's \
+         syscall tracepoints on the native server during one more plain wrk run, per request. \
+         Kernel time (loopback TCP) is in neither figure but scales with the system calls.\n\n\
+         | server | instructions per request | system calls per request | of which |\n|---|---:|---:|---|"
+    );
+    for c in &r.costs {
+        let sys = r
+            .load
+            .servers
+            .iter()
+            .find(|s| s.name == c.name)
+            .map(|s| &s.syscalls);
+        let (total, calls) = match sys {
+            Some(Ok(sc)) => {
+                let total =
+                    sc.0.iter()
+                        .find(|(n, _)| n == "total")
+                        .map_or_else(|| "?".into(), |(_, v)| format!("{v:.2}"));
+                let calls: Vec<String> =
+                    sc.0.iter()
+                        .filter(|(n, v)| n != "total" && *v >= 0.005)
+                        .map(|(n, v)| format!("`{n}` {v:.2}"))
+                        .collect();
+                (total, calls.join(", "))
+            }
+            Some(Err(e)) => (
+                "–".into(),
+                format!("not measured: {}", e.lines().next().unwrap_or_default()),
+            ),
+            None => ("–".into(), String::new()),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {total} | {calls} |",
+            c.name,
+            thousands(c.instructions)
+        );
+    }
+    let mitoken: Vec<&super::per_request::Cost> =
+        r.costs.iter().filter(|c| !c.steps.is_empty()).collect();
+    if !mitoken.is_empty() {
+        let names: Vec<&str> = mitoken.iter().map(|c| c.name).collect();
+        let _ = writeln!(
+            o,
+            "\n`mitoken`'s instructions per request by step (inclusive cost of the step's \
+             function; what the compiler inlined into the connection loop is under *other*):\n\n\
+             | step | {} |\n|---|{}",
+            names.join(" | "),
+            "---:|".repeat(names.len())
+        );
+        for (i, step) in super::per_request::STEPS.iter().enumerate() {
+            let cells: Vec<String> = mitoken
+                .iter()
+                .map(|c| thousands(c.steps.get(i).copied().unwrap_or(0)))
+                .collect();
+            let _ = writeln!(o, "| {} | {} |", step.label, cells.join(" | "));
+        }
+        let other: Vec<String> = mitoken
+            .iter()
+            .map(|c| thousands(c.instructions.saturating_sub(c.steps.iter().sum())))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| other: the connection loop, tokio's scheduling and I/O driver, buffers, counters, log-level checks | {} |",
+            other.join(" | ")
+        );
+        let total: Vec<String> = mitoken
+            .iter()
+            .map(|c| format!("**{}**", thousands(c.instructions)))
+            .collect();
+        let _ = writeln!(o, "| **total** | {} |", total.join(" | "));
+    }
+    let _ = writeln!(o, "\n{}", COST_NOTES.trim_end());
+    o.push('\n');
+}
+
+/// Section 2b: in-process cached `get_token`, a function call (not an HTTP round trip).
+fn render_in_process(o: &mut String, r: &Results, h: &Headline) {
+    let _ = writeln!(
+        o,
+        "### In-process cached `get_token` (a function call, not an HTTP round trip)\n\n\
+         An application asking its library for a token it already has: no I/O. mitoken: \
+         `TokenClient::get_token` on a current-thread tokio runtime (criterion median, \
+         `host/benches/get_token.rs`). Python: `ManagedIdentityCredential.get_token` in a loop \
+         (`time.perf_counter`, one thread). Both fetched their token once from the emulator.\n\n\
+         | client | per call | calls/s | goal |\n|---|---:|---:|---|"
+    );
+    match h.get_token_ns {
+        Some(ns) => {
+            let _ = writeln!(
+                o,
+                "| mitoken `TokenClient::get_token`, cached | {ns:.0} ns | {:.0} | ≤ 1 µs {} |",
+                1e9 / ns,
+                check(ns <= GET_TOKEN_GOAL_NS)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "| mitoken `TokenClient::get_token`, cached | not measured (`--smoke`) | | ≤ 1 µs |"
+            );
+        }
+    }
+    match &r.load.python_ops {
+        Ok((ops, n)) => {
+            let _ = writeln!(
+                o,
+                "| Python `azure-identity` `ManagedIdentityCredential.get_token`, cached ({n} calls) | {:.2} µs | {ops:.0} | |",
+                1e6 / ops
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "| Python `azure-identity` | not measured: {e} | | |");
+        }
+    }
+    o.push('\n');
+}
+
 #[allow(clippy::cast_precision_loss)]
 fn kib(b: u64) -> f64 {
     b as f64 / 1024.0
@@ -509,39 +715,45 @@ pub fn readme_table(r: &Results) -> String {
         h.parse,
         check(h.parse <= 1.0)
     );
-    let nginx = r
-        .load
-        .servers
-        .first()
-        .and_then(|s| s.best())
-        .map_or(0.0, |b| b.rps);
+    let nginx = r.load.nginx();
+    let nginx_text = nginx.map_or_else(|| "no valid run".into(), |n| format!("{n:.0}"));
     for (name, v) in [
         ("mitoken emulate", h.emulator),
         ("mitoken bridge", h.bridge),
     ] {
-        let rps = r
+        let best = r
             .load
             .servers
             .iter()
             .find(|s| s.name == name)
-            .and_then(|s| s.best())
-            .map(|b| b.rps);
-        match (rps, v) {
-            (Some(rps), Some(v)) => {
+            .and_then(super::load::Server::best);
+        match (best, v) {
+            (Some(best), Some(v)) => {
                 let _ = writeln!(
                     o,
-                    "| `{name}`, cached token, req/s | {rps:.0} | nginx, same-size file: {nginx:.0} | **{:.0}%** | ≥ 80% {} |",
-                    v * 100.0,
-                    check(v >= 0.8)
+                    "| `{name}`, cached token, req/s (p99) | {:.0} ({:.0} µs) | nginx, same seat, same-size file: {nginx_text} | **{v:.2}×** | ≥ {RPS_GOAL:.1}× {} |",
+                    best.rps,
+                    best.percentile(99.0),
+                    check(v >= RPS_GOAL)
                 );
             }
             _ => {
                 let _ = writeln!(
                     o,
-                    "| `{name}`, cached token, req/s | not measured | nginx: {nginx:.0} | | ≥ 80% |"
+                    "| `{name}`, cached token, req/s | no valid run | nginx: {nginx_text} | | ≥ {RPS_GOAL:.1}× |"
                 );
             }
         }
+    }
+    if let Some(ns) = h.get_token_ns {
+        let py = h.python_get_token_ns.map_or_else(String::new, |p| {
+            format!("Python `azure-identity` {:.2} µs", p / 1e3)
+        });
+        let _ = writeln!(
+            o,
+            "| in-process cached `TokenClient::get_token` | {ns:.0} ns | {py} | | ≤ 1 µs {} |",
+            check(ns <= GET_TOKEN_GOAL_NS)
+        );
     }
     if let Some((mt, curl)) = h.client {
         let _ = writeln!(
@@ -603,27 +815,20 @@ pub fn update_readme(readme: &Path, table: &str) -> crate::Result {
 
 /// Writes the charts into `docs/`.
 pub fn charts(r: &Results, docs: &Path) -> crate::Result {
-    let nginx = r
-        .load
-        .servers
-        .first()
-        .and_then(|s| s.best())
-        .map_or(0.0, |b| b.rps);
-    let mut bars: Vec<(String, f64)> = r
+    let nginx = r.load.nginx().unwrap_or(f64::NAN);
+    let bars: Vec<(String, f64)> = r
         .load
         .servers
         .iter()
         .filter_map(|s| Some((s.name.to_owned(), s.best()?.rps / nginx * 100.0)))
+        .filter(|b| b.1.is_finite())
         .collect();
-    if let Ok((ops, _)) = &r.load.python_ops {
-        bars.push(("Python get_token (in-process)".into(), ops / nginx * 100.0));
-    }
     charts::bars(
         &docs.join("bench-throughput.svg"),
-        "Cached-token throughput, % of nginx req/s (same run)",
+        "Cached-token req/s, % of nginx on the same seat (valid runs only)",
         "% of nginx req/s",
         &bars,
-        Some((80.0, "goal: 80%")),
+        Some((100.0, "goal: 100%")),
     )?;
     let cdf: Vec<(String, Vec<(f64, f64)>)> = r
         .load

@@ -1,5 +1,6 @@
 //! Wall clock (criterion) of the same functions callgrind counts: `core/benches/parse.rs` and
-//! `core/benches/serve.rs`, read back from criterion's `estimates.json` (median, ns).
+//! `core/benches/serve.rs`; and of the host's in-process cached `TokenClient::get_token`
+//! (`host/benches/get_token.rs`). Read back from criterion's `estimates.json` (median, ns).
 
 use std::path::Path;
 
@@ -42,25 +43,31 @@ pub const IDS: &[&str] = &[
     "cache_get/10",
     "cache_get/100",
     "cache_get/1000",
+    GET_TOKEN_ID,
 ];
 
-/// Runs both criterion benches briefly (0.5 s warm-up, 1.5 s measurement each) and reads the
-/// medians.
+/// The criterion id of mitoken's in-process cached `TokenClient::get_token`.
+pub const GET_TOKEN_ID: &str = "get_token/mitoken_cached";
+
+/// Criterion's arguments: 0.5 s warm-up, 1.5 s measurement per function.
+const BRIEF: [&str; 5] = ["--", "--warm-up-time", "0.5", "--measurement-time", "1.5"];
+
+/// Runs the criterion benches briefly and reads the medians.
 pub fn measure(root: &Path, target_dir: &Path) -> crate::Result<Medians> {
-    run(cargo(root).args([
-        "bench",
-        "-p",
-        "mitoken-core",
-        "--bench",
-        "parse",
-        "--bench",
-        "serve",
-        "--",
-        "--warm-up-time",
-        "0.5",
-        "--measurement-time",
-        "1.5",
-    ]))?;
+    run(cargo(root)
+        .args([
+            "bench",
+            "-p",
+            "mitoken-core",
+            "--bench",
+            "parse",
+            "--bench",
+            "serve",
+        ])
+        .args(BRIEF))?;
+    run(cargo(root)
+        .args(["bench", "-p", "mitoken-host", "--bench", "get_token"])
+        .args(BRIEF))?;
     let mut out = Vec::new();
     for id in IDS {
         let file = target_dir
@@ -75,4 +82,17 @@ pub fn measure(root: &Path, target_dir: &Path) -> crate::Result<Medians> {
         }
     }
     Ok(Medians(out))
+}
+
+/// `--smoke`: the host's `get_token` bench runs once in criterion's test mode (debug build, no
+/// timing), so a broken bench fails CI.
+pub fn smoke(root: &Path) -> crate::Result {
+    run(cargo(root).args([
+        "test",
+        "--quiet",
+        "-p",
+        "mitoken-host",
+        "--bench",
+        "get_token",
+    ]))
 }

@@ -1,0 +1,323 @@
+//! What one request costs each server, measured so that the machine's load does not matter:
+//!
+//! - **instructions per request** in the server's own process (user space): the server runs
+//!   under callgrind with instrumentation off, one plain wrk warm-up, then instrumentation on
+//!   for a plain wrk run; instructions ÷ requests wrk completed (the ≤ 32 requests in flight
+//!   at the edges are noise below 0.3 %). For `mitoken`, the inclusive share of its main steps
+//!   (functions named in [`STEPS`]) is reported too;
+//! - **system calls per request**: perf's `syscalls` tracepoints on the running server during a
+//!   plain wrk run (when `perf` can read them; else not reported), by call.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::fail;
+use super::load::Settings;
+use super::procs::{self, Cpus};
+
+/// A step of `mitoken`'s request path and the function whose inclusive cost is that step
+/// (a substring of callgrind's function name; functions inlined into their caller are counted
+/// in the caller's step).
+pub struct Step {
+    /// How the report names the step.
+    pub label: &'static str,
+    /// The function(s), as callgrind names them.
+    pub functions: &'static [&'static str],
+}
+
+/// The steps measured in `mitoken emulate` and `mitoken bridge`.
+pub const STEPS: [Step; 7] = [
+    Step {
+        label: "wait for bytes + read (tokio readiness, timer, `recvfrom`)",
+        functions: &["serve_loop::connection::wait_for_bytes"],
+    },
+    Step {
+        label: "HTTP request parsing (request line, headers, framing)",
+        functions: &["mitoken_core::server::conn::ServerConnection::frame "],
+    },
+    Step {
+        label: "query parameters, IMDS validation, identity resolution",
+        functions: &["mitoken_core::server::validate "],
+    },
+    Step {
+        label: "token lookup (emulator cache / bridge's token client)",
+        functions: &[
+            "HostIssuer as mitoken_core::server::Issuer>::issue ",
+            "mitoken_core::cache::TokenCache<_,_,_>::find ",
+            "mitoken_host::token_client::parse_endpoint ",
+        ],
+    },
+    Step {
+        label: "token JSON body (escape + copy)",
+        functions: &["mitoken_core::token::emit::write_token_json "],
+    },
+    Step {
+        label: "response head",
+        functions: &["mitoken_core::server::respond::write_head "],
+    },
+    Step {
+        label: "write the answer (`sendto`)",
+        functions: &["serve_loop::connection::Reply::send"],
+    },
+];
+
+/// One server's cost per request.
+#[derive(Debug, Clone)]
+pub struct Cost {
+    /// The server's name in the report.
+    pub name: &'static str,
+    /// Requests measured under callgrind.
+    pub requests: u64,
+    /// User-space instructions per request.
+    pub instructions: u64,
+    /// Per [`STEPS`] entry: instructions per request (empty for nginx).
+    pub steps: Vec<u64>,
+}
+
+/// System calls per request during a plain wrk run, by call (`total` first).
+#[derive(Debug, Clone, Default)]
+pub struct Syscalls(pub Vec<(String, f64)>);
+
+/// The calls counted (besides the total).
+const CALLS: [&str; 13] = [
+    "recvfrom",
+    "read",
+    "readv",
+    "sendto",
+    "write",
+    "writev",
+    "sendfile64",
+    "epoll_wait",
+    "openat",
+    "newfstatat",
+    "pread64",
+    "close",
+    "getrandom",
+];
+
+/// True when `perf stat` can count syscall tracepoints here.
+pub fn perf_works() -> bool {
+    Command::new("perf")
+        .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .any(|l| l.contains("raw_syscalls:sys_enter") && !l.contains("not"))
+        })
+}
+
+/// Counts `pid`'s system calls while a plain wrk run loads `url`; per request.
+pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<Syscalls> {
+    let mut events = vec!["raw_syscalls:sys_enter".to_owned()];
+    events.extend(CALLS.iter().map(|c| format!("syscalls:sys_enter_{c}")));
+    let window = s.seconds.saturating_sub(1).max(1);
+    let wrk = std::thread::scope(|scope| {
+        let load = scope.spawn(|| super::load::wrk(url, s, cpus, pid));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let perf = Command::new("perf")
+            .args([
+                "stat",
+                "-x,",
+                "-e",
+                &events.join(","),
+                "-p",
+                &pid.to_string(),
+            ])
+            .args(["--", "sleep", &window.to_string()])
+            .stdout(Stdio::null())
+            .output();
+        (load.join(), perf)
+    });
+    let (run, perf) = wrk;
+    let run = run.map_err(|_| fail("syscalls", "wrk thread panicked"))??;
+    let perf = perf.map_err(|e| fail("perf", e))?;
+    let text = String::from_utf8_lossy(&perf.stderr);
+    let requests = run.rps * f64::from(window);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(count), Some(event)) = (f.first(), f.get(2)) else {
+            continue;
+        };
+        let Ok(count) = count.parse::<f64>() else {
+            continue;
+        };
+        let name = if *event == "raw_syscalls:sys_enter" {
+            "total"
+        } else {
+            event.trim_start_matches("syscalls:sys_enter_")
+        };
+        if count > 0.0 && requests > 0.0 {
+            out.push((name.to_owned(), count / requests));
+        }
+    }
+    if out.is_empty() {
+        return Err(fail(
+            "perf",
+            format!(
+                "no counts ({})",
+                text.lines().next().unwrap_or("no output").trim()
+            ),
+        ));
+    }
+    Ok(Syscalls(out))
+}
+
+/// The callgrind command every server runs under (instrumentation off until told).
+fn callgrind(out: &Path) -> Vec<String> {
+    vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        "--instr-atstart=no".into(),
+        format!("--callgrind-out-file={}", out.display()),
+    ]
+}
+
+fn callgrind_control(pid: u32, on: bool) -> crate::Result {
+    let status = Command::new("callgrind_control")
+        .args(["-i", if on { "on" } else { "off" }, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| fail("callgrind_control", e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(fail("callgrind_control", status))
+    }
+}
+
+/// Runs wrk against a server started under callgrind and reads its instructions per request.
+fn measure_one(
+    name: &'static str,
+    proc: &mut procs::Proc,
+    url: &str,
+    out: &Path,
+    s: Settings,
+    cpus: Cpus,
+) -> crate::Result<Cost> {
+    let pid = proc.pid();
+    let warm = Settings { seconds: 1, ..s };
+    super::load::wrk(url, warm, cpus, pid)?;
+    callgrind_control(pid, true)?;
+    let run = super::load::wrk(url, s, cpus, pid)?;
+    callgrind_control(pid, false)?;
+    proc.stop(); // callgrind writes its file at exit
+    let requests = run.requests;
+    let annotated = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(out)
+        .output()
+        .map_err(|e| fail("callgrind_annotate", e))?;
+    let text = String::from_utf8_lossy(&annotated.stdout);
+    let _ = std::fs::remove_file(out);
+    let count = |line: &str| -> Option<u64> {
+        line.split_whitespace()
+            .next()?
+            .replace(',', "")
+            .parse()
+            .ok()
+    };
+    let total = text
+        .lines()
+        .find(|l| l.contains("PROGRAM TOTALS"))
+        .and_then(count)
+        .ok_or_else(|| fail("callgrind_annotate", format!("{name}: no totals")))?;
+    let per = |n: u64| n / requests.max(1);
+    let steps = if name == "nginx" {
+        Vec::new()
+    } else {
+        STEPS
+            .iter()
+            .map(|step| {
+                let sum: u64 = step
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        // The function's own line ("file:function [binary]"), not lines of
+                        // functions inlined into it.
+                        text.lines()
+                            .filter(|l| l.contains(f) && l.trim_end().ends_with(']'))
+                            .filter(|l| l.contains(&format!(":{}", f.trim_start())))
+                            .filter_map(count)
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                per(sum)
+            })
+            .collect()
+    };
+    Ok(Cost {
+        name,
+        requests,
+        instructions: per(total),
+        steps,
+    })
+}
+
+/// Instructions per request of nginx, the emulator and the bridge (the bridge's upstream is the
+/// native emulator at `upstream`), each alone under callgrind on the server CPU.
+pub fn instructions(
+    mitoken: &Path,
+    upstream: std::net::SocketAddr,
+    body: &[u8],
+    work: &Path,
+    cpus: Cpus,
+    s: Settings,
+) -> crate::Result<Vec<Cost>> {
+    let mut costs = Vec::new();
+    let out = work.join("callgrind.out");
+    let wrapper = callgrind(&out);
+    println!("bench: nginx under callgrind ({} s of wrk)", s.seconds);
+    let (mut nginx, addr) = procs::nginx_wrapped(&work.join("nginx-cg"), body, cpus, &wrapper)?;
+    costs.push(measure_one(
+        "nginx",
+        &mut nginx,
+        &format!("http://{addr}/token.json"),
+        &out,
+        s,
+        cpus,
+    )?);
+    println!(
+        "bench: mitoken emulate under callgrind ({} s of wrk)",
+        s.seconds
+    );
+    let (mut emu, addr) = procs::emulator_wrapped(mitoken, cpus, &wrapper)?;
+    costs.push(measure_one(
+        "mitoken emulate",
+        &mut emu,
+        &format!("http://{addr}{}", procs::IMDS_PATH),
+        &out,
+        s,
+        cpus,
+    )?);
+    println!(
+        "bench: mitoken bridge under callgrind ({} s of wrk)",
+        s.seconds
+    );
+    let (mut bridge, addr) = procs::bridge_wrapped(mitoken, cpus, upstream, &wrapper)?;
+    let url = format!("http://{addr}{}", procs::EXTENSION_PATH);
+    let (status, _) = procs::get(addr, procs::EXTENSION_PATH)?;
+    if status != 200 {
+        return Err(fail("bridge", format!("token request answered {status}")));
+    }
+    costs.push(measure_one(
+        "mitoken bridge",
+        &mut bridge,
+        &url,
+        &out,
+        s,
+        cpus,
+    )?);
+    for c in &costs {
+        println!(
+            "bench:   {}: {} instructions per request ({} requests)",
+            c.name, c.instructions, c.requests
+        );
+    }
+    Ok(costs)
+}
