@@ -20,7 +20,22 @@ impl OneShot {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         let seen = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
+            // A client that never connects fails the test instead of hanging it.
+            listener.set_nonblocking(true).expect("nonblocking");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("no request reached the one-shot server within 30 s: {e}"),
+                }
+            };
+            stream.set_nonblocking(false).expect("blocking");
             serve_one(stream, &response)
         });
         Self { port, seen }
@@ -330,7 +345,7 @@ fn malformed_selectors_are_refused_before_sending() {
             "--resource",
             "https://x/",
             "--resource-id",
-            "/SUBSCRIPTIONS/s/resourcegroups/g/providers/microsoft.managedidentity/userAssignedIdentities/u",
+            "/SUBSCRIPTIONS/11111111-2222-3333-4444-555555555555/resourcegroups/g/providers/microsoft.managedidentity/userAssignedIdentities/uami",
         ],
     );
     assert!(
