@@ -247,8 +247,10 @@ const SEL_MI_RES: u8 = 4;
 
 /// The injective encoding: endpoint tag [style port host path], selector tag [value], resource;
 /// every string is prefixed by its length.
-/// One copy of the encoder for every sink (`dyn`): small code matters more than the indirect
-/// calls on the bare-metal target.
+/// One copy of the encoder for every sink (`dyn`), never inlined (the compiler would otherwise
+/// copy it into each caller with the sink devirtualised): small code matters more than the
+/// indirect calls on the bare-metal target.
+#[inline(never)]
 fn encode(key: &CacheKey<'_>, sink: &mut dyn Sink) {
     let e = key.endpoint;
     let (host, port, path, style) = (e.host(), e.port(), e.path(), e.style());

@@ -265,13 +265,24 @@ fn non_json_error(status: u16, retry_after: Option<u64>, body: &[u8]) -> Service
     let text = core::str::from_utf8(body)
         .ok()
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 512 && !t.chars().any(char::is_control));
+        .filter(|t| !t.is_empty() && t.len() <= 512 && !has_control_char(t));
     ServiceError {
         status,
         error: "",
         description: text,
         retry_after,
     }
+}
+
+/// True if `text` holds a control character (Unicode `Cc`: U+0000–U+001F, U+007F–U+009F),
+/// found on the UTF-8 bytes (U+0080–U+009F are `C2 80`–`C2 9F`) without decoding chars.
+fn has_control_char(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c < 0x20
+            || c == 0x7F
+            || (c == 0xC2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)))
+    })
 }
 
 #[cfg(test)]

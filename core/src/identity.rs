@@ -1,8 +1,11 @@
 //! The managed identities of a VM, the selectors a token request can carry, and the default rules
-//! that pick one (protocol.md §3).
+//! that pick one (docs/protocol.md §3).
 //!
 //! An [`IdentityTable`] holds at most one system-assigned identity and up to `N` user-assigned
-//! ones, borrowing every string from storage the shell owns (the emulator's parsed TOML config).
+//! ones. Its strings are kept as the shell chooses: borrowed (`IdentityTable<&str, N>`, for
+//! constants or a firmware's static configuration) or owned (`IdentityTable<Box<str>, N>` in a
+//! shell with a heap: the emulator's table lives and dies with the emulator, nothing leaked).
+//! Every lookup answers with an [`Identity`] borrowed from the table.
 //! GUIDs are parsed to `u128` once, when an identity is inserted, and kept in sorted indexes, so
 //! [`IdentityTable::resolve`] is a binary search (`O(log n)`), not a scan, even at IMDS's limit of
 //! 1000 user-assigned identities.
@@ -15,10 +18,10 @@ use core::fmt;
 
 use heapless::Vec;
 
-/// Largest number of user-assigned identities IMDS allows on one VM (protocol.md §2.3, §7 #3).
+/// Largest number of user-assigned identities IMDS allows on one VM (docs/protocol.md §2.3, §7 #3).
 pub const IMDS_MAX_USER_ASSIGNED: usize = 1000;
 
-/// Largest number of user-assigned identities the legacy VM extension allows (protocol.md §2.3).
+/// Largest number of user-assigned identities the legacy VM extension allows (docs/protocol.md §2.3).
 pub const EXTENSION_MAX_USER_ASSIGNED: usize = 32;
 
 /// Which service a server (and its identity table) imitates.
@@ -218,11 +221,11 @@ fn guid_eq(a: &str, b: &str) -> bool {
     matches!((Guid::parse(a), Guid::parse(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// How a token request names the identity it wants (protocol.md §1.3–1.4).
+/// How a token request names the identity it wants (docs/protocol.md §1.3–1.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Selector<'s> {
-    /// No selector: apply the default rules of protocol.md §3.
+    /// No selector: apply the default rules of docs/protocol.md §3.
     Default,
     /// `client_id=<guid>`.
     ClientId(&'s str),
@@ -285,16 +288,26 @@ pub enum TableError {
     /// The object id is not a GUID.
     InvalidObjectId,
     /// A user-assigned identity without a resource id, or one that is not an ARM id of a
-    /// `Microsoft.ManagedIdentity/userAssignedIdentities` resource.
-    InvalidResourceId,
+    /// `Microsoft.ManagedIdentity/userAssignedIdentities` resource (see
+    /// [`check_user_assigned_resource_id`]).
+    InvalidResourceId(ResourceIdError),
     /// A system-assigned identity that carries a resource id.
     UnexpectedResourceId,
     /// The client id is already used by another identity of the table.
-    DuplicateClientId,
+    DuplicateClientId {
+        /// The identity that has it.
+        first: Slot,
+    },
     /// The object id is already used by another identity of the table.
-    DuplicateObjectId,
+    DuplicateObjectId {
+        /// The identity that has it.
+        first: Slot,
+    },
     /// The resource id (compared ignoring ASCII case) is already in the table.
-    DuplicateResourceId,
+    DuplicateResourceId {
+        /// The identity that has it.
+        first: Slot,
+    },
 }
 
 impl fmt::Display for TableError {
@@ -317,16 +330,19 @@ impl fmt::Display for TableError {
             TableError::InvalidObjectId => {
                 f.write_str("object_id is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
             }
-            TableError::InvalidResourceId => f.write_str(
-                "resource_id must be /subscriptions/<sub>/resourceGroups/<rg>/providers/\
-                 Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
-            ),
+            TableError::InvalidResourceId(problem) => {
+                write!(f, "not a user-assigned identity resource_id: {problem}")
+            }
             TableError::UnexpectedResourceId => {
                 f.write_str("a system-assigned identity has no user-assigned resource_id")
             }
-            TableError::DuplicateClientId => f.write_str("client_id is used by two identities"),
-            TableError::DuplicateObjectId => f.write_str("object_id is used by two identities"),
-            TableError::DuplicateResourceId => {
+            TableError::DuplicateClientId { .. } => {
+                f.write_str("client_id is used by two identities")
+            }
+            TableError::DuplicateObjectId { .. } => {
+                f.write_str("object_id is used by two identities")
+            }
+            TableError::DuplicateResourceId { .. } => {
                 f.write_str("resource_id is used by two identities (ARM ids ignore case)")
             }
         }
@@ -335,7 +351,7 @@ impl fmt::Display for TableError {
 
 impl core::error::Error for TableError {}
 
-/// Why a selector resolved to no identity (protocol.md §3).
+/// Why a selector resolved to no identity (docs/protocol.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ResolveError {
@@ -358,24 +374,63 @@ impl fmt::Display for ResolveError {
 
 impl core::error::Error for ResolveError {}
 
-#[derive(Debug, Clone, Copy)]
-struct Entry<'a> {
-    identity: Identity<'a>,
+/// One identity as the table keeps it: its strings in the table's storage type `S`, its GUIDs
+/// parsed.
+#[derive(Debug, Clone)]
+struct Entry<S> {
+    kind: IdentityKind,
+    client_id: S,
+    object_id: S,
+    resource_id: Option<S>,
     client: Guid,
     object: Guid,
+}
+
+impl<S: AsRef<str>> Entry<S> {
+    /// Stores `identity` (already validated) with its parsed GUIDs.
+    fn store<'x>(identity: Identity<'x>, client: Guid, object: Guid) -> Self
+    where
+        S: From<&'x str>,
+    {
+        Entry {
+            kind: identity.kind,
+            client_id: S::from(identity.client_id),
+            object_id: S::from(identity.object_id),
+            resource_id: identity.resource_id.map(S::from),
+            client,
+            object,
+        }
+    }
+
+    /// The identity, borrowing the stored strings.
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            kind: self.kind,
+            client_id: self.client_id.as_ref(),
+            object_id: self.object_id.as_ref(),
+            resource_id: self.resource_id.as_ref().map(AsRef::as_ref),
+        }
+    }
 }
 
 /// The identities of one VM: an optional system-assigned identity and up to `N` user-assigned
 /// ones (never more than the flavor's limit), with sorted indexes for `O(log n)` resolution.
 ///
+/// `S` is how the table keeps the identities' strings: `&'a str` borrows them from storage
+/// that outlives the table (a `static`, the firmware's constants), an owning type such as
+/// `String`, `Box<str>` or `Arc<str>` (in a shell with a heap) makes the table own them, so a
+/// long-running shell can hold the table without leaking its configuration. Either way
+/// [`insert`](Self::insert) takes an [`Identity`] and every lookup answers with an [`Identity`]
+/// borrowed from the table.
+///
 /// `N` only sizes the storage; the flavor's limit (1000 / 32) is enforced on top of it. About
 /// `100 × N` bytes; put an IMDS-sized table in a `static` or a `Box` rather than on a small stack.
 #[derive(Debug, Clone)]
-pub struct IdentityTable<'a, const N: usize> {
+pub struct IdentityTable<S, const N: usize> {
     flavor: Flavor,
-    system: Option<Entry<'a>>,
+    system: Option<Entry<S>>,
     /// User-assigned identities in insertion order (their [`Slot::UserAssigned`] numbers).
-    users: Vec<Entry<'a>, N>,
+    users: Vec<Entry<S>, N>,
     /// Positions in `users`, sorted by client id.
     by_client: Vec<u16, N>,
     /// Positions in `users`, sorted by object id.
@@ -384,7 +439,7 @@ pub struct IdentityTable<'a, const N: usize> {
     by_resource: Vec<u16, N>,
 }
 
-impl<'a, const N: usize> IdentityTable<'a, N> {
+impl<S, const N: usize> IdentityTable<S, N> {
     /// An empty table for `flavor`.
     pub const fn new(flavor: Flavor) -> Self {
         IdentityTable {
@@ -396,12 +451,17 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
             by_resource: Vec::new(),
         }
     }
+}
 
+impl<S: AsRef<str>, const N: usize> IdentityTable<S, N> {
     /// A table holding `identities` (in order), or the first error.
-    pub fn from_identities(
+    pub fn from_identities<'x>(
         flavor: Flavor,
-        identities: &[Identity<'a>],
-    ) -> Result<Self, TableError> {
+        identities: &[Identity<'x>],
+    ) -> Result<Self, TableError>
+    where
+        S: From<&'x str>,
+    {
         let mut table = Self::new(flavor);
         for identity in identities {
             table.insert(*identity)?;
@@ -415,13 +475,13 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
     }
 
     /// The system-assigned identity, if the VM has one.
-    pub fn system_assigned(&self) -> Option<&Identity<'a>> {
-        self.system.as_ref().map(|e| &e.identity)
+    pub fn system_assigned(&self) -> Option<Identity<'_>> {
+        self.system.as_ref().map(Entry::identity)
     }
 
     /// The user-assigned identities, in insertion order.
-    pub fn user_assigned(&self) -> impl ExactSizeIterator<Item = &Identity<'a>> + '_ {
-        self.users.iter().map(|e| &e.identity)
+    pub fn user_assigned(&self) -> impl ExactSizeIterator<Item = Identity<'_>> + '_ {
+        self.users.iter().map(Entry::identity)
     }
 
     /// Number of user-assigned identities.
@@ -430,29 +490,29 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
     }
 
     /// The identity at `slot`, if there is one.
-    pub fn get(&self, slot: Slot) -> Option<&Identity<'a>> {
+    pub fn get(&self, slot: Slot) -> Option<Identity<'_>> {
         match slot {
             Slot::SystemAssigned => self.system_assigned(),
-            Slot::UserAssigned(n) => self.users.get(n).map(|e| &e.identity),
+            Slot::UserAssigned(n) => self.users.get(n).map(Entry::identity),
         }
     }
 
     /// Adds `identity`, validating its ids and refusing duplicates and tables over the flavor's
     /// limit. Returns the identity's slot. On error the table is unchanged.
-    pub fn insert(&mut self, identity: Identity<'a>) -> Result<Slot, TableError> {
+    /// The strings are stored as `S` (copied for an owning `S`, borrowed for `&str`).
+    pub fn insert<'x>(&mut self, identity: Identity<'x>) -> Result<Slot, TableError>
+    where
+        S: From<&'x str>,
+    {
         let client = Guid::parse(identity.client_id).ok_or(TableError::InvalidClientId)?;
         let object = Guid::parse(identity.object_id).ok_or(TableError::InvalidObjectId)?;
-        let entry = Entry {
-            identity,
-            client,
-            object,
-        };
+        let first = Slot::SystemAssigned;
         if let Some(sys) = &self.system {
             if sys.client == client {
-                return Err(TableError::DuplicateClientId);
+                return Err(TableError::DuplicateClientId { first });
             }
             if sys.object == object {
-                return Err(TableError::DuplicateObjectId);
+                return Err(TableError::DuplicateObjectId { first });
             }
         }
         match identity.kind {
@@ -463,20 +523,32 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
                 if self.system.is_some() {
                     return Err(TableError::DuplicateSystemAssigned);
                 }
-                if self.find_client(client).is_ok() {
-                    return Err(TableError::DuplicateClientId);
+                if let Ok(n) = self.find_client(client) {
+                    return Err(TableError::DuplicateClientId {
+                        first: Slot::UserAssigned(n),
+                    });
                 }
-                if self.find_object(object).is_ok() {
-                    return Err(TableError::DuplicateObjectId);
+                if let Ok(n) = self.find_object(object) {
+                    return Err(TableError::DuplicateObjectId {
+                        first: Slot::UserAssigned(n),
+                    });
                 }
-                self.system = Some(entry);
+                self.system = Some(Entry::store(identity, client, object));
                 Ok(Slot::SystemAssigned)
             }
-            IdentityKind::UserAssigned => self.insert_user(entry),
+            IdentityKind::UserAssigned => self.insert_user(identity, client, object),
         }
     }
 
-    fn insert_user(&mut self, entry: Entry<'a>) -> Result<Slot, TableError> {
+    fn insert_user<'x>(
+        &mut self,
+        identity: Identity<'x>,
+        client: Guid,
+        object: Guid,
+    ) -> Result<Slot, TableError>
+    where
+        S: From<&'x str>,
+    {
         let limit = self.flavor.max_user_assigned();
         let n = self.users.len();
         if n >= limit {
@@ -490,21 +562,37 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
         }
         // n < limit <= 1000, so the position fits in a u16.
         let pos = u16::try_from(n).map_err(|_| TableError::CapacityExceeded { capacity: N })?;
-        let resource = match entry.identity.resource_id {
-            Some(r) if is_user_assigned_resource_id(r) => r,
-            _ => return Err(TableError::InvalidResourceId),
+        let resource = identity
+            .resource_id
+            .ok_or(TableError::InvalidResourceId(ResourceIdError::Missing))?;
+        check_user_assigned_resource_id(resource).map_err(TableError::InvalidResourceId)?;
+        let at_client = match self.find_client(client) {
+            Ok(n) => {
+                return Err(TableError::DuplicateClientId {
+                    first: Slot::UserAssigned(n),
+                });
+            }
+            Err(at) => at,
         };
-        let Err(at_client) = self.find_client(entry.client) else {
-            return Err(TableError::DuplicateClientId);
+        let at_object = match self.find_object(object) {
+            Ok(n) => {
+                return Err(TableError::DuplicateObjectId {
+                    first: Slot::UserAssigned(n),
+                });
+            }
+            Err(at) => at,
         };
-        let Err(at_object) = self.find_object(entry.object) else {
-            return Err(TableError::DuplicateObjectId);
-        };
-        let Err(at_resource) = self.find_resource(resource) else {
-            return Err(TableError::DuplicateResourceId);
+        let at_resource = match self.find_resource(resource) {
+            Ok(n) => {
+                return Err(TableError::DuplicateResourceId {
+                    first: Slot::UserAssigned(n),
+                });
+            }
+            Err(at) => at,
         };
         // Capacity was checked above, so none of these pushes/inserts can fail.
         let full = TableError::CapacityExceeded { capacity: N };
+        let entry = Entry::store(identity, client, object);
         self.users.push(entry).map_err(|_| full)?;
         self.by_client.insert(at_client, pos).map_err(|_| full)?;
         self.by_object.insert(at_object, pos).map_err(|_| full)?;
@@ -514,7 +602,7 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
         Ok(Slot::UserAssigned(n))
     }
 
-    fn user(&self, pos: u16) -> Option<&Entry<'a>> {
+    fn user(&self, pos: u16) -> Option<&Entry<S>> {
         self.users.get(usize::from(pos))
     }
 
@@ -535,30 +623,30 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
         self.by_resource
             .binary_search_by(|&p| {
                 self.user(p)
-                    .and_then(|e| e.identity.resource_id)
-                    .map_or(Ordering::Less, |x| cmp_ignore_ascii_case(x, r))
+                    .and_then(|e| e.resource_id.as_ref())
+                    .map_or(Ordering::Less, |x| cmp_ignore_ascii_case(x.as_ref(), r))
             })
             .and_then(|i| self.by_resource.get(i).map(|&p| usize::from(p)).ok_or(i))
     }
 
-    fn resolved_user(&self, pos: usize) -> Result<Resolved<'a>, ResolveError> {
+    fn resolved_user(&self, pos: usize) -> Result<Resolved<'_>, ResolveError> {
         self.users
             .get(pos)
             .map(|e| Resolved {
                 slot: Slot::UserAssigned(pos),
-                identity: e.identity,
+                identity: e.identity(),
             })
             .ok_or(ResolveError::NotFound)
     }
 
-    fn resolved_system(&self) -> Option<Resolved<'a>> {
+    fn resolved_system(&self) -> Option<Resolved<'_>> {
         self.system.as_ref().map(|e| Resolved {
             slot: Slot::SystemAssigned,
-            identity: e.identity,
+            identity: e.identity(),
         })
     }
 
-    /// Picks the identity `selector` names, applying protocol.md §3 when there is none:
+    /// Picks the identity `selector` names, applying docs/protocol.md §3 when there is none:
     ///
     /// 1. no selector and a system-assigned identity → the system-assigned identity;
     /// 2. no selector, no system-assigned identity, exactly one user-assigned → that one;
@@ -569,7 +657,7 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
     ///
     /// `client_id` / `object_id` selectors also match the system-assigned identity's ids.
     /// The result always [`matches`](Identity::matches) `selector`.
-    pub fn resolve(&self, selector: &Selector<'_>) -> Result<Resolved<'a>, ResolveError> {
+    pub fn resolve(&self, selector: &Selector<'_>) -> Result<Resolved<'_>, ResolveError> {
         match *selector {
             Selector::Default => {
                 if let Some(r) = self.resolved_system() {
@@ -610,50 +698,115 @@ impl<'a, const N: usize> IdentityTable<'a, N> {
         }
     }
 
-    fn system_is(&self, f: impl FnOnce(&Entry<'a>) -> bool) -> bool {
+    fn system_is(&self, f: impl FnOnce(&Entry<S>) -> bool) -> bool {
         self.system.as_ref().is_some_and(f)
     }
 }
 
-/// True for `/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/
-/// userAssignedIdentities/<name>` (ASCII case ignored, no empty segment, no query or fragment).
-pub fn is_user_assigned_resource_id(s: &str) -> bool {
-    let mut parts = s.split('/');
-    let expected = [
-        Some(""),
-        Some("subscriptions"),
-        None,
-        Some("resourcegroups"),
-        None,
-        Some("providers"),
-        Some("microsoft.managedidentity"),
-        Some("userassignedidentities"),
-        None,
-    ];
-    for want in expected {
-        let Some(part) = parts.next() else {
-            return false;
-        };
-        match want {
-            Some(lit) => {
-                if !part.eq_ignore_ascii_case(lit) {
-                    return false;
-                }
+/// Why a string is not the ARM resource id of a user-assigned identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResourceIdError {
+    /// A user-assigned identity without a resource id.
+    Missing,
+    /// Not the nine `/`-separated segments of
+    /// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`
+    /// (the fixed segments compared ignoring ASCII case).
+    Shape,
+    /// The subscription segment is not a GUID.
+    Subscription,
+    /// The resource group name is empty, longer than 90 characters, ends with `.` or has a
+    /// character other than letters, digits, `-`, `_`, `.`, `(`, `)` (ARM's naming rules).
+    ResourceGroup,
+    /// The identity name is not 3–128 ASCII letters, digits, `-` or `_` starting with a letter
+    /// or digit (ARM's rules for `userAssignedIdentities`).
+    Name,
+}
+
+impl fmt::Display for ResourceIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResourceIdError::Missing => "a user-assigned identity needs a resource_id",
+            ResourceIdError::Shape => {
+                "expected /subscriptions/<guid>/resourceGroups/<rg>/providers/\
+                 Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
             }
-            None => {
-                if part.is_empty() || part.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#') {
-                    return false;
-                }
+            ResourceIdError::Subscription => "the subscription is not a GUID",
+            ResourceIdError::ResourceGroup => "invalid resource group name",
+            ResourceIdError::Name => {
+                "invalid identity name (3-128 letters, digits, '-' or '_', starting with a \
+                 letter or digit)"
             }
-        }
+        })
     }
-    parts.next().is_none()
+}
+
+impl core::error::Error for ResourceIdError {}
+
+/// Checks that `s` is the ARM resource id of a user-assigned identity,
+/// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
+/// with ARM's naming rules: the fixed segments in any ASCII case, the subscription a GUID, the
+/// resource group 1–90 letters, digits, `-`, `_`, `.`, `(`, `)` not ending with `.`, and the
+/// name 3–128 ASCII letters, digits, `-`, `_` starting with a letter or digit.
+///
+/// The one rule for an identity table's resource ids: the emulator's configuration and the
+/// server's table both use it (an id Azure could not create is a configuration error, not an
+/// identity the server answers for).
+pub fn check_user_assigned_resource_id(s: &str) -> Result<(), ResourceIdError> {
+    let mut parts = s.split('/');
+    let mut next = || parts.next().ok_or(ResourceIdError::Shape);
+    let fixed = |part: &str, lit: &str| {
+        if part.eq_ignore_ascii_case(lit) {
+            Ok(())
+        } else {
+            Err(ResourceIdError::Shape)
+        }
+    };
+    fixed(next()?, "")?;
+    fixed(next()?, "subscriptions")?;
+    let subscription = next()?;
+    fixed(next()?, "resourceGroups")?;
+    let group = next()?;
+    fixed(next()?, "providers")?;
+    fixed(next()?, "Microsoft.ManagedIdentity")?;
+    fixed(next()?, "userAssignedIdentities")?;
+    let name = next()?;
+    if parts.next().is_some() {
+        return Err(ResourceIdError::Shape);
+    }
+    if Guid::parse(subscription).is_none() {
+        return Err(ResourceIdError::Subscription);
+    }
+    let group_ok = !group.is_empty()
+        && group.chars().count() <= 90
+        && !group.ends_with('.')
+        && group
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
+    if !group_ok {
+        return Err(ResourceIdError::ResourceGroup);
+    }
+    let name_ok = (3..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if !name_ok {
+        return Err(ResourceIdError::Name);
+    }
+    Ok(())
+}
+
+/// True when [`check_user_assigned_resource_id`] accepts `s`.
+pub fn is_user_assigned_resource_id(s: &str) -> bool {
+    check_user_assigned_resource_id(s).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
+    use std::borrow::ToOwned;
     use std::format;
     use std::string::String;
     use std::vec::Vec as StdVec;
@@ -692,13 +845,51 @@ mod tests {
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
         ));
         assert!(!is_user_assigned_resource_id(&format!("{RID}/x")));
+        let sub = "/subscriptions/40000000-0000-4000-8000-000000000000";
+        let cases = [
+            (
+                "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc".to_owned(),
+                ResourceIdError::Subscription,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/abc"),
+                ResourceIdError::Shape,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg./providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc"),
+                ResourceIdError::ResourceGroup,
+            ),
+            (
+                format!("{sub}/resourceGroups/r?g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc"),
+                ResourceIdError::ResourceGroup,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ab"),
+                ResourceIdError::Name,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a b c"),
+                ResourceIdError::Name,
+            ),
+            (
+                format!("{sub}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/-abc"),
+                ResourceIdError::Name,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(check_user_assigned_resource_id(&text), Err(want), "{text}");
+        }
+        let unicode_group = format!(
+            "{sub}/resourceGroups/gr\u{fc}ppe(1)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id_1"
+        );
+        assert_eq!(check_user_assigned_resource_id(&unicode_group), Ok(()));
     }
 
     #[test]
     fn flavor_limits_are_enforced() {
         let names: StdVec<String> = (0..33).map(|i| format!("{RID}{i}")).collect();
         let guids: StdVec<String> = (0..66u128).map(|i| format!("{}", Guid(i + 7))).collect();
-        let mut t: IdentityTable<'_, 40> = IdentityTable::new(Flavor::Extension);
+        let mut t: IdentityTable<&str, 40> = IdentityTable::new(Flavor::Extension);
         for i in 0..33usize {
             let r = t.insert(Identity::user_assigned(
                 &guids[2 * i],
@@ -735,7 +926,7 @@ mod tests {
         let upper_a = a.to_ascii_uppercase();
         let lower = RID.to_ascii_lowercase();
         let f = "66666666-6666-6666-6666-666666666666";
-        let mut t: IdentityTable<'_, 4> = IdentityTable::new(Flavor::Imds);
+        let mut t: IdentityTable<&str, 4> = IdentityTable::new(Flavor::Imds);
         assert_eq!(
             t.insert(Identity::system_assigned(a, b)),
             Ok(Slot::SystemAssigned)
@@ -750,19 +941,27 @@ mod tests {
         );
         assert_eq!(
             t.insert(Identity::user_assigned(&upper_a, e, RID)),
-            Err(TableError::DuplicateClientId)
+            Err(TableError::DuplicateClientId {
+                first: Slot::SystemAssigned
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, d, RID)),
-            Err(TableError::DuplicateObjectId)
+            Err(TableError::DuplicateObjectId {
+                first: Slot::UserAssigned(0)
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, b, RID)),
-            Err(TableError::DuplicateObjectId)
+            Err(TableError::DuplicateObjectId {
+                first: Slot::SystemAssigned
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, f, &lower)),
-            Err(TableError::DuplicateResourceId)
+            Err(TableError::DuplicateResourceId {
+                first: Slot::UserAssigned(0)
+            })
         );
         assert_eq!(
             t.insert(Identity::user_assigned("nope", e, RID)),
@@ -774,14 +973,22 @@ mod tests {
         );
         assert_eq!(
             t.insert(Identity::user_assigned(e, f, "/x")),
-            Err(TableError::InvalidResourceId)
+            Err(TableError::InvalidResourceId(ResourceIdError::Shape))
+        );
+        let no_resource = Identity {
+            resource_id: None,
+            ..Identity::user_assigned(e, f, RID)
+        };
+        assert_eq!(
+            t.insert(no_resource),
+            Err(TableError::InvalidResourceId(ResourceIdError::Missing))
         );
         assert_eq!(t.user_assigned_len(), 1);
     }
 
     #[test]
     fn capacity_below_flavor_limit() {
-        let mut t: IdentityTable<'_, 0> = IdentityTable::new(Flavor::Imds);
+        let mut t: IdentityTable<&str, 0> = IdentityTable::new(Flavor::Imds);
         assert_eq!(
             t.insert(Identity::user_assigned(
                 "11111111-1111-1111-1111-111111111111",

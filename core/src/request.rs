@@ -232,10 +232,11 @@ impl<'a> Selector<'a> {
 /// Which protocol dialect an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Style {
-    /// IMDS: `api-version` first in the query, `bypass_cache` honoured.
+    /// IMDS: `api-version` first in the query.
     #[default]
     Imds,
-    /// Legacy VM extension: no `api-version`, no `bypass_cache`.
+    /// Legacy VM extension: no `api-version`. `bypass_cache=true` is still sent when asked for:
+    /// the emulator and the bridge honour it; a genuine extension ignores what it does not know.
     Extension,
 }
 
@@ -286,26 +287,34 @@ impl<'a> Endpoint<'a> {
                 field: RequestField::Url,
             });
         }
-        let (scheme, rest) = url.split_once("://").ok_or(RequestError::NotHttpUrl)?;
+        // The scheme ends at the first `:`, which `//` must follow. (A `://` after an earlier
+        // `:` would give a scheme containing `:`, never `http`, so the answer is the same as
+        // splitting at the first `://`; a byte search keeps the substring searcher out of
+        // the firmware image.)
+        let (scheme, rest) = split_at_byte(url, b':')
+            .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
+            .ok_or(RequestError::NotHttpUrl)?;
         if scheme.eq_ignore_ascii_case("https") {
             return Err(RequestError::HttpsNotSupported);
         }
         if !scheme.eq_ignore_ascii_case("http") {
             return Err(RequestError::NotHttpUrl);
         }
-        if rest.contains(['?', '#']) {
+        // Byte loops rather than char patterns: the same answers for ASCII delimiters, in a
+        // fraction of the code (no char searchers in the firmware image).
+        if rest.bytes().any(|b| b == b'?' || b == b'#') {
             return Err(RequestError::QueryInUrl);
         }
-        let (authority, path) = match rest.find('/') {
+        let (authority, path) = match rest.bytes().position(|b| b == b'/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        if authority.contains('@') {
+        if authority.bytes().any(|b| b == b'@') {
             return Err(RequestError::UserInfoInUrl);
         }
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']').ok_or(RequestError::InvalidHost)?;
-            if !host.contains(':') {
+            let (host, after) = split_at_byte(bracketed, b']').ok_or(RequestError::InvalidHost)?;
+            if !host.bytes().any(|b| b == b':') {
                 return Err(RequestError::InvalidHost);
             }
             let port = match after {
@@ -314,7 +323,7 @@ impl<'a> Endpoint<'a> {
             };
             (host, port)
         } else {
-            match authority.split_once(':') {
+            match split_at_byte(authority, b':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
@@ -436,6 +445,13 @@ const fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7F
 }
 
+/// `s` split around the first `delim` (an ASCII byte), like `str::split_once` with a char
+/// pattern but without its searcher.
+fn split_at_byte(s: &str, delim: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == delim)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 fn has_control(s: &str) -> bool {
     s.bytes().any(is_control)
 }
@@ -446,7 +462,7 @@ fn check_host(host: &str) -> Result<(), RequestError> {
             field: RequestField::Host,
         });
     }
-    let ok = if host.contains(':') {
+    let ok = if host.bytes().any(|b| b == b':') {
         host.bytes()
             .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     } else {
@@ -481,7 +497,10 @@ fn parse_port(p: &str) -> Result<u16, RequestError> {
     if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RequestError::InvalidPort);
     }
-    match p.parse::<u16>() {
+    // At most five digits: the value fits a u32 (no `str::parse`, whose generic integer
+    // parser is larger than this fold).
+    let value = p.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    match u16::try_from(value) {
         Ok(0) | Err(_) => Err(RequestError::InvalidPort),
         Ok(port) => Ok(port),
     }
@@ -510,7 +529,7 @@ pub struct TokenRequest<'a> {
     pub selector: Option<Selector<'a>>,
     /// `api-version` for IMDS-style endpoints; ignored by the extension style.
     pub api_version: &'a str,
-    /// Sends `bypass_cache=true` (IMDS style only): IMDS fetches a fresh token from Entra ID.
+    /// Sends `bypass_cache=true` (both styles): IMDS fetches a fresh token from Entra ID.
     pub bypass_cache: bool,
     /// `Connection` header.
     pub connection: Connection,
@@ -561,7 +580,7 @@ impl<'a> TokenRequest<'a> {
         self
     }
 
-    /// Asks IMDS to bypass its token cache (`bypass_cache=true`; IMDS style only).
+    /// Asks the endpoint to bypass its token cache (`bypass_cache=true`, in both styles).
     #[must_use]
     pub const fn with_bypass_cache(mut self, bypass: bool) -> Self {
         self.bypass_cache = bypass;
@@ -623,7 +642,7 @@ impl<'a> TokenRequest<'a> {
             w.put_byte(b'=');
             query::encode(sel.value().as_bytes(), &mut w);
         }
-        if imds && self.bypass_cache {
+        if self.bypass_cache {
             w.put_str("&bypass_cache=true");
         }
         w.put_str(" HTTP/1.1\r\nHost: ");

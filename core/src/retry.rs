@@ -234,7 +234,7 @@ impl fmt::Display for AttemptResult {
             Self::Status {
                 status,
                 retry_after: Some(s),
-            } => write!(f, "HTTP {status} (Retry-After {s} s)"),
+            } => write!(f, "HTTP {status}, Retry-After {s} s"),
             Self::Status { status, .. } => write!(f, "HTTP {status}"),
             Self::Timeout => f.write_str("timeout"),
             Self::ConnectFailed => f.write_str("connection failed"),
@@ -288,11 +288,11 @@ impl fmt::Display for RetryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotRetryable { status } => {
-                write!(f, "HTTP {status} is not retried (fix the request)")
+                write!(f, "HTTP {status} is not retried: fix the request")
             }
             Self::InvalidResponse => f.write_str("invalid response; not retried"),
             Self::Exhausted { attempts, last } => {
-                write!(f, "gave up after {attempts} attempts (last: {last})")
+                write!(f, "gave up after {attempts} attempts, the last: {last}")
             }
             Self::GoneTooLong { attempts } => write!(
                 f,
@@ -300,7 +300,7 @@ impl fmt::Display for RetryError {
             ),
             Self::DeadlineExceeded { attempts, last } => write!(
                 f,
-                "retry deadline reached after {attempts} attempts (last: {last})"
+                "retry deadline reached after {attempts} attempts, the last: {last}"
             ),
             Self::RetryAfterTooLong { seconds, status } => write!(
                 f,

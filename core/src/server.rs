@@ -1,27 +1,34 @@
 //! The server side: a sans-I/O IMDS (or legacy VM extension) token endpoint.
 //!
-//! The core decides, the shell signs and moves bytes:
+//! The core decides, the shell signs and moves bytes. The server answers with values; it never
+//! calls back into the shell, so nothing is asked twice:
 //!
-//! 1. the shell reads bytes from a connection into a buffer and calls [`Server::handle`];
-//! 2. the server parses the request head (and a form body), validates it per flavor
-//!    (protocol.md §1.2–1.9, §2), percent-decodes the parameters into its work buffer and
-//!    resolves the identity (§3);
-//! 3. for a valid token request it calls the shell's [`Issuer`] with the identity, the resource
-//!    and `now`; the issuer writes the token bytes and says when they expire;
-//! 4. the server writes the whole HTTP response (IMDS or extension JSON shape, or an error from
-//!    the [`Rejection`] catalogue) into the caller's output buffer and says how many input bytes
-//!    it consumed and whether to keep the connection open, so pipelined keep-alive requests are
-//!    handled by calling again with the rest.
+//! 1. the shell reads bytes from a connection into a buffer and calls [`Server::receive`]: a
+//!    complete request comes back as a [`Request`] (malformed bytes are answered there);
+//! 2. the shell gives its [`Verdict`] on it: answer a path the server does not own with its own
+//!    JSON (a JWKS, an admin API), answer with a [`Fault`] (throttling, fault injection), or
+//!    proceed;
+//! 3. [`Server::answer`] validates the request per flavor (docs/protocol.md §1.2–1.9, §2),
+//!    percent-decodes the parameters into a work buffer and resolves the identity (§3): an
+//!    error from the [`Rejection`] catalogue or the info answer is written, and a valid token
+//!    request comes back as [`Answer::Issue`] — resolved identity X needs a token for
+//!    resource R;
+//! 4. the shell gets the token (cache, minter, upstream) and [`Issue::write_token`] (or
+//!    [`Issue::write_error`]) writes the whole HTTP response, in the flavor's JSON shape, and
+//!    says how many input bytes the request took and whether to keep the connection open, so
+//!    pipelined keep-alive requests are handled by calling again with the rest.
 //!
-//! Paths the server does not own (anything but the token and info endpoints of its flavor) are
-//! first offered to [`Issuer::serve_other`], so a shell can answer its own documents (a JWKS, an
-//! admin API) on the same connection, through the same HTTP parser and response writer; a path
-//! the shell passes on gets the flavor's 404 / 401.
+//! A buffer too small is reported as [`HandleError`]: the shell grows it and repeats the same
+//! call with the values it already holds.
 //!
-//! [`Server::decide`] exposes step 2 alone over a [`RequestView`] for shells with their own
-//! HTTP stack. [`Relay`] is the same front without identity resolution and with a deferred
-//! answer, for a shell that fetches tokens from upstream (the legacy-extension bridge). Every error answer, its text and its source is listed in docs/errors.md.
+//! [`Server::handle`] drives these steps in one call through the [`Issuer`] callbacks, for
+//! simple shells and tests (it may call them again after a buffer grows). [`Server::decide`]
+//! exposes step 3 alone over a [`RequestView`] for shells with their own HTTP stack. [`Relay`]
+//! is the same front without identity resolution and with a deferred answer, for a shell that
+//! fetches tokens from upstream (the legacy-extension bridge). Every error answer, its text and
+//! its source is listed in docs/errors.md.
 
+mod answer;
 mod conn;
 mod params;
 mod reject;
@@ -30,6 +37,7 @@ mod respond;
 
 use core::fmt;
 
+pub use answer::{Answer, Issue, Minted, Received, Request, Verdict};
 pub use conn::{Handled, Outcome, Response, ServerConnection};
 pub use reject::{Provenance, Rejection};
 pub use relay::{Relay, RelayRequest, Relayed, Reply};
@@ -43,12 +51,12 @@ pub const MAX_PARAMS: usize = 16;
 
 /// Path of the IMDS token endpoint.
 pub const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
-/// Path of the IMDS identity-info endpoint (`{"tenantId":…}`, protocol.md §5.2).
+/// Path of the IMDS identity-info endpoint (`{"tenantId":…}`, docs/protocol.md §5.2).
 pub const IMDS_INFO_PATH: &str = "/metadata/identity/info";
 /// Path of the legacy VM extension's token endpoint.
 pub const EXTENSION_TOKEN_PATH: &str = "/oauth2/token";
 
-/// The `api-version`s the identity endpoints accept by default: the versions of protocol.md §1.6
+/// The `api-version`s the identity endpoints accept by default: the versions of docs/protocol.md §1.6
 /// from `2018-02-01` on (the identity category did not exist before it).
 pub const IDENTITY_API_VERSIONS: [&str; 30] = [
     "2025-04-07",
@@ -445,8 +453,8 @@ impl core::error::Error for HandleError {}
 /// token from the [`Issuer`]. The request-line limit plus the largest token (a few KiB) is always
 /// enough; 16 KiB is a comfortable default.
 #[derive(Debug)]
-pub struct Server<'s, 'a, const N: usize> {
-    table: &'s IdentityTable<'a, N>,
+pub struct Server<'s, 'a, S, const N: usize> {
+    table: &'a IdentityTable<S, N>,
     config: Config<'s>,
     work: &'s mut [u8],
 }
@@ -461,9 +469,9 @@ pub enum Endpoint {
     Info,
 }
 
-impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
+impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
     /// A server answering from `table` as `config` says, with `work` as scratch space.
-    pub fn new(table: &'s IdentityTable<'a, N>, config: Config<'s>, work: &'s mut [u8]) -> Self {
+    pub fn new(table: &'a IdentityTable<S, N>, config: Config<'s>, work: &'s mut [u8]) -> Self {
         Server {
             table,
             config,
@@ -477,7 +485,7 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
     }
 
     /// The identity table.
-    pub fn table(&self) -> &'s IdentityTable<'a, N> {
+    pub fn table(&self) -> &'a IdentityTable<S, N> {
         self.table
     }
 
@@ -503,8 +511,8 @@ impl<'s, 'a, const N: usize> Server<'s, 'a, N> {
 }
 
 /// [`Server::decide`] without borrowing the server.
-pub(crate) fn decide_with<'a, 'w, const N: usize>(
-    table: &IdentityTable<'a, N>,
+pub(crate) fn decide_with<'a, 'w, S: AsRef<str>, const N: usize>(
+    table: &'a IdentityTable<S, N>,
     config: &Config<'_>,
     req: &RequestView<'_>,
     work: &'w mut [u8],
@@ -516,8 +524,8 @@ pub(crate) fn decide_with<'a, 'w, const N: usize>(
 }
 
 #[allow(clippy::type_complexity)]
-fn decide_inner<'a, 'w, const N: usize>(
-    table: &IdentityTable<'a, N>,
+fn decide_inner<'a, 'w, S: AsRef<str>, const N: usize>(
+    table: &'a IdentityTable<S, N>,
     config: &Config<'_>,
     req: &RequestView<'_>,
     work: &'w mut [u8],

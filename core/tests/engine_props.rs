@@ -81,10 +81,15 @@ proptest! {
         sim.run_until(sim.now + 300 * S);
         prop_assert!(sim.callers.iter().all(|c| c.answer.is_some()));
         prop_assert_eq!(sim.engine.waiting(), 0);
-        prop_assert_eq!(sim.engine.in_flight(), 0);
         prop_assert!(sim.max_in_flight <= 5);
         prop_assert_eq!(sim.throttled_by_imds, 0);
-        if !refresh_ahead {
+        if refresh_ahead {
+            // Background refreshes go on for as long as tokens are cached (a 60 s token is
+            // refreshed every 30 s): one may be on the wire when the run stops, with nobody
+            // waiting on it.
+            prop_assert!(sim.engine.in_flight() <= 5);
+        } else {
+            prop_assert_eq!(sim.engine.in_flight(), 0);
             prop_assert_eq!(sim.engine.flights(), 0);
         }
     }

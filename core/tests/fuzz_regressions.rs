@@ -18,7 +18,7 @@ fn token_raw_del_in_access_token() {
     // The shape the fuzzer found: the real IMDS token body with one byte of the JWT turned DEL.
     let fixture = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/imds-token-body.json"
+        "/../fixtures/imds-token-body.json"
     ));
     let mut body = fixture.as_bytes().to_vec();
     let at = fixture.find("eyJ").expect("a JWT") + 100;

@@ -11,7 +11,7 @@ use mitoken_core::request::{Endpoint, Selector, TokenRequest};
 
 const OK_CHUNKED: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-response-chunked.http"
+    "/../fixtures/imds-token-response-chunked.http"
 ));
 
 /// Accepts writes of at most `write_step` bytes; answers reads with at most `read_step` bytes.

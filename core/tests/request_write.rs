@@ -276,10 +276,11 @@ fn options_api_version_bypass_cache_keep_alive() {
              Host: 169.254.169.254\r\nMetadata: true\r\nConnection: keep-alive\r\nAccept: application/json\r\nUser-Agent: {USER_AGENT}\r\n\r\n"
         )
     );
-    // The extension style sends neither api-version nor bypass_cache.
+    // The extension style sends no api-version, but bypass_cache when asked for (the emulator
+    // and the bridge honour it there too).
     let got = String::from_utf8(write_vec(&req, &Endpoint::Extension).unwrap()).unwrap();
     assert!(got.starts_with(&format!(
-        "GET /oauth2/token?resource=https%3A%2F%2Fstorage.azure.com%2F&object_id={OBJECT} HTTP/1.1\r\n"
+        "GET /oauth2/token?resource=https%3A%2F%2Fstorage.azure.com%2F&object_id={OBJECT}&bypass_cache=true HTTP/1.1\r\n"
     )));
     assert_eq!(TokenRequest::new("x").api_version, DEFAULT_API_VERSION);
 }
@@ -728,7 +729,7 @@ mod cross_check {
             if let Some(s) = sel {
                 want.push((s.param().to_owned(), id.clone()));
             }
-            if bypass && endpoint.style() == Style::Imds {
+            if bypass {
                 want.push(("bypass_cache".to_owned(), "true".to_owned()));
             }
             prop_assert_eq!(pairs, want);

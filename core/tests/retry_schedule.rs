@@ -349,7 +349,7 @@ fn errors_display_and_roll_up() {
             last: AttemptResult::status(503, Some(2))
         }
         .to_string(),
-        "gave up after 6 attempts (last: HTTP 503 (Retry-After 2 s))"
+        "gave up after 6 attempts, the last: HTTP 503, Retry-After 2 s"
     );
     assert_eq!(RetryPolicy::default(), RetryPolicy::IMDS);
 }

@@ -15,21 +15,21 @@ const RESOURCE: &str = "https://vault.azure.net";
 
 fn new_server<'s>(
     flavor: Flavor,
-    t: &'s IdentityTable<'static, 8>,
+    t: &'s IdentityTable<&'static str, 8>,
     work: &'s mut Vec<u8>,
-) -> Server<'s, 'static, 8> {
+) -> Server<'s, 's, &'static str, 8> {
     work.resize(16 * 1024, 0);
     Server::new(t, Config::new(flavor).with_tenant_id(TENANT), work)
 }
 
 /// Feeds `bytes` to the server `k` bytes at a time growing (every prefix), expecting `Partial`
 /// until the whole request is there.
-fn serve_split(
-    server: &mut Server<'_, 'static, 8>,
+fn serve_split<'s>(
+    server: &mut Server<'_, 's, &'static str, 8>,
     bytes: &[u8],
     cut: usize,
     issuer: &mut TestIssuer,
-) -> (Response<'static>, Vec<u8>) {
+) -> (Response<'s>, Vec<u8>) {
     let mut conn = server.connection();
     let mut out = vec![0u8; 8192];
     let mut buf = bytes[..cut].to_vec();

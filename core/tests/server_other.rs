@@ -84,7 +84,8 @@ fn serve(
     request: &[u8],
     out_len: usize,
 ) -> Result<Served, HandleError> {
-    let table: &'static IdentityTable<'static, 8> = Box::leak(Box::new(table(flavor, SAMI_UA2)));
+    let table: &'static IdentityTable<&'static str, 8> =
+        Box::leak(Box::new(table(flavor, SAMI_UA2)));
     let mut work = vec![0u8; 16 * 1024];
     let mut server = Server::new(table, Config::new(flavor).with_tenant_id(TENANT), &mut work);
     let mut conn = server.connection();
@@ -172,7 +173,7 @@ fn large_shell_bodies_ask_for_a_larger_output_buffer() {
     assert_eq!((status, body.len()), (200, 20_000));
     // HEAD: the head says how long the body is, but the body is not sent.
     let req = b"HEAD /jwks HTTP/1.1\r\n\r\n";
-    let table: &'static IdentityTable<'static, 8> =
+    let table: &'static IdentityTable<&'static str, 8> =
         Box::leak(Box::new(table(Flavor::Imds, SAMI_UA2)));
     let mut work = vec![0u8; 16 * 1024];
     let mut server = Server::new(table, Config::new(Flavor::Imds), &mut work);

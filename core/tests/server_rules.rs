@@ -1,4 +1,4 @@
-//! Table-driven conformance: one case per applicable row of protocol.md §1.9 (error catalogue)
+//! Table-driven conformance: one case per applicable row of docs/protocol.md §1.9 (error catalogue)
 //! and §3 (default-identity rules), for both flavors: VM configuration × request → status,
 //! `error`, `error_description` (or the identity whose token is returned).
 

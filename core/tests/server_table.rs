@@ -10,7 +10,7 @@ fn ids(n: usize) -> Vec<(String, String, String)> {
             (
                 Guid(0x1000_0000 + i).to_string(),
                 Guid(0x2000_0000 + i).to_string().to_uppercase(),
-                format!("/subscriptions/s/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-{i}"),
+                format!("/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uami-{i}"),
             )
         })
         .collect()
@@ -18,7 +18,7 @@ fn ids(n: usize) -> Vec<(String, String, String)> {
 
 fn at_limit<const N: usize>(flavor: Flavor, limit: usize, message: &str) {
     let ids = ids(limit + 1);
-    let mut table: Box<IdentityTable<'_, N>> = Box::new(IdentityTable::new(flavor));
+    let mut table: Box<IdentityTable<&str, N>> = Box::new(IdentityTable::new(flavor));
     for (i, (c, o, r)) in ids.iter().enumerate() {
         let got = table.insert(Identity::user_assigned(c, o, r));
         if i < limit {

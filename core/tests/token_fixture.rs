@@ -1,4 +1,4 @@
-//! The shared fixtures (`../shared/fixtures/`), for the token tests and the benchmarks through
+//! The IMDS fixtures (`fixtures/` at the repository root), for the token tests and the benchmarks through
 //! `#[path]` modules.
 #![allow(dead_code)]
 
@@ -6,7 +6,7 @@
 /// value a string.
 pub const IMDS_TOKEN_BODY: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-body.json"
+    "/../fixtures/imds-token-body.json"
 ));
 
 /// The 400 "Identity not found" body (`imds-error-400.http`).
@@ -20,5 +20,5 @@ pub const IMDS_ERROR_429_BODY: &str =
 /// The whole `200 OK` response with `Content-Length` (`imds-token-response.http`).
 pub const IMDS_TOKEN_RESPONSE: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-response.http"
+    "/../fixtures/imds-token-response.http"
 ));

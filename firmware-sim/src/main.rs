@@ -137,14 +137,9 @@ fn selector(pick: Pick<'_>) -> Option<Selector<'_>> {
 
 fn request<'a>(resource: &'a str, pick: Pick<'a>) -> TokenRequest<'a> {
     let req = TokenRequest::new(resource);
-    match pick {
-        Pick::System => req,
-        Pick::ClientId(id) => req.with_selector(Selector::ClientId(id)),
-        Pick::ObjectId(id) => req.with_selector(Selector::ObjectId(id)),
-        Pick::MsiResId(id) => req.with_selector(Selector::ResourceId {
-            id,
-            param: ResIdParam::MsiResId,
-        }),
+    match selector(pick) {
+        Some(s) => req.with_selector(s),
+        None => req,
     }
 }
 
@@ -366,9 +361,10 @@ fn run(start_info: u32) -> u32 {
         timeout_ms: settings.timeout_ms,
     };
     let engine = ENGINE.take().expect("taken once");
+    let retry = retry_policy(settings.retry_div);
     engine.configure(
         EngineConfig::DEFAULT
-            .with_retry(retry_policy(settings.retry_div))
+            .with_retry(retry)
             .with_refresh_ahead(false),
     );
     engine.reseed(jitter_draw());
@@ -382,7 +378,7 @@ fn run(start_info: u32) -> u32 {
         let key = CacheKey::new(endpoint, selector(pick), settings.resource);
         let started = clock.micros();
         let now = time.unix_ms();
-        let deadline = now + retry_policy(settings.retry_div).deadline_ms + settings.timeout_ms;
+        let deadline = now + retry.deadline_ms + settings.timeout_ms;
         let ticket = match engine.request(&key, now, deadline, false) {
             Ok(Ask::Ready(token)) => {
                 t.cached += 1;

@@ -60,7 +60,7 @@ fn serve(flavor: Flavor, wire: &[u8], cuts: &[usize]) -> Vec<Answer> {
             );
             assert!(r.len <= out.len());
             if let Outcome::Token { resolved, .. } | Outcome::Closed { resolved } = r.outcome {
-                assert_eq!(t.get(resolved.slot), Some(&resolved.identity));
+                assert_eq!(t.get(resolved.slot), Some(resolved.identity));
             }
             // The parser skips one empty line before a request line (RFC 9112 §2.2).
             let head_only = input

@@ -79,7 +79,7 @@ pub const UAMIS: [(&str, &str, &str); 3] = [
 
 /// A table for `flavor` with or without the system-assigned identity and the first `uamis`
 /// (at most 3) user-assigned ones.
-pub fn table(flavor: Flavor, sami: bool, uamis: usize) -> IdentityTable<'static, 4> {
+pub fn table(flavor: Flavor, sami: bool, uamis: usize) -> IdentityTable<&'static str, 4> {
     let mut t = IdentityTable::new(flavor);
     if sami {
         t.insert(Identity::system_assigned(SAMI.0, SAMI.1))

@@ -8,6 +8,7 @@ use crate::emulate::config::Flavor;
 use crate::emulate::faults::FaultRule;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mitoken_core::identity::{Guid, is_user_assigned_resource_id};
 
 /// mitoken: Azure managed-identity tokens from IMDS, an IMDS emulator, and a bridge for the
 /// retired VM-extension endpoint.
@@ -183,13 +184,14 @@ pub struct TokenArgs {
     #[arg(long, short = 'r', value_name = "URI")]
     pub resource: String,
     /// Select a user-assigned identity by its client (application) id.
-    #[arg(long, value_name = "GUID", group = "selector")]
+    #[arg(long, value_name = "GUID", group = "selector", value_parser = parse_guid)]
     pub client_id: Option<String>,
     /// Select a user-assigned identity by its object (principal) id.
-    #[arg(long, value_name = "GUID", group = "selector")]
+    #[arg(long, value_name = "GUID", group = "selector", value_parser = parse_guid)]
     pub object_id: Option<String>,
-    /// Select a user-assigned identity by its ARM resource id (sent as `msi_res_id`).
-    #[arg(long, value_name = "ARM_ID", group = "selector")]
+    /// Select a user-assigned identity by its ARM resource id (sent as `msi_res_id`):
+    /// `/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`.
+    #[arg(long, value_name = "ARM_ID", group = "selector", value_parser = parse_resource_id)]
     pub resource_id: Option<String>,
     /// Where to ask: `imds` (169.254.169.254), `extension` (localhost:50342, the retired VM
     /// extension) or a base URL such as `http://127.0.0.1:8080` (IMDS-style paths). Defaults to
@@ -225,6 +227,31 @@ pub enum OutputFormat {
     /// The shape `az account get-access-token` prints: `accessToken`, `expiresOn` (local
     /// time), `expires_on`, `tokenType`, and `tenant` when the token names one.
     Az,
+}
+
+/// A client or object id, checked with the core's GUID rule before anything is sent.
+fn parse_guid(s: &str) -> Result<String, String> {
+    match Guid::parse(s) {
+        Some(_) => Ok(s.to_owned()),
+        None => Err(format!(
+            "`{s}` is not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hex digits); \
+             nothing was sent"
+        )),
+    }
+}
+
+/// A user-assigned identity's ARM resource id, checked with the core's rule before anything is
+/// sent.
+fn parse_resource_id(s: &str) -> Result<String, String> {
+    if is_user_assigned_resource_id(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a user-assigned identity's resource id (expected \
+             /subscriptions/<subscription>/resourceGroups/<group>/providers/\
+             Microsoft.ManagedIdentity/userAssignedIdentities/<name>); nothing was sent"
+        ))
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

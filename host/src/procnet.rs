@@ -159,12 +159,17 @@ pub fn pid_holding(inode: u64, uid: u32, likely: &[u32], excluded: &[u32]) -> Op
     if let Some(pid) = likely.iter().copied().find(|&p| holds(p, &link)) {
         return Some(pid);
     }
-    fs::read_dir("/proc")
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
         .ok()?
         .flatten()
-        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| !excluded.contains(pid))
+        .collect();
+    // Newest first: a client that is not known yet was most likely started just now (a
+    // `curl`, a script), and it may exit soon after its answer.
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    pids.into_iter()
+        .filter(|pid| fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid))
         .find(|&pid| holds(pid, &link))
 }
 

@@ -213,7 +213,8 @@ pub enum GetTokenError {
 }
 
 fn retry_note(retry: Option<&RetryError>) -> String {
-    retry.map_or_else(String::new, |r| format!(" ({r})"))
+    // `; `, not parentheses: both parts may hold parentheses of their own.
+    retry.map_or_else(String::new, |r| format!("; {r}"))
 }
 
 impl GetTokenError {

@@ -15,15 +15,6 @@ use crate::token_client::{ClientConfig, IdentitySelector, TokenClient, TokenSpec
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
 pub const IMDS_OVERRIDE_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 
-/// Parses `--endpoint` (or its default): `imds`, `extension`, or a base URL.
-pub fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, mitoken_core::request::RequestError> {
-    match spec {
-        "imds" => Ok(Endpoint::Imds),
-        "extension" => Ok(Endpoint::Extension),
-        url => Endpoint::parse_url(url),
-    }
-}
-
 /// Runs `mitoken token`.
 pub async fn run(args: TokenArgs) -> Result<(), Failure> {
     let override_url = std::env::var(IMDS_OVERRIDE_ENV)
@@ -34,7 +25,7 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
         .clone()
         .or(override_url)
         .unwrap_or_else(|| "imds".to_owned());
-    if let Err(e) = parse_endpoint(&spec_text) {
+    if let Err(e) = Endpoint::parse_spec(&spec_text) {
         eprintln!("mitoken: --endpoint `{spec_text}`: {e}");
         return Err(Failure::Usage);
     }
@@ -60,7 +51,7 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
     let mut spec = TokenSpec::new(resource).with_selector(selector);
     spec.bypass_cache = args.bypass_cache;
 
-    let mut config = ClientConfig::new(spec_text);
+    let mut config = ClientConfig::new(spec_text.clone());
     config.api_version.clone_from(&args.api_version);
     config.cache = false;
     config.attempt_timeout = args.timeout.min(config.attempt_timeout);
@@ -79,12 +70,38 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
         Ok(Ok(token)) => print_token(&token, args.output),
         Ok(Err(e)) => {
             eprintln!("mitoken: {e}");
-            Err(e.last_failure().map_or(Failure::Usage, failure_of))
+            let failure = e.last_failure().map_or(Failure::Usage, failure_of);
+            if failure == Failure::Network {
+                eprintln!("mitoken: {}", unreachable_hint(&spec_text));
+            }
+            Err(failure)
         }
         Err(_) => {
             eprintln!("mitoken: no token within {:?}", args.timeout);
+            eprintln!("mitoken: {}", unreachable_hint(&spec_text));
             Err(Failure::Network)
         }
+    }
+}
+
+/// One line on what an unreachable endpoint most likely means and what to do, for `spec` (the
+/// `--endpoint` value in effect).
+pub fn unreachable_hint(spec: &str) -> String {
+    match spec {
+        "imds" | "extension" => format!(
+            "hint: nothing answered at the {} address: most likely this machine is not an Azure \
+             VM, or a container network or firewall blocks it; elsewhere, run `mitoken emulate` \
+             and pass its address with --endpoint URL",
+            if spec == "imds" {
+                "IMDS (169.254.169.254)"
+            } else {
+                "VM extension (localhost:50342)"
+            }
+        ),
+        url => format!(
+            "hint: nothing answered at {url}: start the token server there (for a local IMDS: \
+             `mitoken emulate --listen ADDR`) or pass the right --endpoint URL"
+        ),
     }
 }
 

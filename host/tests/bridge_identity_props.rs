@@ -5,7 +5,7 @@
 //! the in-process emulator (IMDS flavor) with a generated table and the in-process bridge
 //! pointed at it (loopback, ephemeral ports, on a tokio runtime built for the case), sends the
 //! requests to the bridge over real TCP connections — hand-written HTTP/1.1, legacy GET or form
-//! POST — and checks every answer against an oracle written from protocol.md §3 (and the
+//! POST — and checks every answer against an oracle written from docs/protocol.md §3 (and the
 //! docs/errors.md), not by calling the code under test:
 //!
 //! - the oracle resolves an identity → `200`, the answer's `resource` is the requested one, and
@@ -585,7 +585,7 @@ async fn exchange(addr: SocketAddr, wires: Vec<String>) -> Result<Vec<(u16, Stri
         .map_err(|_| "no answer within 20 s".to_owned())?
 }
 
-// ---- the oracle (protocol.md §3, docs/errors.md) -----------------
+// ---- the oracle (docs/protocol.md §3, docs/errors.md) -----------------
 
 #[derive(Debug, PartialEq, Eq)]
 enum Expected {
@@ -594,7 +594,7 @@ enum Expected {
     /// `400 invalid_request` with this description.
     Refused(&'static str),
     /// An empty selector: `400 invalid_request`, `Identity not found` (it names no identity)
-    /// or the bridge's own refusal of a parameter it cannot send to IMDS (docs/bridge.md, `mitoken
+    /// or the bridge's own refusal of a parameter it cannot send to IMDS (README, `mitoken
     /// bridge`, "Errors"): the bridge does not forward `client_id=`.
     RefusedEmpty,
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by mitoken's end-to-end tests: locating (and building once) the real `mitoken`
-//! binary, and reading the shared fixtures.
+//! binary, and reading the IMDS fixtures (`fixtures/`).
 #![forbid(unsafe_code)]
 
 pub mod hostile;
@@ -15,12 +15,12 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Path of a file in `../shared/fixtures/` (next to the project checkout).
+/// Path of a file in the repository's `fixtures/` folder.
 pub fn fixture_path(name: &str) -> PathBuf {
-    workspace_root().join("../shared/fixtures").join(name)
+    workspace_root().join("fixtures").join(name)
 }
 
-/// Bytes of a shared fixture.
+/// Bytes of a fixture in `fixtures/`.
 ///
 /// # Panics
 /// If the fixture cannot be read (a broken test setup).

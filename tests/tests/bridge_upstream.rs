@@ -66,7 +66,7 @@ fn legacy_client(
     (status, v["body"].clone(), v["seconds"].as_f64().unwrap())
 }
 
-/// The legacy token shape (protocol.md §2.3): exactly these fields, every value a string.
+/// The legacy token shape (docs/protocol.md §2.3): exactly these fields, every value a string.
 fn assert_legacy_token(body: &serde_json::Value, resource: &str, appid: &str) {
     let obj = body.as_object().expect("an object");
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();

@@ -121,7 +121,7 @@ impl Round {
             self.fds_held
         );
         assert!(
-            self.while_held.len() >= 10,
+            self.while_held.len() >= 3,
             "{}: only {} good requests while held",
             kind.name(),
             self.while_held.len()

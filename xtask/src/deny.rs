@@ -2,7 +2,8 @@
 //! `deny.toml` — licenses (an allow-list), bans (duplicate versions, wildcards), sources
 //! (crates.io only) and, when a `RustSec` advisory database is at hand, advisories.
 //!
-//! Installs `cargo-deny` (`cargo install cargo-deny --locked`) when it is missing. Advisories:
+//! Installs `cargo-deny` (`cargo install cargo-deny --locked`, its release profile's fat LTO and
+//! single codegen unit overridden: the slow part of its build) when it is missing. Advisories:
 //! a local database (`~/.cargo/advisory-db*`, as `cargo deny fetch` leaves it) is used offline;
 //! without one, `cargo deny fetch db` is tried once with a time limit; if that fails too (no
 //! network to the database's git host), the advisories check is skipped with a printed note and
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::fetch::fetch;
 use crate::{cargo, run};
 
 /// How long `cargo deny fetch` may try before the advisories check is skipped.
@@ -35,10 +37,14 @@ pub fn deny(root: &Path) -> crate::Result {
     // `deny.toml`'s duplicate-version exceptions cover both workspaces; each may leave one of
     // them unused (`unmatched-skip` is allowed there, per workspace).
     for (name, manifest) in [
-        ("workspace", root.join("Cargo.toml")),
-        ("firmware-sim", root.join("firmware-sim/Cargo.toml")),
+        ("workspace", "Cargo.toml"),
+        ("firmware-sim", "firmware-sim/Cargo.toml"),
+        ("capi", "capi/Cargo.toml"),
     ] {
         println!("deny: {name}");
+        // `--offline` below: the crates must be in the cargo home already, whatever ran before.
+        fetch(root, manifest)?;
+        let manifest = root.join(manifest);
         let mut cmd = cargo(root);
         cmd.args([
             "deny",
@@ -67,8 +73,20 @@ fn ensure_cargo_deny(root: &Path) -> crate::Result {
     if present {
         return Ok(());
     }
-    println!("deny: installing cargo-deny (once per machine; a few minutes)");
-    run(cargo(root).args(["install", "cargo-deny", "--locked"]))
+    println!(
+        "deny: installing cargo-deny (once per machine; a few minutes): cargo install cargo-deny \
+         --locked, without its release profile's fat LTO and single codegen unit"
+    );
+    let started = Instant::now();
+    // cargo-deny has no optional features to leave out; its build time is its profile's
+    // `lto = "fat"`, `codegen-units = 1`. Cargo's environment overrides the manifest's profile;
+    // the checks are the same, only the binary is a little larger and slower (seconds here).
+    run(cargo(root)
+        .args(["install", "cargo-deny", "--locked"])
+        .env("CARGO_PROFILE_RELEASE_LTO", "off")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"))?;
+    println!("deny: cargo-deny installed in {:.0?}", started.elapsed());
+    Ok(())
 }
 
 /// `~/.cargo` (or `$CARGO_HOME`).

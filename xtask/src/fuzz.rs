@@ -2,7 +2,7 @@
 //! each, fails on the first crash (leaving its input under `fuzz/artifacts/<target>/`), and
 //! reports executions per target, optionally into `docs/fuzzing.md`.
 //!
-//! Before running, the shared fixtures (`../shared/fixtures/`) are copied into the corpora as
+//! Before running, the IMDS fixtures (`fixtures/`) are copied into the corpora as
 //! `fixture-*` seeds, next to the checked-in `seed-*` files; libFuzzer adds its own finds to the
 //! same directories (git ignores everything there but `seed-*`).
 
@@ -153,12 +153,15 @@ fn ensure_cargo_fuzz(root: &Path) -> crate::Result {
         return Ok(());
     }
     println!("fuzz: installing cargo-fuzz");
-    run(cargo(root).args(["install", "cargo-fuzz", "--locked"]))
+    let started = Instant::now();
+    run(cargo(root).args(["install", "cargo-fuzz", "--locked"]))?;
+    println!("fuzz: cargo-fuzz installed in {:.0?}", started.elapsed());
+    Ok(())
 }
 
-/// Copies the shared fixtures into the corpora as `fixture-*` seeds (split byte first).
+/// Copies the IMDS fixtures (`fixtures/`) into the corpora as `fixture-*` seeds (split byte first).
 fn seed_corpora(root: &Path, fuzz_dir: &Path) -> crate::Result {
-    let fixtures = root.join("../shared/fixtures");
+    let fixtures = root.join("fixtures");
     let io = |e: std::io::Error| StepFailed {
         step: "seed the fuzz corpora".into(),
         reason: e.to_string(),
@@ -166,10 +169,10 @@ fn seed_corpora(root: &Path, fuzz_dir: &Path) -> crate::Result {
     for target in TARGETS {
         fs::create_dir_all(fuzz_dir.join("corpus").join(target)).map_err(io)?;
     }
-    let Ok(entries) = fs::read_dir(&fixtures) else {
-        println!("fuzz: no {} (only checked-in seeds)", fixtures.display());
-        return Ok(());
-    };
+    let entries = fs::read_dir(&fixtures).map_err(|e| StepFailed {
+        step: "seed the fuzz corpora".into(),
+        reason: format!("{}: {e}", fixtures.display()),
+    })?;
     let write = |target: &str, name: String, split: u8, bytes: &[u8]| {
         let mut seed = vec![split];
         seed.extend_from_slice(bytes);

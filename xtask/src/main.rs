@@ -2,10 +2,14 @@
 //!
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
-//! - `ci`: everything CI runs: format check, clippy (`-D warnings`), the whole test suite, and
-//!   the no_std proof, the C API, the Debian package's install test, `cargo deny`, a benchmark
-//!   smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of
-//!   each fuzz target.
+//! - `ci`: everything CI runs: `cargo fetch` of every workspace, format check, clippy
+//!   (`-D warnings`), the whole test suite, the compatibility matrix (real Azure SDKs), the
+//!   no_std proof, the C API, the Debian package's install test, `cargo deny`, a benchmark
+//!   smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of each fuzz target; it ends with
+//!   the compatibility matrix and one line of totals (tests per step and overall, each step's
+//!   time).
+//! - `fresh-ci`: the rehearsal of a fresh machine: `.ci/run` in a fresh clone of `HEAD` with an
+//!   empty cargo home and the apt-installed tools removed first (`docs/development.md`).
 //! - `nostd`: only the no_std proof.
 //! - `capi`: the C API: its checks, header check, no allocator symbols, `fetch_token.c` against
 //!   the emulator (natively and under valgrind), code size and stack (`docs/c-api.md`).
@@ -31,10 +35,15 @@ mod capi;
 mod deny;
 mod dist;
 mod elf;
+mod fetch;
+mod fresh;
 mod fuzz;
 mod nostd;
 mod relay;
 mod sim;
+mod summary;
+
+use summary::Summary;
 
 /// A failed step: what ran and why it failed.
 #[derive(Debug)]
@@ -59,7 +68,8 @@ fn main() -> ExitCode {
         return relay::main(&args[1..]);
     }
     let outcome = match task {
-        "ci" => ci(),
+        "ci" => return ci(),
+        "fresh-ci" => return fresh::fresh_ci(&root()),
         "nostd" => nostd::prove(&root()),
         "capi" => capi::capi(&root()),
         "deny" => deny::deny(&root()),
@@ -95,8 +105,9 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      format check, clippy -D warnings, all tests, compatibility matrix (real SDKs),\n          \
-                 no_std proof, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
+         ci      fetch, format check, clippy -D warnings, all tests, compatibility matrix (real SDKs),\n          \
+                 no_std proof, C API, package test, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
+         fresh-ci  rehearse a fresh machine: .ci/run in a fresh clone of HEAD, empty CARGO_HOME, apt tools removed\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          capi    C API: header check, nm (no malloc), fetch_token.c vs the emulator + valgrind, size, stack\n  \
          deny    cargo deny: licenses, duplicate versions, sources, advisories (local db)\n  \
@@ -116,14 +127,31 @@ pub fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn ci() -> Result {
+fn ci() -> ExitCode {
     let root = root();
-    let started = Instant::now();
-    step("format check", || {
-        run(cargo(&root).args(["fmt", "--all", "--", "--check"]))
+    let mut summary = Summary::start();
+    let outcome = ci_steps(&root, &mut summary);
+    if let Err(e) = &outcome {
+        eprintln!("xtask: FAILED: {e}");
+    }
+    println!("{}", summary.line());
+    if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The steps of `cargo xtask ci`, in order; the first failure stops the run.
+fn ci_steps(root: &Path, s: &mut Summary) -> Result {
+    s.step("fetch the crates of every workspace", "fetch", || {
+        fetch::fetch_all(root)
     })?;
-    step("clippy", || {
-        run(cargo(&root).args([
+    s.step("format check", "fmt", || {
+        run(cargo(root).args(["fmt", "--all", "--", "--check"]))
+    })?;
+    s.step("clippy", "clippy", || {
+        run(cargo(root).args([
             "clippy",
             "--workspace",
             "--all-targets",
@@ -132,14 +160,29 @@ fn ci() -> Result {
             "warnings",
         ]))
     })?;
-    step("tests", || {
-        run(cargo(&root).args(["test", "--workspace", "--all-targets"]))
+    s.test_step(
+        "tests",
+        "tests",
+        cargo(root).args(["test", "--workspace", "--all-targets", "--no-fail-fast"]),
+    )?;
+    s.test_step(
+        "doc tests",
+        "doc tests",
+        cargo(root).args(["test", "--workspace", "--doc", "--no-fail-fast"]),
+    )?;
+    s.step("no_std proof", "nostd", || nostd::prove(root))?;
+    s.step(
+        "cargo deny (licenses, bans, sources, advisories)",
+        "deny",
+        || deny::deny(root),
+    )?;
+    s.step("benchmark smoke", "bench smoke", || {
+        bench::run_bench(root, true)
     })?;
-    step("doc tests", || {
-        run(cargo(&root).args(["test", "--workspace", "--doc"]))
-    })?;
-    step("compatibility matrix (real Azure SDKs, unmodified)", || {
-        run(cargo(&root).args([
+    s.test_step(
+        "compatibility matrix (real Azure SDKs, unmodified)",
+        "compat",
+        cargo(root).args([
             "test",
             "-p",
             "mitoken-tests",
@@ -148,21 +191,16 @@ fn ci() -> Result {
             "--",
             "--ignored",
             "--nocapture",
-        ]))
+        ]),
+    )?;
+    s.step("C API", "capi", || capi::capi(root))?;
+    s.step("package: dist, dpkg -i/-r/--purge", "package", || {
+        dist::dist(root).and_then(|a| dist::test_package(&a))
     })?;
-    step("no_std proof", || nostd::prove(&root))?;
-    step("C API", || capi::capi(&root))?;
-    step("package: dist, dpkg -i/-r/--purge", || {
-        dist::dist(&root).and_then(|a| dist::test_package(&a))
-    })?;
-    step("cargo deny (licenses, bans, sources, advisories)", || {
-        deny::deny(&root)
-    })?;
-    step("benchmark smoke", || bench::run_bench(&root, true))?;
-    step("firmware-sim format check", || {
+    s.step("firmware-sim format check", "sim fmt", || {
         run(cargo(&root.join("firmware-sim")).args(["fmt", "--", "--check"]))
     })?;
-    step("firmware-sim clippy", || {
+    s.step("firmware-sim clippy", "sim clippy", || {
         run(cargo(&root.join("firmware-sim")).args([
             "clippy",
             "--release",
@@ -172,10 +210,10 @@ fn ci() -> Result {
             "warnings",
         ]))
     })?;
-    step("firmware sim", || sim::sim(&root))?;
-    step("fuzz (30 s per target)", || {
+    s.step("firmware sim", "sim", || sim::sim(root))?;
+    s.step("fuzz (30 s per target)", "fuzz", || {
         fuzz::run_fuzz(
-            &root,
+            root,
             &fuzz::Options {
                 seconds: 30,
                 target: None,
@@ -183,8 +221,7 @@ fn ci() -> Result {
             },
         )
     })?;
-    print_compat_table(&root);
-    println!("xtask ci: all green in {:.0?}", started.elapsed());
+    print_compat_table(root);
     Ok(())
 }
 

@@ -252,7 +252,7 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 const QEMU_INSTALL_HINT: &str = "install QEMU from bookworm-backports (the same version as the \
 preinstalled qemu-utils, which Debian 12's own qemu-system-x86 would remove):\n  \
 echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/bookworm-backports.list\n  \
-apt-get update && apt-get install -y -t bookworm-backports qemu-system-x86";
+apt-get update && apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86";
 
 /// Finds `qemu-system-x86_64`, installing it from bookworm-backports when we are root on
 /// Debian 12, or says exactly what to run.
@@ -302,6 +302,7 @@ fn ensure_qemu() -> Result<PathBuf, StepFailed> {
             "install",
             "-y",
             "-q",
+            "--no-install-recommends",
             "-t",
             "bookworm-backports",
             "qemu-system-x86",

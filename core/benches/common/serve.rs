@@ -49,7 +49,7 @@ fn leak(s: String) -> &'static str {
 }
 
 /// A VM with a system-assigned identity and `n` user-assigned ones.
-pub type Table = IdentityTable<'static, MAX_IDENTITIES>;
+pub type Table = IdentityTable<&'static str, MAX_IDENTITIES>;
 
 /// The identity table of a VM with a system-assigned identity and `n` user-assigned ones (boxed:
 /// an IMDS-sized table is ~100 KB).

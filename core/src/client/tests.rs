@@ -1,23 +1,23 @@
-//! Exchange tests over the shared fixtures, fed at every split.
+//! Exchange tests over the IMDS fixtures (`fixtures/`), fed at every split.
 
 use super::*;
 use crate::request::Selector;
 
 const OK: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-response.http"
+    "/../fixtures/imds-token-response.http"
 ));
 const OK_CHUNKED: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-token-response-chunked.http"
+    "/../fixtures/imds-token-response-chunked.http"
 ));
 const NOT_FOUND: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-error-400.http"
+    "/../fixtures/imds-error-400.http"
 ));
 const THROTTLED: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/imds-error-429.http"
+    "/../fixtures/imds-error-429.http"
 ));
 
 /// Runs a whole exchange, delivering `response` in pieces of at most `step` bytes (and sending
@@ -185,4 +185,29 @@ fn out_of_order_calls_are_misuse_not_panics() {
     ex.sent(n);
     assert_eq!(ex.received(usize::MAX), Err(ClientError::Misuse));
     assert_eq!(ex.finish(0).unwrap_err(), ClientError::Misuse);
+}
+
+#[test]
+fn control_chars_found_on_bytes_as_by_chars() {
+    // Every char up to U+0800 (all of C0, DEL, C1 and their neighbours), alone and between
+    // ASCII letters, and a few above.
+    let chars = (0..0x800u32)
+        .chain([0xFEFF, 0x2028, 0x1_F600])
+        .filter_map(char::from_u32);
+    for c in chars {
+        let mut buf = [0u8; 8];
+        let text = c.encode_utf8(&mut buf[1..]);
+        let len = text.len();
+        buf[0] = b'a';
+        buf[len + 1] = b'z';
+        let framed = core::str::from_utf8(&buf[..len + 2]).unwrap();
+        for s in [framed, &framed[1..=len]] {
+            assert_eq!(
+                has_control_char(s),
+                s.chars().any(char::is_control),
+                "U+{:04X} in {s:?}",
+                u32::from(c)
+            );
+        }
+    }
 }

@@ -48,12 +48,21 @@ enum Phase {
     Done,
 }
 
+/// Which parser a [`Core`] method runs for: a const parameter (`true` for requests), so each
+/// parser's copy holds only its own kind's code (the firmware links no request parsing).
+const fn kind<const REQUEST: bool>() -> Kind {
+    if REQUEST {
+        Kind::Request
+    } else {
+        Kind::Response
+    }
+}
+
 /// State shared by both parsers: where validation stopped and what the validated lines said.
 #[derive(Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // independent facts gathered from independent headers
 struct Core {
     limits: Limits,
-    kind: Kind,
     phase: Phase,
     /// Start of the next line to validate.
     pos: usize,
@@ -84,10 +93,9 @@ struct Core {
 }
 
 impl Core {
-    const fn new(kind: Kind, limits: Limits) -> Self {
+    const fn new(limits: Limits) -> Self {
         Self {
             limits,
-            kind,
             phase: Phase::StartLine,
             pos: 0,
             scan: 0,
@@ -117,7 +125,7 @@ impl Core {
 
     /// Validates complete lines from where the last call stopped. `Ok(true)` once the head is
     /// complete (`self.pos` is then its length).
-    fn advance(&mut self, buf: &[u8]) -> Result<bool, HttpError> {
+    fn advance<const REQUEST: bool>(&mut self, buf: &[u8]) -> Result<bool, HttpError> {
         if buf.len() < self.pos {
             return Err(HttpError::BufferMismatch);
         }
@@ -135,9 +143,9 @@ impl Core {
             }
             if self.phase == Phase::StartLine {
                 // Refuse binary garbage (TLS, HTTP/2 to a client…) without waiting for a line.
-                self.check_start_prefix(buf)?;
+                self.check_start_prefix::<REQUEST>(buf)?;
             }
-            let lf_ok = self.kind == Kind::Response;
+            let lf_ok = kind::<REQUEST>() == Kind::Response;
             let Some(line) = next_line(
                 buf,
                 self.pos,
@@ -152,7 +160,7 @@ impl Core {
                 .get(line.start..line.end)
                 .ok_or(HttpError::BufferMismatch)?;
             match self.phase {
-                Phase::StartLine => match self.kind {
+                Phase::StartLine => match kind::<REQUEST>() {
                     Kind::Response => {
                         self.status_line(content, line.start)?;
                         self.start_headers(line.next);
@@ -168,10 +176,10 @@ impl Core {
                 },
                 Phase::Headers if content.is_empty() => {
                     self.block.end = line.start;
-                    self.finish();
+                    self.finish::<REQUEST>();
                     self.phase = Phase::Done;
                 }
-                Phase::Headers => self.field(content)?,
+                Phase::Headers => self.field::<REQUEST>(content)?,
                 Phase::Done => {}
             }
             self.pos = line.next;
@@ -182,14 +190,14 @@ impl Core {
     /// Early check of an incomplete start line: a response must begin with `HTTP/`, a
     /// request with a token. Runs before the line is split so that the outcome does not depend
     /// on how the bytes were cut.
-    fn check_start_prefix(&mut self, buf: &[u8]) -> Result<(), HttpError> {
+    fn check_start_prefix<const REQUEST: bool>(&mut self, buf: &[u8]) -> Result<(), HttpError> {
         // Only bytes a line may hold are looked at, so a too-long line is reported the same
         // way however the input was split.
         let end = buf
             .len()
             .min(self.pos.saturating_add(self.limits.max_line_len));
         let rest = buf.get(self.pos..end).ok_or(HttpError::BufferMismatch)?;
-        match self.kind {
+        match kind::<REQUEST>() {
             Kind::Response => {
                 let n = rest.len().min(5);
                 if rest.get(..n) != b"HTTP/".get(..n) {
@@ -299,7 +307,7 @@ impl Core {
         Ok(())
     }
 
-    fn field(&mut self, line: &[u8]) -> Result<(), HttpError> {
+    fn field<const REQUEST: bool>(&mut self, line: &[u8]) -> Result<(), HttpError> {
         let f = parse_field(line)?;
         self.count = self.count.saturating_add(1);
         if self.count > self.limits.max_headers {
@@ -342,12 +350,12 @@ impl Core {
                     self.conn_keep_alive = true;
                 }
             }
-        } else if self.kind == Kind::Request && is(b"host") {
+        } else if REQUEST && is(b"host") {
             self.hosts = self.hosts.saturating_add(1);
             if self.hosts > 1 {
                 return Err(HttpError::DuplicateHost);
             }
-        } else if self.kind == Kind::Response && is(b"retry-after") && !self.retry_after_seen {
+        } else if !REQUEST && is(b"retry-after") && !self.retry_after_seen {
             self.retry_after_seen = true;
             // A malformed Retry-After is ignored rather than failing the whole response.
             self.retry_after = RetryAfter::parse(f.value).ok();
@@ -355,9 +363,9 @@ impl Core {
         Ok(())
     }
 
-    fn finish(&mut self) {
+    fn finish<const REQUEST: bool>(&mut self) {
         let body_less = matches!(self.status, 100..=199 | 204 | 304);
-        self.framing = match (self.kind, self.chunked, self.content_length) {
+        self.framing = match (kind::<REQUEST>(), self.chunked, self.content_length) {
             (Kind::Response, _, _) if body_less => Framing::None,
             (_, true, _) => Framing::Chunked,
             (_, false, Some(n)) => Framing::Length(n),
@@ -574,13 +582,13 @@ impl ResponseParser {
     /// A parser for one response head.
     pub const fn new(limits: Limits) -> Self {
         Self {
-            core: Core::new(Kind::Response, limits),
+            core: Core::new(limits),
         }
     }
 
     /// Validates what arrived since the last call; the head when the blank line is reached.
     pub fn parse<'b>(&mut self, buf: &'b [u8]) -> Result<Status<ResponseHead<'b>>, HttpError> {
-        if !self.core.advance(buf)? {
+        if !self.core.advance::<false>(buf)? {
             return Ok(Status::Partial);
         }
         Ok(self
@@ -613,7 +621,7 @@ impl ResponseParser {
 
     /// Forgets everything, to parse a new head from the start of a buffer.
     pub fn reset(&mut self) {
-        self.core = Core::new(Kind::Response, self.core.limits);
+        self.core = Core::new(self.core.limits);
     }
 }
 
@@ -637,13 +645,13 @@ impl RequestParser {
     /// A parser for one request head.
     pub const fn new(limits: Limits) -> Self {
         Self {
-            core: Core::new(Kind::Request, limits),
+            core: Core::new(limits),
         }
     }
 
     /// Validates what arrived since the last call; the head when the blank line is reached.
     pub fn parse<'b>(&mut self, buf: &'b [u8]) -> Result<Status<RequestHead<'b>>, HttpError> {
-        if !self.core.advance(buf)? {
+        if !self.core.advance::<true>(buf)? {
             return Ok(Status::Partial);
         }
         Ok(self
@@ -683,7 +691,7 @@ impl RequestParser {
 
     /// Forgets everything, to parse a new head from the start of a buffer.
     pub fn reset(&mut self) {
-        self.core = Core::new(Kind::Request, self.core.limits);
+        self.core = Core::new(self.core.limits);
     }
 }
 

@@ -1,13 +1,13 @@
 //! Per-connection parsing state and [`Server::handle`]: request bytes in, response bytes out.
 
-use super::respond::{self, HeadParams, Shape, TokenJson};
+use super::answer::{self, Answer, Minted, Request, Verdict};
+use super::respond::{self, HeadParams};
 use super::{
-    Admission, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Issuer, OtherAnswer,
-    OtherRequest, Rejection, RequestView, Server,
+    Admission, Fault, Grant, HandleError, IssueError, Issuer, OtherAnswer, OtherRequest, Rejection,
+    RequestView, Server,
 };
 use crate::http::{BodyDecoder, HttpError, Limits, Method, RequestParser, Status};
-use crate::identity::{Flavor, Resolved};
-use crate::token::Secret;
+use crate::identity::Resolved;
 use crate::write::SliceWriter;
 
 /// The parsing state of one client connection: where the current request's head and body are.
@@ -209,13 +209,7 @@ fn fill(w: &mut SliceWriter<'_>, template: &str, subs: &[(&str, &str)]) {
     w.put_str(rest);
 }
 
-/// Splits `buf` after `n` bytes (or at its end).
-fn split(buf: &mut [u8], n: usize) -> (&mut [u8], &mut [u8]) {
-    let n = n.min(buf.len());
-    buf.split_at_mut(n)
-}
-
-impl<'a, const N: usize> Server<'_, 'a, N> {
+impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
     /// Handles the request at the start of `input` on connection `conn`.
     ///
     /// `input` holds the connection's unconsumed bytes: pass the same buffer, grown at its end,
@@ -239,30 +233,13 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
         let input_len = input.len();
         let request = match conn.frame(input, super::Mode::Resolve) {
             Framed::Partial => return Ok(Handled::Partial),
-            Framed::Failed(rejection) => return self.fail(conn, rejection, input_len, out),
+            Framed::Failed(rejection) => {
+                return framing_failed(&self.config, conn, rejection, input_len, out)
+                    .map(Handled::Response);
+            }
             Framed::Request(request) => request,
         };
         let response = self.respond(&request.view, &request.ctx, now, issuer, out)?;
-        conn.reset();
-        Ok(Handled::Response(response))
-    }
-
-    /// Answers a request whose framing failed, and closes.
-    fn fail(
-        &mut self,
-        conn: &mut ServerConnection,
-        rejection: Rejection,
-        consumed: usize,
-        out: &mut [u8],
-    ) -> Result<Handled<'a>, HandleError> {
-        let ctx = Ctx {
-            keep_alive: false,
-            head_only: false,
-            consumed,
-        };
-        let config = self.config;
-        let texts = Texts::default();
-        let response = write_rejection(&config, rejection, None, &texts, &ctx, self.work, out)?;
         conn.reset();
         Ok(Handled::Response(response))
     }
@@ -341,135 +318,73 @@ impl<'a, const N: usize> Server<'_, 'a, N> {
             path: view.path,
             now,
         };
-        if let Some(fault) = issuer.admit(&admission) {
-            return write_fault(&config, &fault, None, ctx, self.work, out);
-        }
+        let request = Request::new(*view, *ctx, config.flavor);
+        let verdict = match issuer.admit(&admission) {
+            Some(fault) => Verdict::Fault(fault),
+            None => Verdict::Proceed,
+        };
         let work_len = self.work.len();
-        let (decision, rest) = super::decide_with(self.table, &config, view, &mut *self.work);
-        let texts = Texts {
-            path: view.path,
-            authority: None,
-            resource: "",
-            tenant: config.tenant_id.unwrap_or("the VM's tenant"),
+        let server = Server::new(self.table, config, &mut []);
+        let answer = server.answer(&request, &verdict, now, self.work, out)?;
+        let mut issue = match answer {
+            Answer::Response(response) => return Ok(response),
+            Answer::Issue(issue) => issue,
         };
-        let grant = match decision {
-            Decision::Token(grant) => grant,
-            Decision::Info => {
-                let tenant = config.tenant_id.unwrap_or_default();
-                let body = |o: &mut [u8]| respond::info_json(tenant, o);
-                return finish(&config, 200, None, ctx, body, Outcome::Info, out);
-            }
-            Decision::Reject(rejection) => {
-                return write_rejection(&config, rejection, None, &texts, ctx, rest, out);
-            }
-        };
-        let Grant {
-            resolved,
-            resource,
-            bypass_cache,
-        } = grant;
-        let request = IssueRequest {
-            resolved,
-            resource,
-            now,
-            bypass_cache,
-            flavor: config.flavor,
-        };
-        let minted = match issuer.issue(&request, rest) {
-            Ok(minted) => minted,
-            Err(IssueError::Close) => {
-                return Ok(Response {
-                    consumed: ctx.consumed,
-                    len: 0,
-                    status: 0,
-                    keep_alive: false,
-                    outcome: Outcome::Closed { resolved },
-                });
-            }
-            Err(IssueError::Fault(fault)) => {
-                return write_fault(&config, &fault, Some(resolved), ctx, rest, out);
+        let grant_request = issue.request;
+        let area_len = issue.area().len();
+        match issuer.issue(&grant_request, issue.area()) {
+            Ok(written) => {
+                let (config, ctx) = (issue.config(), *issue.ctx());
+                let token = issue
+                    .area()
+                    .get(..written.token_len)
+                    .and_then(|t| core::str::from_utf8(t).ok());
+                let Some(token) = token else {
+                    // The issuer claimed more than its buffer, or wrote non-UTF-8.
+                    return issue.write_error(&IssueError::Failed, out);
+                };
+                let grant = Grant {
+                    resolved: grant_request.resolved,
+                    resource: grant_request.resource,
+                    bypass_cache: grant_request.bypass_cache,
+                };
+                let minted = Minted {
+                    token,
+                    not_before: written.not_before,
+                    expires_on: written.expires_on,
+                };
+                answer::token_response(&config, &grant, &minted, now, &ctx, out)
             }
             Err(IssueError::BufferTooSmall { required }) => {
-                let used = work_len.saturating_sub(rest.len());
-                return Err(HandleError::WorkTooSmall {
+                let used = work_len.saturating_sub(area_len);
+                Err(HandleError::WorkTooSmall {
                     required: used.saturating_add(required).saturating_add(MIN_JSON_ROOM),
-                });
+                })
             }
-            Err(e) => {
-                let (rejection, retry_after) = match e {
-                    IssueError::UnknownResource => (Rejection::InvalidResource, None),
-                    IssueError::Throttled { retry_after } => (Rejection::Throttled, retry_after),
-                    IssueError::Unavailable { retry_after } => {
-                        (Rejection::Unavailable, retry_after)
-                    }
-                    _ => (Rejection::IssueFailed, None),
-                };
-                let texts = Texts { resource, ..texts };
-                return write_rejection_retry(
-                    &config,
-                    rejection,
-                    Some(resolved),
-                    &texts,
-                    retry_after,
-                    ctx,
-                    rest,
-                    out,
-                );
-            }
-        };
-        write_token(&config, &grant, &minted, now, &texts, ctx, rest, out)
+            Err(e) => issue.write_error(&e, out),
+        }
     }
 }
 
-/// Writes the 200 answer for a token the issuer wrote at the front of `area`.
-#[allow(clippy::too_many_arguments)]
-fn write_token<'a>(
+/// Answers bytes whose framing failed (400 / 431 / 413, `keep_alive: false`) and resets
+/// `conn` once written: the one answer of [`Server::handle`], [`Server::receive`] and
+/// [`Relay::handle`](super::Relay::handle) to input that is not a request.
+pub(crate) fn framing_failed(
     config: &super::Config<'_>,
-    grant: &Grant<'a, '_>,
-    minted: &super::Issued,
-    now: u64,
-    texts: &Texts<'_>,
-    ctx: &Ctx,
-    area: &mut [u8],
+    conn: &mut ServerConnection,
+    rejection: Rejection,
+    consumed: usize,
     out: &mut [u8],
-) -> Result<Response<'a>, HandleError> {
-    let resolved = grant.resolved;
-    let (token, json_area) = split(area, minted.token_len);
-    let token = (token.len() == minted.token_len)
-        .then_some(&*token)
-        .and_then(|t| core::str::from_utf8(t).ok());
-    let Some(token) = token else {
-        // The issuer claimed more than its buffer, or wrote non-UTF-8: a broken issuer.
-        return write_rejection(
-            config,
-            Rejection::IssueFailed,
-            Some(resolved),
-            texts,
-            ctx,
-            json_area,
-            out,
-        );
+) -> Result<Response<'static>, HandleError> {
+    let ctx = Ctx {
+        keep_alive: false,
+        head_only: false,
+        consumed,
     };
-    let fields = TokenJson {
-        access_token: Secret::new(token),
-        client_id: resolved.identity.client_id,
-        expires_in: minted.expires_on.saturating_sub(now),
-        expires_on: minted.expires_on,
-        ext_expires_in: config.ext_expires_in,
-        not_before: minted.not_before,
-        resource: grant.resource,
-    };
-    let shape = match config.flavor {
-        Flavor::Extension => Shape::Extension,
-        _ => Shape::Imds,
-    };
-    let body =
-        |o: &mut [u8]| respond::write_token_json(&fields, shape, o).map_err(respond::too_small);
-    let outcome = Outcome::Token {
-        resolved,
-        bypass_cache: grant.bypass_cache,
-    };
-    finish(config, 200, None, ctx, body, outcome, out)
+    let texts = Texts::default();
+    let response = write_rejection(config, rejection, None, &texts, &ctx, &mut [], out)?;
+    conn.reset();
+    Ok(response)
 }
 
 /// Room a JSON answer needs beyond the token, for the `WorkTooSmall` estimate.
@@ -532,7 +447,7 @@ pub(crate) fn write_rejection<'a>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_rejection_retry<'a>(
+pub(crate) fn write_rejection_retry<'a>(
     config: &super::Config<'_>,
     rejection: Rejection,
     resolved: Option<Resolved<'a>>,

@@ -10,7 +10,7 @@ use core::fmt;
 use crate::catalogue;
 use crate::identity::{Flavor, ResolveError};
 
-/// Where an error's status and text come from (protocol.md §0).
+/// Where an error's status and text come from (docs/protocol.md §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Provenance {

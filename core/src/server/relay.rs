@@ -167,16 +167,8 @@ impl<'s> Relay<'s> {
         let request = match conn.frame(input, Mode::Relay) {
             Framed::Partial => return Ok(Relayed::Partial),
             Framed::Failed(rejection) => {
-                let ctx = Ctx {
-                    keep_alive: false,
-                    head_only: false,
-                    consumed: input_len,
-                };
-                let texts = Texts::default();
-                let r =
-                    conn::write_rejection(&self.config, rejection, None, &texts, &ctx, work, out);
-                conn.reset();
-                return r.map(Relayed::Response);
+                return conn::framing_failed(&self.config, conn, rejection, input_len, out)
+                    .map(Relayed::Response);
             }
             Framed::Request(request) => request,
         };
@@ -242,7 +234,7 @@ impl<'s> Relay<'s> {
     }
 
     /// Writes the 200 answer carrying `token` for the request `reply` belongs to: the legacy
-    /// extension's shape (protocol.md §2.3: `access_token`, `refresh_token` `""`,
+    /// extension's shape (docs/protocol.md §2.3: `access_token`, `refresh_token` `""`,
     /// `expires_in`, `expires_on`, `not_before`, `resource`, `token_type` `Bearer`, every value
     /// a string) in the extension flavor, IMDS's shape (adding `client_id` and
     /// `ext_expires_in`) in the IMDS flavor. `token.expires_in` is written as given: compute it

@@ -413,21 +413,27 @@ fn field_of(
     table(buf.get(..n)?)
 }
 
+/// The members of a token body, looked up by [`token_field`].
+const TOKEN_FIELDS: [Field; 11] = [
+    Field::AccessToken,
+    Field::ClientId,
+    Field::ExpiresIn,
+    Field::ExpiresOn,
+    Field::ExtExpiresIn,
+    Field::NotBefore,
+    Field::Resource,
+    Field::TokenType,
+    Field::RefreshToken,
+    Field::ObjectId,
+    Field::MsiResId,
+];
+
+/// A loop over a table rather than a `match` on byte strings, which compiles to a large
+/// comparison tree (about 1 KB of firmware `.text`).
 fn token_field(key: &[u8]) -> Option<Field> {
-    Some(match key {
-        b"access_token" => Field::AccessToken,
-        b"client_id" => Field::ClientId,
-        b"expires_in" => Field::ExpiresIn,
-        b"expires_on" => Field::ExpiresOn,
-        b"ext_expires_in" => Field::ExtExpiresIn,
-        b"not_before" => Field::NotBefore,
-        b"resource" => Field::Resource,
-        b"token_type" => Field::TokenType,
-        b"refresh_token" => Field::RefreshToken,
-        b"object_id" => Field::ObjectId,
-        b"msi_res_id" => Field::MsiResId,
-        _ => return None,
-    })
+    TOKEN_FIELDS
+        .into_iter()
+        .find(|f| f.as_str().as_bytes() == key)
 }
 
 /// Records `field` as seen; a second sighting is an error.

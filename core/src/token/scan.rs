@@ -117,6 +117,9 @@ fn hex4(bytes: &[u8], i: usize) -> Result<u16, Option<usize>> {
     Ok(v)
 }
 
+/// The callback that receives each member of an object.
+type Member<'a, 'f> = dyn FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError> + 'f;
+
 /// Scanner over one complete JSON text.
 pub(crate) struct Scanner<'a> {
     text: &'a str,
@@ -163,6 +166,9 @@ impl<'a> Scanner<'a> {
         self.bytes.get(self.pos).copied()
     }
 
+    /// Never inlined: called between every two tokens, and one shared copy is much smaller
+    /// than one per call site (firmware `.text`).
+    #[inline(never)]
     fn skip_ws(&mut self) -> Option<u8> {
         while let Some(b) = self.peek() {
             if !is_ws(b) {
@@ -191,10 +197,17 @@ impl<'a> Scanner<'a> {
 
     /// Parses the single top-level object, calling `member` for each key/value, then checks
     /// that only whitespace follows.
-    pub fn top_object<F>(mut self, member: F) -> Result<(), JsonError>
+    pub fn top_object<F>(self, mut member: F) -> Result<(), JsonError>
     where
         F: FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError>,
     {
+        self.top_object_dyn(&mut member)
+    }
+
+    /// [`top_object`](Self::top_object) with the callback behind `dyn`: one copy of the object
+    /// walk however many callbacks there are (a call per member costs nothing next to the
+    /// scan, and the firmware image keeps one walker instead of one per parser).
+    fn top_object_dyn(mut self, member: &mut Member<'a, '_>) -> Result<(), JsonError> {
         match self.skip_ws() {
             Some(b'{') => {}
             Some(_) => return Err(JsonError::NotAnObject),
@@ -210,10 +223,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Parses an object starting at `{` at the current position.
-    fn object<F>(&mut self, mut member: F) -> Result<(), JsonError>
-    where
-        F: FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError>,
-    {
+    fn object(&mut self, member: &mut Member<'a, '_>) -> Result<(), JsonError> {
         self.expect(b'{')?;
         if self.skip_ws() == Some(b'}') {
             self.pos += 1;

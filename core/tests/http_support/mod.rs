@@ -9,11 +9,7 @@ use mitoken_core::http::{
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/",
-            $name
-        ))
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/", $name))
     };
 }
 

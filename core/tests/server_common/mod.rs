@@ -55,7 +55,7 @@ pub const UA2: Vm = Vm {
     uamis: 2,
 };
 
-pub fn table(flavor: Flavor, vm: Vm) -> IdentityTable<'static, 8> {
+pub fn table(flavor: Flavor, vm: Vm) -> IdentityTable<&'static str, 8> {
     let mut t = IdentityTable::new(flavor);
     if vm.sami {
         t.insert(Identity::system_assigned(SAMI_CLIENT, SAMI_OBJECT))
@@ -214,7 +214,7 @@ pub fn parse_response(bytes: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
 
 /// Runs `request` through a fresh server of `flavor` over `vm`.
 pub fn run(flavor: Flavor, vm: Vm, issuer: &mut TestIssuer, request: &str) -> Reply {
-    let table: &'static IdentityTable<'static, 8> = Box::leak(Box::new(table(flavor, vm)));
+    let table: &'static IdentityTable<&'static str, 8> = Box::leak(Box::new(table(flavor, vm)));
     let config = Config::new(flavor).with_tenant_id(TENANT);
     let work: &'static mut [u8] = Box::leak(vec![0u8; 16 * 1024].into_boxed_slice());
     let mut server = Server::new(table, config, work);

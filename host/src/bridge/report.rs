@@ -94,12 +94,16 @@ pub struct ClientKey {
     remote: Option<String>,
 }
 
-/// A connection's attribution, looked up once.
-#[derive(Debug, Clone, Default)]
+/// The longest a request's answer waits for its client's `/proc` lookup.
+pub const LOOKUP_WAIT: Duration = Duration::from_millis(100);
+
+/// A connection's attribution: looked up once, by the first of its requests, and shared with
+/// the later ones.
+pub type ConnectionAttribution = Arc<tokio::sync::OnceCell<Attribution>>;
+
+/// Who a connection's client turned out to be.
+#[derive(Debug, Clone)]
 pub enum Attribution {
-    /// Not looked up yet.
-    #[default]
-    Pending,
     /// Could not be told.
     Unattributed,
     /// This client.
@@ -200,19 +204,38 @@ impl Tracker {
         }
     }
 
-    /// Counts one request on a connection from `peer` to `local`; looks the client up on the
-    /// connection's first request (`attribution` is the connection's).
+    /// Counts one request on a connection from `peer` to `local`. The connection's client is
+    /// looked up in `/proc` once, on its first request, in a task of its own. The answer waits
+    /// for it at most [`LOOKUP_WAIT`] (a short-lived client such as `curl` is gone soon after
+    /// its answer, so the lookup should see it first), never longer: a client holding
+    /// thousands of descriptors makes a lookup slow, and it then finishes in the background.
     pub async fn record(
-        &self,
-        attribution: &mut Attribution,
+        self: &Arc<Self>,
+        attribution: &ConnectionAttribution,
         peer: SocketAddr,
         local: SocketAddr,
         selector: &Selector<'_>,
         resource: &str,
     ) {
-        if matches!(attribution, Attribution::Pending) {
-            *attribution = self.attribute(peer, local).await;
+        let identity = identity_text(selector);
+        if let Some(known) = attribution.get() {
+            self.count(known, identity, resource);
+            return;
         }
+        let (tracker, cell, resource) = (
+            Arc::clone(self),
+            Arc::clone(attribution),
+            resource.to_owned(),
+        );
+        let lookup = tokio::spawn(async move {
+            let known = cell.get_or_init(|| tracker.attribute(peer, local)).await;
+            tracker.count(known, identity, &resource);
+        });
+        let _ = tokio::time::timeout(LOOKUP_WAIT, lookup).await;
+    }
+
+    /// Adds one request of the client `attribution` names (for `identity` and `resource`).
+    fn count(&self, attribution: &Attribution, identity: String, resource: &str) {
         let now = unix_now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let Attribution::Client(key, cmdline) = attribution else {
@@ -249,7 +272,6 @@ impl Tracker {
         };
         record.requests += 1;
         record.last_seen = now;
-        let identity = identity_text(selector);
         if let Some(a) = record
             .asked
             .iter_mut()
@@ -552,8 +574,11 @@ mod tests {
 
     #[tokio::test]
     async fn counts_per_client_identity_and_resource() {
-        let tracker = Tracker::new();
-        let mut conn = Attribution::Client(
+        let tracker = Arc::new(Tracker::new());
+        let known = |a: Attribution| -> ConnectionAttribution {
+            Arc::new(tokio::sync::OnceCell::new_with(Some(a)))
+        };
+        let conn = known(Attribution::Client(
             ClientKey {
                 uid: Some(1000),
                 pid: Some(42),
@@ -561,13 +586,13 @@ mod tests {
                 remote: None,
             },
             None,
-        );
+        ));
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:50342".parse().unwrap();
         for _ in 0..2 {
             tracker
                 .record(
-                    &mut conn,
+                    &conn,
                     peer,
                     local,
                     &Selector::Default,
@@ -576,11 +601,11 @@ mod tests {
                 .await;
         }
         tracker
-            .record(&mut conn, peer, local, &Selector::ClientId("abc"), "r")
+            .record(&conn, peer, local, &Selector::ClientId("abc"), "r")
             .await;
-        let mut none = Attribution::Unattributed;
+        let none = known(Attribution::Unattributed);
         tracker
-            .record(&mut none, peer, local, &Selector::Default, "r")
+            .record(&none, peer, local, &Selector::Default, "r")
             .await;
         let report = tracker.report();
         assert_eq!(report.unattributed_requests, 1);

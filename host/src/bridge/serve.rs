@@ -16,18 +16,16 @@
 use core::net::SocketAddr;
 use std::sync::Arc;
 
-use mitoken_core::server::{
-    Fault, HandleError, Relay, RelayRequest, Relayed, Response, ServerConnection,
-};
+use mitoken_core::server::{Fault, Relay, RelayRequest, Relayed, Response, ServerConnection};
 
 use super::answer::{
     ErrorAnswer, cached_json, error_answer, fetched_json, token_request, token_spec,
     wrong_identity, wrong_identity_answer,
 };
-use super::report::{Attribution, Tracker};
+use super::report::{ConnectionAttribution, Tracker};
 use crate::client::unix_now;
-use crate::serve_loop::MAX_BUFFER;
 use crate::serve_loop::connection::{Answerer, Exchange, Step};
+use crate::serve_loop::write_growing;
 use crate::token_client::TokenClient;
 
 /// What every connection shares.
@@ -37,27 +35,6 @@ pub(super) struct Shared {
     pub client: TokenClient,
     /// The migration report's counts.
     pub report: Arc<Tracker>,
-}
-
-/// Writes an answer with `write`, growing `out` when it is too small.
-fn write_growing(
-    out: &mut Vec<u8>,
-    mut write: impl FnMut(&mut [u8]) -> Result<Response<'static>, HandleError>,
-) -> Option<Response<'static>> {
-    loop {
-        match write(out) {
-            Ok(r) => return Some(r),
-            Err(HandleError::OutputTooSmall { required })
-                if required <= MAX_BUFFER && required > out.len() =>
-            {
-                out.resize(required, 0);
-            }
-            Err(e) => {
-                tracing::error!("cannot write the answer: {e}");
-                return None;
-            }
-        }
-    }
 }
 
 fn write_error(
@@ -150,7 +127,7 @@ pub(super) struct BridgeAnswerer {
     /// This end of the connection (for the migration report's `/proc` lookup).
     local: Option<SocketAddr>,
     /// Who the peer is, once looked up.
-    attribution: Attribution,
+    attribution: ConnectionAttribution,
 }
 
 impl BridgeAnswerer {
@@ -162,7 +139,7 @@ impl BridgeAnswerer {
             conn,
             peer,
             local,
-            attribution: Attribution::default(),
+            attribution: ConnectionAttribution::default(),
         }
     }
 }
@@ -178,7 +155,7 @@ impl Answerer for BridgeAnswerer {
                     let (selector, resource) = (&request.selector, request.resource);
                     self.shared
                         .report
-                        .record(&mut self.attribution, self.peer, local, selector, resource)
+                        .record(&self.attribution, self.peer, local, selector, resource)
                         .await;
                 }
                 match answer(&self.shared, &request, ex.out).await {

@@ -17,11 +17,8 @@
 //! Client IDs, object IDs and resource IDs must be unique across all identities of the VM.
 
 use core::fmt;
-use core::hash::Hash;
 use core::ops::Range;
 use core::str::FromStr;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -91,37 +88,21 @@ pub mod guid_serde {
     }
 }
 
+/// Why a string is not a user-assigned identity's ARM resource ID: the core's rule
+/// ([`check_user_assigned_resource_id`]), the one the server's identity table applies.
+pub use mitoken_core::identity::ResourceIdError;
+use mitoken_core::identity::{
+    Identity, IdentityTable, Slot, TableError, check_user_assigned_resource_id,
+};
+
 /// The ARM resource ID of a user-assigned identity:
-/// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`.
+/// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
+/// checked by the core's [`check_user_assigned_resource_id`].
 ///
 /// Kept as written; compared case-insensitively, as ARM does.
 #[derive(Clone, Debug)]
 pub struct ResourceId {
     text: String,
-    subscription: Guid,
-}
-
-/// Why a string is not a user-assigned identity's ARM resource ID.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResourceIdProblem {
-    /// It does not have the eight `/`-separated segments of the expected shape.
-    #[error(
-        "expected /subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
-    )]
-    Shape,
-    /// The subscription segment is not a GUID.
-    #[error("the subscription is not a GUID")]
-    Subscription,
-    /// The resource group name is empty, longer than 90 characters, ends with `.` or has a
-    /// character other than letters, digits, `-`, `_`, `.`, `(`, `)`.
-    #[error("invalid resource group name")]
-    ResourceGroup,
-    /// The identity name is not 3–128 letters, digits, `-` or `_` starting with a letter or digit.
-    #[error(
-        "invalid identity name (3-128 letters, digits, '-' or '_', starting with a letter or digit)"
-    )]
-    Name,
 }
 
 impl ResourceId {
@@ -129,21 +110,11 @@ impl ResourceId {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-
-    /// The subscription the identity lives in.
-    pub fn subscription(&self) -> Guid {
-        self.subscription
-    }
-
-    /// Whether `other` names the same resource (ARM IDs are case-insensitive).
-    pub fn matches(&self, other: &str) -> bool {
-        self.text.eq_ignore_ascii_case(other)
-    }
 }
 
 impl PartialEq for ResourceId {
     fn eq(&self, other: &Self) -> bool {
-        self.matches(&other.text)
+        self.text.eq_ignore_ascii_case(&other.text)
     }
 }
 
@@ -156,61 +127,11 @@ impl fmt::Display for ResourceId {
 }
 
 impl FromStr for ResourceId {
-    type Err = ResourceIdProblem;
+    type Err = ResourceIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let segments: Vec<&str> = s.split('/').collect();
-        let [
-            "",
-            subscriptions,
-            subscription,
-            resource_groups,
-            resource_group,
-            providers,
-            namespace,
-            kind,
-            name,
-        ] = segments.as_slice()
-        else {
-            return Err(ResourceIdProblem::Shape);
-        };
-        let fixed = [
-            (subscriptions, "subscriptions"),
-            (resource_groups, "resourceGroups"),
-            (providers, "providers"),
-            (namespace, "Microsoft.ManagedIdentity"),
-            (kind, "userAssignedIdentities"),
-        ];
-        if fixed
-            .iter()
-            .any(|(got, want)| !got.eq_ignore_ascii_case(want))
-        {
-            return Err(ResourceIdProblem::Shape);
-        }
-        let subscription: Guid = subscription
-            .parse()
-            .map_err(|_| ResourceIdProblem::Subscription)?;
-        let rg_ok = !resource_group.is_empty()
-            && resource_group.chars().count() <= 90
-            && !resource_group.ends_with('.')
-            && resource_group
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
-        if !rg_ok {
-            return Err(ResourceIdProblem::ResourceGroup);
-        }
-        let name_ok = (3..=128).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-        if !name_ok {
-            return Err(ResourceIdProblem::Name);
-        }
-        Ok(Self {
-            text: s.to_owned(),
-            subscription,
-        })
+        check_user_assigned_resource_id(s)?;
+        Ok(Self { text: s.to_owned() })
     }
 }
 
@@ -350,7 +271,7 @@ pub enum ConfigErrorKind {
         /// The value as written.
         value: String,
         /// What is wrong with it.
-        problem: ResourceIdProblem,
+        problem: ResourceIdError,
     },
     /// A client ID, object ID or resource ID used by two identities.
     #[error("`{value}` is already used by {first_field} (line {first_line})")]
@@ -372,6 +293,9 @@ pub enum ConfigErrorKind {
         /// The flavor.
         flavor: Flavor,
     },
+    /// Any other reason the core's identity table refuses the identity.
+    #[error("{0}")]
+    Identity(TableError),
 }
 
 /// A configuration that cannot be used.
@@ -492,32 +416,96 @@ impl Ctx<'_> {
         })
     }
 
-    /// Records `key` (written as `shown` in `field`), failing if an earlier field used it.
-    fn unique<K: Hash + Eq>(
+    /// Places the core table's refusal of identity `f` in the file.
+    fn table_error(
         &self,
-        seen: &mut HashMap<K, Seen>,
-        key: K,
-        shown: &Spanned<String>,
-        field: &str,
-    ) -> Result<(), ConfigError> {
-        let line = Location::of_offset(self.source, shown.span().start).line;
-        match seen.entry(key) {
-            Entry::Vacant(v) => {
-                v.insert(Seen {
-                    field: field.to_owned(),
-                    line,
+        error: TableError,
+        f: &Fields<'_>,
+        all: &[Fields<'_>],
+        user_assigned: usize,
+    ) -> ConfigError {
+        let field = |name: &str| format!("{}.{name}", f.name);
+        let at = |value: &Spanned<String>, name: &str, kind| {
+            self.error(&value.span(), field(name), kind)
+        };
+        let first = |slot: Slot| {
+            let index = match slot {
+                Slot::SystemAssigned => 0,
+                Slot::UserAssigned(n) => {
+                    n + usize::from(all.first().is_some_and(|x| x.resource_id.is_none()))
+                }
+            };
+            all.get(index)
+        };
+        let duplicate =
+            |value: &Spanned<String>, name: &str, earlier: Option<(&str, &Spanned<String>)>| {
+                let (first_field, first_line) = earlier.map_or((String::new(), 0), |(owner, v)| {
+                    let line = Location::of_offset(self.source, v.span().start).line;
+                    (format!("{owner}.{name}"), line)
                 });
-                Ok(())
-            }
-            Entry::Occupied(first) => Err(self.error(
-                &shown.span(),
-                field.to_owned(),
-                ConfigErrorKind::Duplicate {
-                    value: shown.get_ref().clone(),
-                    first_field: first.get().field.clone(),
-                    first_line: first.get().line,
+                at(
+                    value,
+                    name,
+                    ConfigErrorKind::Duplicate {
+                        value: value.get_ref().clone(),
+                        first_field,
+                        first_line,
+                    },
+                )
+            };
+        match error {
+            TableError::InvalidClientId => at(
+                f.client_id,
+                "client_id",
+                ConfigErrorKind::InvalidGuid {
+                    value: f.client_id.get_ref().clone(),
                 },
-            )),
+            ),
+            TableError::InvalidObjectId => at(
+                f.object_id,
+                "object_id",
+                ConfigErrorKind::InvalidGuid {
+                    value: f.object_id.get_ref().clone(),
+                },
+            ),
+            TableError::InvalidResourceId(problem) if f.resource_id.is_some() => {
+                let value = f.resource_id.unwrap_or(f.client_id);
+                at(
+                    value,
+                    "resource_id",
+                    ConfigErrorKind::InvalidResourceId {
+                        value: value.get_ref().clone(),
+                        problem,
+                    },
+                )
+            }
+            TableError::DuplicateClientId { first: slot } => {
+                let earlier = first(slot).map(|x| (x.name.as_str(), x.client_id));
+                duplicate(f.client_id, "client_id", earlier)
+            }
+            TableError::DuplicateObjectId { first: slot } => {
+                let earlier = first(slot).map(|x| (x.name.as_str(), x.object_id));
+                duplicate(f.object_id, "object_id", earlier)
+            }
+            TableError::DuplicateResourceId { first: slot } => {
+                let value = f.resource_id.unwrap_or(f.client_id);
+                let earlier = first(slot).and_then(|x| Some((x.name.as_str(), x.resource_id?)));
+                duplicate(value, "resource_id", earlier)
+            }
+            TableError::TooManyUserAssigned { flavor, limit } => self.error(
+                &f.client_id.span(),
+                f.name.clone(),
+                ConfigErrorKind::TooManyUserAssigned {
+                    count: user_assigned,
+                    limit,
+                    flavor,
+                },
+            ),
+            other => self.error(
+                &f.client_id.span(),
+                f.name.clone(),
+                ConfigErrorKind::Identity(other),
+            ),
         }
     }
 
@@ -608,11 +596,28 @@ fn key_at(source: &str, offset: usize) -> Option<String> {
     bare.then(|| key.to_owned())
 }
 
-/// A client/object/resource ID seen so far, to report duplicates.
-struct Seen {
-    field: String,
-    line: usize,
+/// Where one identity's fields are in the file, to place the core table's errors.
+struct Fields<'r> {
+    /// `system_assigned` or `user_assigned[i]`.
+    name: String,
+    client_id: &'r Spanned<String>,
+    object_id: &'r Spanned<String>,
+    resource_id: Option<&'r Spanned<String>>,
 }
+
+impl Fields<'_> {
+    /// The core's view of the identity, borrowing the file's strings.
+    fn identity(&self) -> Identity<'_> {
+        let (client, object) = (self.client_id.get_ref(), self.object_id.get_ref());
+        match self.resource_id {
+            None => Identity::system_assigned(client, object),
+            Some(r) => Identity::user_assigned(client, object, r.get_ref()),
+        }
+    }
+}
+
+/// Capacity of the identity table that validates a configuration: IMDS's limit.
+const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
 
 impl EmulatorConfig {
     /// The tenant used when the file has no `tenant_id`.
@@ -637,84 +642,54 @@ impl EmulatorConfig {
             None => Self::DEFAULT_TENANT_ID,
         };
 
-        let mut client_ids = HashMap::new();
-        let mut object_ids = HashMap::new();
-        let mut resource_ids = HashMap::new();
-
-        let system_assigned = match &raw.system_assigned {
-            None => None,
-            Some(sa) => {
-                let client_id = ctx.guid(&sa.client_id, "system_assigned.client_id")?;
-                let object_id = ctx.guid(&sa.object_id, "system_assigned.object_id")?;
-                ctx.unique(
-                    &mut client_ids,
-                    client_id,
-                    &sa.client_id,
-                    "system_assigned.client_id",
-                )?;
-                ctx.unique(
-                    &mut object_ids,
-                    object_id,
-                    &sa.object_id,
-                    "system_assigned.object_id",
-                )?;
-                Some(IdentityConfig {
-                    client_id,
-                    object_id,
-                    kind: IdentityKind::SystemAssigned,
-                })
-            }
-        };
-
-        let mut user_assigned = Vec::with_capacity(raw.user_assigned.len());
-        for (i, ua) in raw.user_assigned.iter().enumerate() {
-            let field = |name: &str| format!("user_assigned[{i}].{name}");
-            if i == flavor.max_user_assigned() {
-                return Err(ctx.error(
-                    &ua.client_id.span(),
-                    format!("user_assigned[{i}]"),
-                    ConfigErrorKind::TooManyUserAssigned {
-                        count: raw.user_assigned.len(),
-                        limit: flavor.max_user_assigned(),
-                        flavor,
-                    },
-                ));
-            }
-            let client_id = ctx.guid(&ua.client_id, &field("client_id"))?;
-            let object_id = ctx.guid(&ua.object_id, &field("object_id"))?;
-            let resource_id: ResourceId = ua.resource_id.get_ref().parse().map_err(|problem| {
-                ctx.error(
-                    &ua.resource_id.span(),
-                    field("resource_id"),
-                    ConfigErrorKind::InvalidResourceId {
-                        value: ua.resource_id.get_ref().clone(),
-                        problem,
-                    },
-                )
-            })?;
-            ctx.unique(
-                &mut client_ids,
-                client_id,
-                &ua.client_id,
-                &field("client_id"),
-            )?;
-            ctx.unique(
-                &mut object_ids,
-                object_id,
-                &ua.object_id,
-                &field("object_id"),
-            )?;
-            ctx.unique(
-                &mut resource_ids,
-                resource_id.as_str().to_ascii_lowercase(),
-                &ua.resource_id,
-                &field("resource_id"),
-            )?;
-            user_assigned.push(IdentityConfig {
-                client_id,
-                object_id,
-                kind: IdentityKind::UserAssigned { resource_id },
+        let mut fields: Vec<Fields<'_>> = Vec::with_capacity(raw.user_assigned.len() + 1);
+        if let Some(sa) = &raw.system_assigned {
+            fields.push(Fields {
+                name: "system_assigned".to_owned(),
+                client_id: &sa.client_id,
+                object_id: &sa.object_id,
+                resource_id: None,
             });
+        }
+        for (i, ua) in raw.user_assigned.iter().enumerate() {
+            fields.push(Fields {
+                name: format!("user_assigned[{i}]"),
+                client_id: &ua.client_id,
+                object_id: &ua.object_id,
+                resource_id: Some(&ua.resource_id),
+            });
+        }
+        // The identity rules (GUIDs, resource ids, uniqueness, the flavor's limit) are the
+        // core table's: the server that answers requests applies the same ones.
+        let mut table = Box::new(IdentityTable::<&str, TABLE_CAPACITY>::new(flavor));
+        let mut slots = Vec::with_capacity(fields.len());
+        for f in &fields {
+            let slot = table
+                .insert(f.identity())
+                .map_err(|e| ctx.table_error(e, f, &fields, raw.user_assigned.len()))?;
+            slots.push(slot);
+        }
+
+        let mut system_assigned = None;
+        let mut user_assigned = Vec::with_capacity(raw.user_assigned.len());
+        for f in &fields {
+            let identity = IdentityConfig {
+                client_id: ctx.guid(f.client_id, &format!("{}.client_id", f.name))?,
+                object_id: ctx.guid(f.object_id, &format!("{}.object_id", f.name))?,
+                kind: match f.resource_id {
+                    None => IdentityKind::SystemAssigned,
+                    Some(r) => IdentityKind::UserAssigned {
+                        resource_id: ResourceId {
+                            text: r.get_ref().clone(),
+                        },
+                    },
+                },
+            };
+            if identity.is_system_assigned() {
+                system_assigned = Some(identity);
+            } else {
+                user_assigned.push(identity);
+            }
         }
 
         Ok(Self {
@@ -760,21 +735,13 @@ impl EmulatorConfig {
         self.system_assigned.iter().chain(&self.user_assigned)
     }
 
-    /// The identity with this client ID.
-    pub fn find_by_client_id(&self, client_id: &Guid) -> Option<&IdentityConfig> {
-        self.identities().find(|i| i.client_id == *client_id)
-    }
-
-    /// The identity with this object ID.
-    pub fn find_by_object_id(&self, object_id: &Guid) -> Option<&IdentityConfig> {
-        self.identities().find(|i| i.object_id == *object_id)
-    }
-
-    /// The user-assigned identity with this ARM resource ID (case-insensitive).
-    pub fn find_by_resource_id(&self, resource_id: &str) -> Option<&IdentityConfig> {
-        self.user_assigned
-            .iter()
-            .find(|i| i.resource_id().is_some_and(|r| r.matches(resource_id)))
+    /// The identity at `slot` of the core's identity table built from this configuration
+    /// (the system-assigned identity, then the user-assigned ones in order).
+    pub fn get(&self, slot: Slot) -> Option<&IdentityConfig> {
+        match slot {
+            Slot::SystemAssigned => self.system_assigned.as_ref(),
+            Slot::UserAssigned(n) => self.user_assigned.get(n),
+        }
     }
 }
 
@@ -826,40 +793,14 @@ mod tests {
     }
 
     #[test]
-    fn resource_id_shapes() {
-        assert!(format!("{RID}my-id").parse::<ResourceId>().is_ok());
-        let lower = format!("{RID}my-id").to_ascii_lowercase();
-        let r: ResourceId = lower.parse().unwrap();
-        assert!(r.matches(&format!("{RID}MY-ID")));
-        let cases = [
-            (
-                "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc",
-                ResourceIdProblem::Subscription,
-            ),
-            (
-                "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/abc",
-                ResourceIdProblem::Shape,
-            ),
-            (
-                "subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc",
-                ResourceIdProblem::Shape,
-            ),
-            (
-                "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg./providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc",
-                ResourceIdProblem::ResourceGroup,
-            ),
-            (
-                "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ab",
-                ResourceIdProblem::Name,
-            ),
-            (
-                "/subscriptions/40000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a b c",
-                ResourceIdProblem::Name,
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(text.parse::<ResourceId>().unwrap_err(), want, "{text}");
-        }
+    fn resource_ids_follow_the_core_rule() {
+        let r: ResourceId = format!("{RID}my-id").to_ascii_lowercase().parse().unwrap();
+        assert_eq!(r, format!("{RID}MY-ID").parse().unwrap());
+        let bad = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc";
+        assert_eq!(
+            bad.parse::<ResourceId>().unwrap_err(),
+            ResourceIdError::Subscription
+        );
     }
 
     #[test]
@@ -878,19 +819,9 @@ mod tests {
         assert_eq!(c.user_assigned.len(), 2);
         assert_eq!(c.identities().count(), 3);
         let id2 = &c.user_assigned[1];
-        assert_eq!(
-            c.find_by_client_id(&"20000000-0000-4000-8000-000000000002".parse().unwrap()),
-            Some(id2)
-        );
-        assert_eq!(
-            c.find_by_object_id(&"30000000-0000-4000-8000-000000000002".parse().unwrap()),
-            Some(id2)
-        );
-        assert_eq!(
-            c.find_by_resource_id(&format!("{RID}ID-2").to_uppercase()),
-            Some(id2)
-        );
-        assert_eq!(c.find_by_resource_id("/nope"), None);
+        assert_eq!(c.get(Slot::UserAssigned(1)), Some(id2));
+        assert_eq!(c.get(Slot::SystemAssigned), c.system_assigned.as_ref());
+        assert_eq!(c.get(Slot::UserAssigned(2)), None);
     }
 
     #[test]
@@ -971,7 +902,7 @@ mod tests {
         assert!(matches!(
             kind,
             ConfigErrorKind::InvalidResourceId {
-                problem: ResourceIdProblem::Shape,
+                problem: ResourceIdError::Shape,
                 ..
             }
         ));

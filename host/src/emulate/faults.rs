@@ -165,6 +165,21 @@ impl FaultRule {
     }
 }
 
+/// The rule keys that take a value (`close` is the one that needs none), with their aliases.
+const VALUE_KEYS: [&str; 11] = [
+    "status",
+    "count",
+    "percent",
+    "delay",
+    "delay_ms",
+    "retry_after",
+    "identity",
+    "path",
+    "error",
+    "description",
+    "error_description",
+];
+
 /// A `--fault` value that could not be read.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -219,7 +234,14 @@ impl FromStr for FaultRule {
                 };
                 continue;
             }
-            let value = value.ok_or_else(|| FaultSpecError::MissingValue(key.to_owned()))?;
+            let Some(value) = value else {
+                // `bogus` alone is an unknown key, not a known one missing its value.
+                return Err(if VALUE_KEYS.contains(&key) {
+                    FaultSpecError::MissingValue(key.to_owned())
+                } else {
+                    FaultSpecError::UnknownKey(key.to_owned())
+                });
+            };
             match key {
                 "status" => rule.status = Some(num(key, value)?),
                 "count" => rule.count = Some(num(key, value)?),
@@ -275,7 +297,7 @@ pub struct FaultResponse {
 }
 
 impl FaultResponse {
-    /// The answer IMDS gives with `status` (protocol.md §1.9), without `Retry-After`.
+    /// The answer IMDS gives with `status` (docs/protocol.md §1.9), without `Retry-After`.
     pub fn for_status(status: u16) -> Self {
         let entry = mitoken_core::catalogue::for_status(status);
         Self {

@@ -1,6 +1,6 @@
 //! Minting RS256 JWTs shaped like Entra ID managed-identity access tokens (v1.0), with IMDS's
 //! lifetimes: `nbf` = `iat` = now − 300 s and `exp` = now + 86 400 s, so a fresh token has
-//! `expires_in` = 86400 and `expires_on − not_before` = 86700 (protocol.md §1.7).
+//! `expires_in` = 86400 and `expires_on − not_before` = 86700 (docs/protocol.md §1.7).
 
 use core::fmt;
 use std::sync::Arc;

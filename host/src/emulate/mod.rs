@@ -41,7 +41,7 @@ use signing::SigningKey;
 /// The listen address is not a loopback address and non-loopback binding was not asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0} is not a loopback address; the emulator hands out tokens to anyone who can reach it, so binding it needs an explicit opt-in flag"
+    "{0} is not a loopback address; the emulator hands out tokens to anyone who can reach it, so binding it needs --allow-non-loopback"
 )]
 pub struct NonLoopbackAddress(pub SocketAddr);
 

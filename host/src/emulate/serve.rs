@@ -24,17 +24,17 @@ use core::time::Duration;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use mitoken_core::identity::{Identity, IdentityTable, Slot, TableError};
+use mitoken_core::identity::{Identity, IdentityTable, TableError};
 use mitoken_core::server::{
-    Admission, Config, Fault, Handled, IssueError, IssueRequest, Issued, Issuer, OtherAnswer,
-    OtherRequest, Outcome, Response, Server, ServerConnection,
+    Answer, Config, Fault, Issue, IssueError, Minted, Outcome, Received, Request, Response, Server,
+    ServerConnection, Verdict,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::admin::{ADMIN_PREFIX, EmulatorControls};
-use super::cache::{ServedToken, TokenCache};
-use super::config::{EmulatorConfig, Flavor, IdentityConfig};
+use super::cache::TokenCache;
+use super::config::{EmulatorConfig, Flavor, Guid};
 use super::counters::{self, Origin};
 use super::faults::{
     FaultAction, FaultDecision, FaultPlan, FaultRequest, FaultResponse, FaultRule,
@@ -46,10 +46,14 @@ use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
 use crate::serve_loop::connection::{Answerer, Exchange, Step};
-use crate::serve_loop::{self, AcceptPolicy};
+use crate::serve_loop::{self, AcceptPolicy, write_growing};
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
+
+/// The core's identity table as the emulator holds it: owning its strings, so it lives exactly
+/// as long as the emulator that built it.
+type Table = IdentityTable<Box<str>, TABLE_CAPACITY>;
 
 /// Default listen address of the `imds` flavor.
 pub const DEFAULT_IMDS_LISTEN: &str = "127.0.0.1:8080";
@@ -148,10 +152,13 @@ pub struct Emulator;
 
 /// State shared by every connection, read-only except for the controls' interior locks.
 struct Shared {
-    table: &'static IdentityTable<'static, TABLE_CAPACITY>,
-    server_config: Config<'static>,
-    /// The configured identity of each slot, at [`Slot::index`].
-    by_slot: Vec<Option<IdentityConfig>>,
+    table: Box<Table>,
+    flavor: Flavor,
+    /// The tenant, as the server's configuration names it.
+    tenant: String,
+    http_limits: mitoken_core::http::Limits,
+    /// The configuration the table was built from: the identity of each core `Slot`.
+    config: EmulatorConfig,
     minter: TokenMinter,
     controls: Arc<EmulatorControls>,
     openid_json: String,
@@ -164,8 +171,8 @@ struct Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("flavor", &self.server_config.flavor)
-            .field("identities", &self.by_slot.iter().flatten().count())
+            .field("flavor", &self.flavor)
+            .field("identities", &self.config.identities().count())
             .finish_non_exhaustive()
     }
 }
@@ -241,39 +248,31 @@ impl RunningEmulator {
     }
 }
 
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
+impl Shared {
+    /// The core server's configuration, borrowing the tenant.
+    fn server_config(&self) -> Config<'_> {
+        Config::new(self.flavor)
+            .with_tenant_id(&self.tenant)
+            .with_limits(self.http_limits)
+    }
 }
 
-/// Builds the core identity table from the configuration. The strings and the table live for
-/// the rest of the process (a few KB of strings and ~100 KB of table per started emulator).
-fn build_table(
-    flavor: Flavor,
-    config: &EmulatorConfig,
-) -> Result<
-    (
-        &'static IdentityTable<'static, TABLE_CAPACITY>,
-        Vec<Option<IdentityConfig>>,
-    ),
-    StartError,
-> {
-    let mut table = Box::new(IdentityTable::<'static, TABLE_CAPACITY>::new(flavor));
-    let mut by_slot = vec![None; config.user_assigned.len() + 1];
+/// Builds the core identity table from the configuration: the system-assigned identity, then
+/// the user-assigned ones in order (so a core `Slot` is [`EmulatorConfig::get`]'s).
+fn build_table(flavor: Flavor, config: &EmulatorConfig) -> Result<Box<Table>, StartError> {
+    let mut table = Box::new(Table::new(flavor));
     for (index, id) in config.identities().enumerate() {
-        let client = leak(id.client_id.to_string());
-        let object = leak(id.object_id.to_string());
+        let client = id.client_id.to_string();
+        let object = id.object_id.to_string();
         let identity = match id.resource_id() {
-            None => Identity::system_assigned(client, object),
-            Some(r) => Identity::user_assigned(client, object, leak(r.as_str().to_owned())),
+            None => Identity::system_assigned(&client, &object),
+            Some(r) => Identity::user_assigned(&client, &object, r.as_str()),
         };
-        let slot = table
+        table
             .insert(identity)
             .map_err(|source| StartError::Table { index, source })?;
-        if let Some(entry) = by_slot.get_mut(slot.index()) {
-            *entry = Some(id.clone());
-        }
     }
-    Ok((Box::leak(table), by_slot))
+    Ok(table)
 }
 
 impl Emulator {
@@ -290,7 +289,7 @@ impl Emulator {
             ),
         };
         let flavor = options.flavor;
-        let (table, by_slot) = build_table(flavor, &options.config)?;
+        let table = build_table(flavor, &options.config)?;
         let plan = FaultPlan::new(options.faults)?;
         let listener = serve_loop::bind(options.listen).map_err(|source| StartError::Bind {
             addr: options.listen,
@@ -310,22 +309,21 @@ impl Emulator {
             options.throttle,
             Arc::new(TokenCache::default()),
         ));
-        let tenant = leak(options.config.tenant_id.to_string());
-        let server_config = Config::new(flavor)
-            .with_tenant_id(tenant)
-            .with_limits(options.limits.http);
-        let refusal = refusal_bytes(table, server_config);
-        let shared = Arc::new(Shared {
+        let mut shared = Shared {
             table,
-            server_config,
-            by_slot,
+            flavor,
+            tenant: options.config.tenant_id.to_string(),
+            http_limits: options.limits.http,
+            config: options.config,
             minter,
             controls: Arc::clone(&controls),
             openid_json,
             jwks_json,
             limits: options.limits,
-            refusal,
-        });
+            refusal: Vec::new(),
+        };
+        shared.refusal = refusal_bytes(&shared.table, shared.server_config());
+        let shared = Arc::new(shared);
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
         tracing::info!(%local_addr, %flavor, "emulator listening");
@@ -341,10 +339,7 @@ impl Emulator {
 }
 
 /// The 503 written to a connection over the limit.
-fn refusal_bytes(
-    table: &'static IdentityTable<'static, TABLE_CAPACITY>,
-    config: Config<'static>,
-) -> Vec<u8> {
+fn refusal_bytes(table: &Table, config: Config<'_>) -> Vec<u8> {
     let mut work = [0u8; 64];
     let mut server = Server::new(table, config, &mut work);
     let fault = Fault {
@@ -375,55 +370,163 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, rx: watch::Rece
 }
 
 /// The emulator's side of the [one connection loop](crate::serve_loop::connection): the core's
-/// server with this connection's [`Issuer`], fault delays, counters and throttle permits.
+/// server answering with values, and the emulator's decisions (documents, throttle, fault
+/// rules, the token) made once per request, in this order, and handed back to the core.
 struct EmulatorAnswerer {
-    issuer: HostIssuer,
+    shared: Arc<Shared>,
     conn: ServerConnection,
 }
 
 impl EmulatorAnswerer {
     fn new(shared: Arc<Shared>) -> Self {
-        let conn = ServerConnection::new(shared.server_config.limits);
-        Self {
-            issuer: HostIssuer::new(shared),
-            conn,
+        let conn = ServerConnection::new(shared.http_limits);
+        Self { shared, conn }
+    }
+}
+
+/// What the emulator decided about a request before the core validates it.
+#[derive(Default)]
+struct Admitted {
+    /// An answer chosen without validation: a document, the admin API, a throttle or fault
+    /// response.
+    verdict: Option<Chosen>,
+    /// A `close` fault: drop the answer and close.
+    close: bool,
+    delay: Duration,
+    /// Clock skew decided by fault rules (seconds added to the minting clock).
+    skew_secs: i64,
+    origin: Option<Origin>,
+    /// Held until the answer is written.
+    permit: Option<ThrottlePermit>,
+}
+
+/// An answer the emulator chose for a request (owned, so the core's [`Verdict`] can borrow it).
+enum Chosen {
+    Json(u16, Vec<u8>),
+    Fault(FaultResponse),
+}
+
+impl Chosen {
+    fn verdict(&self) -> Verdict<'_> {
+        match self {
+            Chosen::Json(status, body) => Verdict::Json {
+                status: *status,
+                body,
+            },
+            Chosen::Fault(f) => Verdict::Fault(as_fault(f)),
         }
     }
 }
 
 impl Answerer for EmulatorAnswerer {
-    async fn answer(&mut self, mut ex: Exchange<'_>) -> Step {
-        let shared = Arc::clone(&self.issuer.shared);
-        let handled = Server::new(shared.table, shared.server_config, ex.work).handle(
-            &mut self.conn,
-            ex.input,
-            unix_now(),
-            &mut self.issuer,
-            ex.out,
-        );
-        let response = match handled {
-            Ok(Handled::Partial) => return Step::Partial,
-            Ok(Handled::Response(r)) => r,
+    async fn answer(&mut self, ex: Exchange<'_>) -> Step {
+        let shared = Arc::clone(&self.shared);
+        let server = Server::new(&shared.table, shared.server_config(), &mut []);
+        let request = match server.receive(&mut self.conn, ex.input, ex.out) {
+            Ok(Received::Partial) => return Step::Partial,
+            Ok(Received::Request(request)) => request,
+            Ok(Received::Response(response)) => {
+                let line = RequestLine::default();
+                let mut done = Done::default();
+                return done
+                    .send(&shared, ex.reply, ex.out, &response, &line, ex.started)
+                    .await;
+            }
             Err(e) => return Step::Grow(e),
         };
+        let line = RequestLine {
+            method: request.method().to_owned(),
+            path: request.path().to_owned(),
+        };
+        let now = unix_now();
+        let Admitted {
+            verdict: chosen,
+            close,
+            delay,
+            skew_secs,
+            origin,
+            permit,
+        } = shared.admit(&request);
+        let verdict = chosen.as_ref().map_or(Verdict::Proceed, Chosen::verdict);
+        let mut done = Done {
+            close,
+            delay,
+            origin,
+            permit,
+            cached: None,
+        };
+        // The core's answer is pure: after growing a buffer the same call decides the same, and
+        // asks the emulator nothing; a token request is asked of the emulator once.
+        let mut attempt = server.answer(&request, &verdict, now, ex.work, ex.out);
+        let response = loop {
+            match attempt {
+                Ok(Answer::Response(response)) => break Some(response),
+                Ok(Answer::Issue(mut issue)) => {
+                    break shared.issue(&mut issue, &line.path, skew_secs, &mut done, ex.out);
+                }
+                Err(e) => {
+                    if !serve_loop::grow_for(e, ex.out, ex.work) {
+                        tracing::error!("cannot answer: {e}");
+                        break None;
+                    }
+                    attempt = server.answer(&request, &verdict, now, ex.work, ex.out);
+                }
+            }
+        };
+        let Some(response) = response else {
+            return Step::Close;
+        };
+        done.send(&shared, ex.reply, ex.out, &response, &line, ex.started)
+            .await
+    }
+}
+
+/// The request line, for logs.
+#[derive(Default)]
+struct RequestLine {
+    method: String,
+    path: String,
+}
+
+/// What is left to do once the core has written the answer.
+#[derive(Default)]
+struct Done {
+    close: bool,
+    delay: Duration,
+    origin: Option<Origin>,
+    permit: Option<ThrottlePermit>,
+    /// Whether the token came from the cache.
+    cached: Option<bool>,
+}
+
+impl Done {
+    /// Sleeps the fault delay, counts and logs the answer, writes it (or closes), and releases
+    /// the throttle permit.
+    async fn send(
+        &mut self,
+        shared: &Shared,
+        mut reply: crate::serve_loop::connection::Reply<'_>,
+        out: &[u8],
+        response: &Response<'_>,
+        line: &RequestLine,
+        started: Instant,
+    ) -> Step {
         // In flight until its answer is written (delays included); admin and document
         // requests are not counted.
         let in_flight =
             (!matches!(response.outcome, Outcome::Other)).then(|| shared.controls.counters.begin());
-        let delay = self.issuer.state.delay;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
         }
-        let close_now = self.issuer.state.close || response.len == 0;
+        let close_now = self.close || response.len == 0;
         // Counted before it is written, so a client that has read the answer finds it in
         // the counters; the throttle permit is held until the answer is written.
-        let permit = self.issuer.finish(&response, close_now, ex.started);
+        shared.record(response, close_now, self, line, started);
         let written = close_now
-            || ex
-                .reply
-                .send(ex.out.get(..response.len).unwrap_or_default())
+            || reply
+                .send(out.get(..response.len).unwrap_or_default())
                 .await;
-        drop(permit);
+        drop(self.permit.take());
         drop(in_flight);
         if !written {
             return Step::Close;
@@ -435,54 +538,8 @@ impl Answerer for EmulatorAnswerer {
     }
 }
 
-/// Per-request decisions, kept until the answer is written so that a repeated
-/// [`Server::handle`] call (after growing a buffer) decides nothing twice.
-#[derive(Default)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent per-request flags, reset together"
-)]
-struct RequestState {
-    method: String,
-    path: String,
-    admitted: bool,
-    admit_fault: Option<FaultResponse>,
-    issued: bool,
-    identity_fault: Option<FaultResponse>,
-    identity_close: bool,
-    token: Option<ServedToken>,
-    other: Option<(u16, Vec<u8>)>,
-    delay: Duration,
-    /// Clock skew decided by fault rules (seconds added to the minting clock).
-    skew_secs: i64,
-    origin: Option<Origin>,
-    /// A `close` fault decided at admission: drop the answer and close.
-    close: bool,
-    permit: Option<ThrottlePermit>,
-}
-
-/// The shell's [`Issuer`] for one connection.
-struct HostIssuer {
-    shared: Arc<Shared>,
-    state: RequestState,
-}
-
 fn random_u32() -> u32 {
     getrandom::u32().unwrap_or(0)
-}
-
-/// The plan's decision for `request` over the rules `select` picks. Without rules (the usual
-/// case) it passes without drawing a random number: no `getrandom` system call per request.
-fn decide(
-    plan: &std::sync::Mutex<FaultPlan>,
-    request: &FaultRequest<'_>,
-    select: impl Fn(&FaultRule) -> bool,
-) -> FaultDecision {
-    let mut plan = plan.lock().unwrap_or_else(PoisonError::into_inner);
-    if plan.is_empty() {
-        return FaultDecision::PASS;
-    }
-    plan.decide_among(request, random_u32(), select)
 }
 
 fn as_fault(f: &FaultResponse) -> Fault<'_> {
@@ -494,53 +551,153 @@ fn as_fault(f: &FaultResponse) -> Fault<'_> {
     }
 }
 
-/// True for the paths that are throttled and faulted: IMDS's identity endpoints, or the
-/// extension's token path.
-fn imds_path(flavor: Flavor, path: &str) -> bool {
-    mitoken_core::server::serves_path(flavor, path)
-}
-
-impl HostIssuer {
-    fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            state: RequestState::default(),
+impl Shared {
+    /// The emulator's decisions before validation: its documents and admin API on the paths
+    /// the core does not own; throttle and path-level fault rules on the identity endpoints
+    /// (an unknown path gets its 404 / 401 without using up a rule).
+    fn admit(&self, request: &Request<'_>) -> Admitted {
+        let mut admitted = Admitted::default();
+        if !request.is_own_path() {
+            admitted.verdict = self.document(request).map(|(s, b)| Chosen::Json(s, b));
+            return admitted;
         }
+        if let Some(throttle) = self.controls.throttle() {
+            match throttle.try_acquire(Instant::now()) {
+                Ok(permit) => admitted.permit = Some(permit),
+                Err(refused) => {
+                    admitted.origin = Some(Origin::Throttle);
+                    admitted.verdict = Some(Chosen::Fault(refused.response()));
+                    return admitted;
+                }
+            }
+        }
+        let decision = self.faults_for(request.path(), None);
+        admitted.delay = decision.delay;
+        admitted.skew_secs = decision.skew_secs;
+        match decision.action {
+            FaultAction::Respond(r) => {
+                admitted.origin = Some(Origin::Fault);
+                admitted.verdict = Some(Chosen::Fault(r));
+            }
+            FaultAction::Close => {
+                admitted.origin = Some(Origin::Fault);
+                admitted.close = true;
+                // The core needs an answer; the connection loop drops it and closes.
+                admitted.verdict = Some(Chosen::Fault(FaultResponse::for_status(500)));
+            }
+            FaultAction::Pass => {}
+        }
+        admitted
     }
 
-    fn identity(&self, slot: Slot) -> Option<&IdentityConfig> {
-        self.shared
-            .by_slot
-            .get(slot.index())
-            .and_then(Option::as_ref)
+    /// The fault rules' decision for a request on `path`: the path-level rules (no
+    /// `identity`) at admission, the identity-level ones once the identity is resolved.
+    /// Without rules (the usual case) it passes without drawing a random number: no
+    /// `getrandom` system call per request.
+    fn faults_for(&self, path: &str, identity: Option<Guid>) -> FaultDecision {
+        let mut plan = self
+            .controls
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if plan.is_empty() {
+            return FaultDecision::PASS;
+        }
+        plan.decide_among(&FaultRequest { path, identity }, random_u32(), |rule| {
+            rule.identity.is_some() == identity.is_some()
+        })
     }
 
-    /// Records, logs and forgets the request whose answer is about to be written (or dropped);
-    /// returns its throttle permit, to be dropped once the answer is written.
-    fn finish(
-        &mut self,
-        response: &Response<'_>,
-        closed: bool,
-        started: Instant,
-    ) -> Option<ThrottlePermit> {
-        let mut state = core::mem::take(&mut self.state);
-        let permit = state.permit.take();
-        self.log_and_count(&state, response, closed, started);
-        // The next request's method and path reuse these strings' room (no allocation).
-        let (mut method, mut path) = (state.method, state.path);
-        method.clear();
-        path.clear();
-        self.state.method = method;
-        self.state.path = path;
-        permit
+    /// The OpenID configuration, the JWKS or the admin API's answer, for a path the core does
+    /// not own; `None` for any other path.
+    fn document(&self, request: &Request<'_>) -> Option<(u16, Vec<u8>)> {
+        let get = matches!(request.method(), "GET" | "HEAD");
+        let document = match request.path() {
+            OPENID_CONFIGURATION_PATH => Some(&self.openid_json),
+            JWKS_PATH => Some(&self.jwks_json),
+            _ => None,
+        };
+        if let Some(doc) = document {
+            return Some(if get {
+                (200, doc.clone().into_bytes())
+            } else {
+                let body = r#"{"error":"method_not_allowed","error_description":"Not allowed"}"#;
+                (405, body.as_bytes().to_vec())
+            });
+        }
+        if request.path().starts_with(ADMIN_PREFIX) {
+            return self
+                .controls
+                .handle(request.method(), request.path(), request.body())
+                .map(|r| (r.status, r.body.into_bytes()));
+        }
+        None
     }
 
-    /// Counts the request (identity endpoints) and writes its log line.
-    fn log_and_count(
+    /// Resolved identity X needs a token for resource R: identity-level fault rules, then the
+    /// token from the cache or minted; the core writes the answer. `None` when it cannot be
+    /// written at all.
+    fn issue<'a>(
         &self,
-        state: &RequestState,
+        issue: &mut Issue<'a, '_>,
+        path: &str,
+        skew_secs: i64,
+        done: &mut Done,
+        out: &mut Vec<u8>,
+    ) -> Option<Response<'a>> {
+        let request = issue.request;
+        let Some(identity) = self.config.get(request.resolved.slot) else {
+            return write_growing(out, |o| issue.write_error(&IssueError::Failed, o));
+        };
+        let decision = self.faults_for(path, Some(identity.client_id));
+        done.delay += decision.delay;
+        let skew = skew_secs.saturating_add(decision.skew_secs);
+        let error = match decision.action {
+            FaultAction::Respond(r) => {
+                done.origin = Some(Origin::Fault);
+                return write_growing(out, |o| {
+                    issue.write_error(&IssueError::Fault(as_fault(&r)), o)
+                });
+            }
+            FaultAction::Close => {
+                done.origin = Some(Origin::Fault);
+                IssueError::Close
+            }
+            FaultAction::Pass => {
+                let served = self.controls.cache.get_or_mint(
+                    &self.minter,
+                    identity,
+                    request.resource,
+                    request.now.saturating_add_signed(skew),
+                    request.bypass_cache || skew != 0,
+                );
+                match served {
+                    Ok(served) => {
+                        done.cached = Some(served.from_cache);
+                        let minted = Minted {
+                            token: served.token.jwt(),
+                            not_before: served.token.not_before,
+                            expires_on: served.token.expires_on,
+                        };
+                        return write_growing(out, |o| issue.write_token(&minted, o));
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot sign a token: {e}");
+                        IssueError::Failed
+                    }
+                }
+            }
+        };
+        write_growing(out, |o| issue.write_error(&error, o))
+    }
+
+    /// Counts and logs the request whose answer is about to be written (or dropped).
+    fn record(
+        &self,
         response: &Response<'_>,
         closed: bool,
+        done: &Done,
+        line: &RequestLine,
         started: Instant,
     ) {
         let latency = started.elapsed();
@@ -550,222 +707,53 @@ impl HostIssuer {
             _ => None,
         };
         let identity = resolved
-            .and_then(|r| self.identity(r.slot))
+            .and_then(|r| self.config.get(r.slot))
             .map(|i| i.client_id);
-        let method = if state.method.is_empty() {
+        let method = if line.method.is_empty() {
             "?"
         } else {
-            &state.method
+            &line.method
         };
-        let path = if state.path.is_empty() {
+        let path = if line.path.is_empty() {
             "?"
         } else {
-            &state.path
+            &line.path
         };
         if matches!(response.outcome, Outcome::Other) {
             tracing::debug!(method, path, status = response.status, ?latency, "served");
             return;
         }
-        let origin = state.origin.unwrap_or(Origin::Emulator);
+        let origin = done.origin.unwrap_or(Origin::Emulator);
         let outcome = if closed {
             counters::Outcome::Closed
         } else {
             counters::Outcome::Answered(response.status)
         };
-        self.shared
-            .controls
-            .counters
-            .record(identity, outcome, origin);
-        // The request's log line, formatted only when `info` is on (`--log warn` in
-        // production: no GUID formatting or allocation per request).
-        if tracing::enabled!(tracing::Level::INFO) {
-            let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
-            let cached = state.token.as_ref().map(|t| t.from_cache);
-            let origin_name = match origin {
-                Origin::Emulator => "emulator",
-                Origin::Fault => "fault",
-                Origin::Throttle => "throttle",
-            };
-            if closed {
-                tracing::info!(method, path, identity = %shown_identity, origin = origin_name, ?latency, "closed without answer");
-            } else {
-                tracing::info!(
-                    method,
-                    path,
-                    status = response.status,
-                    identity = %shown_identity,
-                    origin = origin_name,
-                    cached,
-                    ?latency,
-                    "answered"
-                );
-            }
+        self.controls.counters.record(identity, outcome, origin);
+        // The request's log line, formatted only when `info` is on (`--log warn`: no GUID
+        // formatting or allocation per request).
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
         }
-    }
-}
-
-impl Issuer for HostIssuer {
-    fn issue(
-        &mut self,
-        request: &IssueRequest<'_, '_>,
-        out: &mut [u8],
-    ) -> Result<Issued, IssueError<'_>> {
-        let Some(identity) = self.identity(request.resolved.slot).cloned() else {
-            return Err(IssueError::Failed);
+        let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
+        let origin_name = match origin {
+            Origin::Emulator => "emulator",
+            Origin::Fault => "fault",
+            Origin::Throttle => "throttle",
         };
-        if !self.state.issued {
-            self.state.issued = true;
-            let decision = decide(
-                &self.shared.controls.faults,
-                &FaultRequest {
-                    path: &self.state.path,
-                    identity: Some(identity.client_id),
-                },
-                |rule| rule.identity.is_some(),
+        if closed {
+            tracing::info!(method, path, identity = %shown_identity, origin = origin_name, ?latency, "closed without answer");
+        } else {
+            tracing::info!(
+                method,
+                path,
+                status = response.status,
+                identity = %shown_identity,
+                origin = origin_name,
+                cached = done.cached,
+                ?latency,
+                "answered"
             );
-            self.state.delay += decision.delay;
-            let skew = self.state.skew_secs.saturating_add(decision.skew_secs);
-            match decision.action {
-                FaultAction::Respond(r) => {
-                    self.state.origin = Some(Origin::Fault);
-                    self.state.identity_fault = Some(r);
-                }
-                FaultAction::Close => {
-                    self.state.origin = Some(Origin::Fault);
-                    self.state.identity_close = true;
-                }
-                FaultAction::Pass => {
-                    let served = self.shared.controls.cache.get_or_mint(
-                        &self.shared.minter,
-                        &identity,
-                        request.resource,
-                        request.now.saturating_add_signed(skew),
-                        request.bypass_cache || skew != 0,
-                    );
-                    match served {
-                        Ok(t) => self.state.token = Some(t),
-                        Err(e) => tracing::error!("cannot sign a token: {e}"),
-                    }
-                }
-            }
-        }
-        if self.state.identity_close {
-            return Err(IssueError::Close);
-        }
-        if let Some(f) = &self.state.identity_fault {
-            return Err(IssueError::Fault(as_fault(f)));
-        }
-        let Some(served) = &self.state.token else {
-            return Err(IssueError::Failed);
-        };
-        let jwt = served.token.jwt().as_bytes();
-        let Some(dst) = out.get_mut(..jwt.len()) else {
-            return Err(IssueError::BufferTooSmall {
-                required: jwt.len(),
-            });
-        };
-        dst.copy_from_slice(jwt);
-        Ok(Issued {
-            token_len: jwt.len(),
-            not_before: served.token.not_before,
-            expires_on: served.token.expires_on,
-        })
-    }
-
-    fn admit(&mut self, request: &Admission<'_>) -> Option<Fault<'_>> {
-        if !self.state.admitted {
-            self.state.admitted = true;
-            request.method.clone_into(&mut self.state.method);
-            request.path.clone_into(&mut self.state.path);
-            let controls = &self.shared.controls;
-            // Throttle and path-level faults apply to the identity endpoints only; an unknown
-            // path gets its 404 / 401 without using up a rule.
-            let imds_path = imds_path(self.shared.server_config.flavor, request.path);
-            let throttle = controls.throttle().filter(|_| imds_path);
-            if let Some(throttle) = throttle {
-                match throttle.try_acquire(Instant::now()) {
-                    Ok(permit) => self.state.permit = Some(permit),
-                    Err(refused) => {
-                        self.state.origin = Some(Origin::Throttle);
-                        self.state.admit_fault = Some(refused.response());
-                    }
-                }
-            }
-            if self.state.admit_fault.is_none() && imds_path {
-                let decision = decide(
-                    &controls.faults,
-                    &FaultRequest {
-                        path: request.path,
-                        identity: None,
-                    },
-                    |rule| rule.identity.is_none(),
-                );
-                self.state.delay += decision.delay;
-                self.state.skew_secs = decision.skew_secs;
-                match decision.action {
-                    FaultAction::Respond(r) => {
-                        self.state.origin = Some(Origin::Fault);
-                        self.state.admit_fault = Some(r);
-                    }
-                    FaultAction::Close => {
-                        self.state.origin = Some(Origin::Fault);
-                        self.state.close = true;
-                        // The core needs an answer; the connection loop drops it and closes.
-                        self.state.admit_fault = Some(FaultResponse::for_status(500));
-                    }
-                    FaultAction::Pass => {}
-                }
-            }
-        }
-        self.state.admit_fault.as_ref().map(as_fault)
-    }
-
-    fn serve_other(&mut self, request: &OtherRequest<'_>, out: &mut [u8]) -> OtherAnswer {
-        if self.state.other.is_none() {
-            let get = matches!(request.method, "GET" | "HEAD");
-            let document = match request.path {
-                OPENID_CONFIGURATION_PATH => Some(&self.shared.openid_json),
-                JWKS_PATH => Some(&self.shared.jwks_json),
-                _ => None,
-            };
-            let answer = if let Some(doc) = document {
-                if get {
-                    (200, doc.clone().into_bytes())
-                } else {
-                    let body =
-                        r#"{"error":"method_not_allowed","error_description":"Not allowed"}"#;
-                    (405, body.as_bytes().to_vec())
-                }
-            } else if request.path.starts_with(ADMIN_PREFIX) {
-                match self
-                    .shared
-                    .controls
-                    .handle(request.method, request.path, request.body)
-                {
-                    Some(r) => (r.status, r.body.into_bytes()),
-                    None => return OtherAnswer::Pass,
-                }
-            } else {
-                return OtherAnswer::Pass;
-            };
-            request.method.clone_into(&mut self.state.method);
-            request.path.clone_into(&mut self.state.path);
-            self.state.other = Some(answer);
-        }
-        let Some((status, body)) = &self.state.other else {
-            return OtherAnswer::Pass;
-        };
-        match out.get_mut(..body.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(body);
-                OtherAnswer::Json {
-                    status: *status,
-                    body_len: body.len(),
-                }
-            }
-            None => OtherAnswer::TooSmall {
-                required: body.len(),
-            },
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `--throttle`: IMDS's limits for the identity category (protocol.md §1.11): 20 requests per
+//! `--throttle`: IMDS's limits for the identity category (docs/protocol.md §1.11): 20 requests per
 //! second **and** 5 concurrent requests per VM; over either, `429` with `Retry-After`.
 //!
 //! The decisions are the core's [`Limiter`] (the same one the token engine paces its own

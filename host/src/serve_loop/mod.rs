@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use mitoken_core::http::Limits;
 use mitoken_core::identity::Flavor;
-use mitoken_core::server::{Config, HandleError};
+use mitoken_core::server::{Config, HandleError, Response};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -377,6 +377,29 @@ pub fn grow_for(e: HandleError, out: &mut Vec<u8>, work: &mut Vec<u8>) -> bool {
     }
     buf.resize(required, 0);
     true
+}
+
+/// Writes an answer with `write`, growing `out` (up to [`MAX_BUFFER`]) when it is too small
+/// and writing again: the answer is already decided, only its bytes are redone. `None` when it
+/// cannot be written.
+pub fn write_growing<'a>(
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<Response<'a>, HandleError>,
+) -> Option<Response<'a>> {
+    loop {
+        match write(out) {
+            Ok(r) => return Some(r),
+            Err(HandleError::OutputTooSmall { required })
+                if required <= MAX_BUFFER && required > out.len() =>
+            {
+                out.resize(required, 0);
+            }
+            Err(e) => {
+                tracing::error!("cannot write the answer: {e}");
+                return None;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         o,
         "## 1. Parse, build, serve (instructions per call: callgrind; wall clock: criterion median)\n\n\
-         Shared fixtures (`shared/fixtures/`); instruction counts are exact and do not depend on the \
+         The IMDS fixtures (`fixtures/`); instruction counts are exact and do not depend on the \
          machine's load, wall clock does.\n"
     );
     let wall = r.wall.as_ref();
