@@ -592,14 +592,20 @@ impl Shared {
 
     /// The fault rules' decision for a request on `path`: the path-level rules (no
     /// `identity`) at admission, the identity-level ones once the identity is resolved.
+    /// Without rules (the usual case) it passes without drawing a random number: no
+    /// `getrandom` system call per request.
     fn faults_for(&self, path: &str, identity: Option<Guid>) -> FaultDecision {
-        self.controls
+        let mut plan = self
+            .controls
             .faults
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .decide_among(&FaultRequest { path, identity }, random_u32(), |rule| {
-                rule.identity.is_some() == identity.is_some()
-            })
+            .unwrap_or_else(PoisonError::into_inner);
+        if plan.is_empty() {
+            return FaultDecision::PASS;
+        }
+        plan.decide_among(&FaultRequest { path, identity }, random_u32(), |rule| {
+            rule.identity.is_some() == identity.is_some()
+        })
     }
 
     /// The OpenID configuration, the JWKS or the admin API's answer, for a path the core does
@@ -703,7 +709,6 @@ impl Shared {
         let identity = resolved
             .and_then(|r| self.config.get(r.slot))
             .map(|i| i.client_id);
-        let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
         let method = if line.method.is_empty() {
             "?"
         } else {
@@ -725,6 +730,12 @@ impl Shared {
             counters::Outcome::Answered(response.status)
         };
         self.controls.counters.record(identity, outcome, origin);
+        // The request's log line, formatted only when `info` is on (`--log warn`: no GUID
+        // formatting or allocation per request).
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        let shown_identity = identity.map_or_else(|| "-".to_owned(), |g| g.to_string());
         let origin_name = match origin {
             Origin::Emulator => "emulator",
             Origin::Fault => "fault",

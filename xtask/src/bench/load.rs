@@ -46,6 +46,9 @@ impl Settings {
 /// the generator and is invalid.
 pub const GENERATOR_LIMIT: f64 = 90.0;
 
+/// At or above this share of its CPU (%), the server is taken as the limit of the run.
+pub const SERVER_SATURATED: f64 = 90.0;
+
 /// The latency percentiles plain `wrk --latency` prints.
 pub const PERCENTILES: [f64; 4] = [50.0, 75.0, 90.0, 99.0];
 
@@ -79,6 +82,12 @@ impl Run {
     /// True when the generator's CPU use was measured and had headroom.
     pub fn valid(&self) -> bool {
         self.generator_cpu.is_some_and(|c| c <= GENERATOR_LIMIT) && self.errors == 0
+    }
+
+    /// True when the server used at least [`SERVER_SATURATED`] of its CPU: it was the limit.
+    /// When neither it nor the generator was (a busy machine), the run measures neither.
+    pub fn server_bound(&self) -> bool {
+        self.server_cpu.is_some_and(|c| c >= SERVER_SATURATED)
     }
 
     /// The rate the generator could reach on its CPU if its cost per request stayed the same

@@ -184,7 +184,8 @@ pub fn emulator_wrapped(
 }
 
 /// `mitoken bridge` answering legacy-extension requests from `upstream` (the emulator),
-/// logging only warnings.
+/// logging at `info`: the level its Debian package runs it with (`MITOKEN_LOG=info` in
+/// `host/dist/bridge.env`; one line per new client process, none per request).
 pub fn bridge(
     mitoken: &Path,
     cpus: Cpus,
@@ -206,11 +207,21 @@ pub fn bridge_wrapped(
         "--listen",
         "127.0.0.1:0",
         "--log",
-        "warn",
+        "info",
         "--upstream",
     ])
     .arg(format!("http://{upstream}"));
     start_announcing("mitoken bridge", cmd)
+}
+
+/// True when this process runs as root (`/proc/self/status` `Uid:` 0).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            == Some("0")
+    })
 }
 
 /// A free loopback port (bound and released; nginx cannot report an ephemeral one).
@@ -242,7 +253,7 @@ pub fn nginx_wrapped(
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let d = dir.display();
     let conf = format!(
-        "daemon off;\n{single}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "daemon off;\n{single}{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  default_type application/json;\n\
          keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
@@ -251,6 +262,13 @@ pub fn nginx_wrapped(
          scgi_temp_path {d}/tmp-scgi;\n\
          server {{\n    listen {addr};\n    root {www};\n  }}\n}}\n",
         www = www.display(),
+        // Run as root, nginx's worker would switch to an unprivileged user and so could not be
+        // watched (perf's syscall counts); it keeps root's uid, like the master.
+        user = if running_as_root() {
+            "user root;\n"
+        } else {
+            ""
+        },
         single = if wrapper.is_empty() {
             ""
         } else {

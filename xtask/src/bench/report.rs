@@ -486,8 +486,10 @@ fn render_load(o: &mut String, r: &Results) {
         "## 2. Servers under load (loopback, `{}`, {} interleaved rounds)\n\n\
          Plain `wrk`: no Lua script, wrk's own static request and report. Every request is a `GET` \
          with `Metadata: true`; token bodies are {} B and nginx serves a file of exactly that size \
-         (`access_log off`). Tokens are cached; `mitoken` runs with `--log warn`, the level the \
-         docs recommend in production (the default `info` writes a log line per request). {seats}\n\n\
+         (`access_log off`). Tokens are cached. Logging as in production: `mitoken bridge` at \
+         `info`, the level its Debian package sets (`MITOKEN_LOG=info`: a line per new client \
+         process, none per request); `mitoken emulate` at `--log warn` (its default `info` \
+         writes a line per request, for tests that read them). {seats}\n\n\
          **The generator is measured too.** For each run, wrk's own CPU use (utime + stime from \
          `/proc/<pid>/stat` over the middle of the run, % of its one CPU) and the server's (all \
          threads, nginx's worker included) are recorded. A run whose generator used more than \
@@ -495,14 +497,18 @@ fn render_load(o: &mut String, r: &Results) {
          marked INVALID and is never a ratio. The nginx rounds are the calibration: the rate the \
          same generator on the same seat reaches against nginx; *generator ceiling* is req/s ÷ \
          its CPU share, the rate it could reach before saturating. Each server's figure is its \
-         best valid round; ratios are to nginx's best valid round.\n\n\
+         best valid round; ratios are to nginx's best valid round. A run whose server used less \
+         than {:.0} % of its CPU had a limit other than the server or the generator (other work \
+         on the machine, or too few connections): it is flagged *server not saturated*, and its \
+         ratio says little.\n\n\
          ![throughput relative to nginx](bench-throughput.svg)\n\n\
          | server | requests | req/s | vs nginx | p50 | p90 | p99 | wrk CPU | server CPU | generator ceiling |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         s.command(),
         s.rounds,
         r.load.body_len,
-        super::load::GENERATOR_LIMIT
+        super::load::GENERATOR_LIMIT,
+        super::load::SERVER_SATURATED
     );
     let nginx = r.load.nginx();
     for srv in &r.load.servers {
@@ -549,7 +555,9 @@ fn render_load(o: &mut String, r: &Results) {
                     x.rps,
                     super::load::percent(x.generator_cpu),
                     super::load::percent(x.server_cpu),
-                    if x.valid() {
+                    if x.valid() && !x.server_bound() {
+                        " (server not saturated)".into()
+                    } else if x.valid() {
                         String::new()
                     } else if x.errors > 0 {
                         format!(" INVALID: {} errors", x.errors)

@@ -65,8 +65,18 @@ pub fn measure(root: &Path, target_dir: &Path) -> crate::Result<Medians> {
             "serve",
         ])
         .args(BRIEF))?;
+    // The release profile: its dependencies are the ones `mitoken` was just built with (the
+    // bench profile's debug info would rebuild them all).
     run(cargo(root)
-        .args(["bench", "-p", "mitoken-host", "--bench", "get_token"])
+        .args([
+            "bench",
+            "--profile",
+            "release",
+            "-p",
+            "mitoken-host",
+            "--bench",
+            "get_token",
+        ])
         .args(BRIEF))?;
     let mut out = Vec::new();
     for id in IDS {
