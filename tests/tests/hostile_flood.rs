@@ -95,14 +95,15 @@ impl Round {
         );
         // While the attacker is still connecting as fast as the kernel lets it, the listen
         // backlog can be full for an instant (the kernel then drops a SYN, and that client
-        // retries after 1 s): all are answered 200, at most 1 in 50 over the bound.
+        // retries after 1 s): all are answered 200, at most 1 in 50 over the bound (and one
+        // such retry whatever the count: the flood may open while only a few were asked).
         let slow_opening = self
             .while_opening
             .iter()
             .filter(|l| **l >= SERVICE_BOUND)
             .count();
         assert!(
-            slow_opening * 50 <= self.while_opening.len(),
+            slow_opening <= (self.while_opening.len() / 50).max(1),
             "{}: {slow_opening} of {} good requests over {SERVICE_BOUND:?} while the flood opens",
             kind.name(),
             self.while_opening.len()
