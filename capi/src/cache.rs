@@ -128,12 +128,7 @@ pub unsafe extern "C" fn mitoken_cache_insert(
     ex: *mut mitoken_exchange,
     now_ms: u64,
 ) -> mitoken_result {
-    // SAFETY: `req` is NULL or a valid request (contract).
-    let req = match unsafe { raw::get(req) } {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    // SAFETY: `req`'s strings are valid for this call (contract).
+    // SAFETY: `req` is NULL or a valid request whose strings are valid for this call (contract).
     let parsed = match unsafe { request::parse(req) } {
         Ok(p) => p,
         Err(e) => return e,
@@ -174,12 +169,7 @@ pub unsafe extern "C" fn mitoken_cache_get(
     if out.is_null() {
         return mitoken_result::NullArgument;
     }
-    // SAFETY: `req` is NULL or a valid request (contract).
-    let req = match unsafe { raw::get(req) } {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    // SAFETY: `req`'s strings are valid for this call (contract).
+    // SAFETY: `req` is NULL or a valid request whose strings are valid for this call (contract).
     let parsed = match unsafe { request::parse(req) } {
         Ok(p) => p,
         Err(e) => return e,
@@ -214,12 +204,7 @@ pub unsafe extern "C" fn mitoken_cache_remove(
     c: *mut mitoken_cache,
     req: *const mitoken_request,
 ) -> mitoken_result {
-    // SAFETY: `req` is NULL or a valid request (contract).
-    let req = match unsafe { raw::get(req) } {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    // SAFETY: `req`'s strings are valid for this call (contract).
+    // SAFETY: `req` is NULL or a valid request whose strings are valid for this call (contract).
     let parsed = match unsafe { request::parse(req) } {
         Ok(p) => p,
         Err(e) => return e,

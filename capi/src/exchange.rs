@@ -130,12 +130,7 @@ pub unsafe extern "C" fn mitoken_exchange_start(
             last_error: None,
         },
     );
-    // SAFETY: `req` is NULL or a valid request (contract).
-    let req = match unsafe { raw::get(req) } {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    // SAFETY: `req`'s strings are valid for this call (contract); `parsed` does not outlive it.
+    // SAFETY: `req` is NULL or a valid request whose strings are valid for this call (contract); `parsed` does not outlive it.
     let parsed = match unsafe { request::parse(req) } {
         Ok(p) => p,
         Err(e) => return e,
@@ -166,12 +161,7 @@ pub unsafe extern "C" fn mitoken_request_size(
     req: *const mitoken_request,
     size: *mut usize,
 ) -> mitoken_result {
-    // SAFETY: `req` is NULL or a valid request (contract).
-    let req = match unsafe { raw::get(req) } {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    // SAFETY: `req`'s strings are valid for this call (contract).
+    // SAFETY: `req` is NULL or a valid request whose strings are valid for this call (contract).
     let parsed = match unsafe { request::parse(req) } {
         Ok(p) => p,
         Err(e) => return e,

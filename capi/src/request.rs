@@ -70,13 +70,15 @@ pub struct Parsed<'a> {
     pub endpoint: Endpoint<'a>,
 }
 
-/// Reads a [`mitoken_request`]'s strings and kinds. Values are validated when the request is
-/// written.
+/// Reads the [`mitoken_request`] at `req` (NULL and misalignment are errors): its strings and
+/// kinds. Values are validated when the request is written.
 ///
 /// # Safety
-/// Every `mitoken_str` in `req` is `{NULL, 0}` or points to `len` readable bytes that stay
-/// unchanged during `'a`.
-pub unsafe fn parse<'a>(req: &mitoken_request) -> Result<Parsed<'a>, mitoken_result> {
+/// `req` is NULL or points to a valid `mitoken_request`, and every `mitoken_str` in it is
+/// `{NULL, 0}` or points to `len` readable bytes that stay unchanged during `'a`.
+pub unsafe fn parse<'a>(req: *const mitoken_request) -> Result<Parsed<'a>, mitoken_result> {
+    // SAFETY: `req` is NULL or a valid request (the contract above).
+    let req = unsafe { raw::get(req) }?;
     // SAFETY: the contract above, for `resource`.
     let resource = unsafe { raw::text(req.resource) }?;
     // SAFETY: the contract above, for `selector`.
