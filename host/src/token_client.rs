@@ -470,14 +470,15 @@ impl TokenClient {
 
     /// Looks `request` up in the cache without waiting: `f` gets the cached token and the
     /// current Unix time in milliseconds **under the client's lock** (keep it short; it cannot
-    /// await), and its result comes back with `false` (a token due for refresh is refreshed in
-    /// the background by the engine). `None` when caching is off or no valid token is cached.
+    /// await), and its result comes back; a token due for refresh is served and refreshed in
+    /// the background by the engine (the lookup starts it). `None` when caching is off or no
+    /// valid token is cached.
     /// The key is the request's selector and resource as written (see [`CacheKey`]).
     pub fn with_cached<R>(
         &self,
         request: &TokenRequest<'_>,
         f: impl FnOnce(&CachedToken<'_>, u64) -> R,
-    ) -> Option<(R, bool)> {
+    ) -> Option<R> {
         if !self.inner.config.cache {
             return None;
         }
@@ -491,22 +492,7 @@ impl TokenClient {
         };
         // A refresh the lookup started goes out now.
         self.pump(&mut st, now);
-        Some((result, false))
-    }
-
-    /// Makes sure a refresh of `spec`'s token is under way (the engine starts one when a
-    /// lookup finds it due; this sends whatever is queued).
-    #[allow(clippy::needless_pass_by_value)] // kept by value for the bridge's call site
-    pub fn refresh_in_background(&self, spec: TokenSpec) {
-        let Ok(endpoint) = parse_endpoint(&self.inner.config.endpoint) else {
-            return;
-        };
-        let request = spec.as_request(&self.inner.config.api_version);
-        let key = CacheKey::for_request(&request, endpoint);
-        let now = unix_ms();
-        let mut st = lock(&self.inner.state);
-        let _ = st.engine.lookup(&key, now);
-        self.pump(&mut st, now);
+        Some(result)
     }
 
     /// Drains the engine: starts the upstream requests it asks for, answers the callers whose

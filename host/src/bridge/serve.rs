@@ -84,13 +84,8 @@ async fn answer(
             }))
         });
         match hit {
-            Some((Ok(response), stale)) => {
-                if stale {
-                    client.refresh_in_background(token_spec(request));
-                }
-                return response.map(|r| (r, Source::Cache));
-            }
-            Some((Err(()), _)) => {
+            Some(Ok(response)) => return response.map(|r| (r, Source::Cache)),
+            Some(Err(())) => {
                 return write_error(relay, request, &wrong_identity_answer(), out)
                     .map(|r| (r, Source::Cache));
             }
