@@ -18,6 +18,7 @@
 //! | [`query`] | percent-encoding and query strings |
 //! | [`identity`] | a VM's identities, selectors and the default-identity rules |
 //! | [`server`] | the IMDS / extension server: request bytes → a validated, resolved answer |
+//! | [`source`] | the managed-identity sources (IMDS, App Service, Arc, Cloud Shell, Service Fabric, Azure ML, workload identity) and each one's wire vocabulary |
 //! | [`diagnose`] | what an answer from 169.254.169.254 says: IMDS or not, which IMDS error, clock skew (for `mitoken doctor`) |
 //! | [`io`] | small drivers over `embedded-io` (blocking and async): one-call fetch and serve |
 //! | [`write`] | bounded writers into caller-lent buffers |
@@ -88,6 +89,7 @@ pub mod query;
 pub mod request;
 pub mod retry;
 pub mod server;
+pub mod source;
 pub mod token;
 pub mod write;
 
