@@ -247,10 +247,11 @@ const SEL_MI_RES: u8 = 4;
 
 /// The injective encoding: endpoint tag [style port host path], selector tag [value], resource;
 /// every string is prefixed by its length.
-/// One copy of the encoder for every sink (`dyn`), never inlined (the compiler would otherwise
-/// copy it into each caller with the sink devirtualised): small code matters more than the
-/// indirect calls on the bare-metal target.
-#[inline(never)]
+/// One copy of the encoder for every sink (`dyn`). With the `small-code` feature it is never
+/// inlined (the compiler would otherwise copy it into each caller with the sink devirtualised):
+/// small code matters more than the indirect calls on the bare-metal target. Without it the
+/// host gets the devirtualised copies (faster lookups).
+#[cfg_attr(feature = "small-code", inline(never))]
 fn encode(key: &CacheKey<'_>, sink: &mut dyn Sink) {
     let e = key.endpoint;
     let (host, port, path, style) = (e.host(), e.port(), e.path(), e.style());
@@ -703,6 +704,23 @@ impl<const N: usize, const T: usize, const K: usize> TokenCache<N, T, K> {
             }
             None => Lookup::Missing,
         }
+    }
+
+    /// The token for `key` when it is valid and no refresh is due at `now` (ms)
+    /// ([`Lookup::Fresh`]), marked recently used; `None` otherwise, and then nothing changes
+    /// (an expired entry is left for [`get`](Self::get) or
+    /// [`purge_expired`](Self::purge_expired) to drop).
+    pub fn get_fresh(&mut self, key: &CacheKey<'_>, now: u64) -> Option<CachedToken<'_>> {
+        let i = self.find(key)?;
+        // `refresh_at` ≤ `expires_at`: before it, the token is valid and not due.
+        if self.entries.get(i).is_none_or(|e| now >= e.refresh_at) {
+            return None;
+        }
+        self.tick = self.tick.saturating_add(1);
+        let tick = self.tick;
+        let e = self.entries.get_mut(i)?;
+        e.last_used = tick;
+        Some(e.view())
     }
 
     /// Like [`get`](Self::get) but changes nothing: no recency update, no removal.

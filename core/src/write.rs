@@ -39,9 +39,10 @@ impl<'a> SliceWriter<'a> {
 
     /// Appends `bytes`; if they do not fit, only the count grows.
     ///
-    /// Never inlined: request and response heads are dozens of `put`s, and one shared copy
-    /// keeps the bounds checks and the copy out of each call site (firmware `.text`).
-    #[inline(never)]
+    /// With the `small-code` feature never inlined: request and response heads are dozens of
+    /// `put`s, and one shared copy keeps the bounds checks and the copy out of each call site
+    /// (firmware `.text`). Without it the compiler inlines it (faster request building).
+    #[cfg_attr(feature = "small-code", inline(never))]
     pub fn put(&mut self, bytes: &[u8]) {
         let end = self.len.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.len..end) {

@@ -4,7 +4,7 @@
 mod engine_support;
 
 use engine_support::{Got, H, MIN, S, Sim, T0, TestEngine, Upstream};
-use mitoken_core::cache::CacheKey;
+use mitoken_core::cache::{CacheKey, OwnedKey};
 use mitoken_core::engine::{Ask, EngineConfig, EngineError};
 use mitoken_core::request::{Endpoint, Selector};
 use mitoken_core::retry::RetryPolicy;
@@ -419,4 +419,39 @@ fn no_retries_policy_and_no_limits() {
     );
     // One engine check: nothing is retried.
     let _ = TestEngine::new(config, 0);
+}
+
+#[test]
+fn cached_answers_only_a_fresh_token_and_changes_nothing_else() {
+    // 1 h tokens are due 5 min before expiry; no refresh-ahead timer, so only callers move it.
+    let mut sim = Sim::new(2, EngineConfig::DEFAULT.with_refresh_ahead(false));
+    let key = OwnedKey::<256>::new(&sim.keys.key(0)).expect("key fits");
+    assert!(
+        sim.engine.cached(&key.key(), sim.now).is_none(),
+        "nothing cached yet"
+    );
+    sim.upstream = Box::new(|_, _, _| Upstream::Token { expires_in: 3600 });
+    let c = sim.ask(0, 30 * S, false);
+    sim.run_until(T0 + S);
+    let tok = token(sim.got(c)).to_owned();
+    let expires = T0 + sim.latency + H;
+    let poll_at = sim.engine.poll_at();
+    // Fresh: answered, no flight, nothing to send, the timer unchanged.
+    let t = sim.engine.cached(&key.key(), sim.now).expect("fresh");
+    assert_eq!(t.access_token.expose(), tok);
+    assert!(sim.engine.poll_transmit(sim.now).is_none());
+    assert_eq!((sim.engine.flights(), sim.engine.poll_at()), (0, poll_at));
+    // Another key is not answered by this one.
+    assert!(sim.engine.cached(&sim.keys.key(1), sim.now).is_none());
+    // Due for refresh: `cached` declines and starts nothing (`request` does both).
+    let due = expires - 4 * MIN;
+    assert!(sim.engine.cached(&key.key(), due).is_none());
+    assert!(sim.engine.poll_transmit(due).is_none());
+    assert_eq!(sim.engine.flights(), 0);
+    sim.run_until(due);
+    let c = sim.ask(0, 30 * S, false);
+    assert_eq!(token(sim.got(c)), tok, "the due token, served by request");
+    assert_eq!(sim.sent.len(), 2, "request started the refresh");
+    // Expired: declined.
+    assert!(sim.engine.cached(&key.key(), expires + 1).is_none());
 }

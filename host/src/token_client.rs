@@ -30,7 +30,7 @@ use mitoken_core::engine::{
     Answer, Ask, Cause, Engine, EngineConfig, EngineError, Failure, FlightId, Limits, Reply,
     Ticket, Transmit,
 };
-use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, TokenRequest};
+use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, Style, TokenRequest};
 use mitoken_core::retry::{RetryError, RetryPolicy};
 use mitoken_core::token::ServiceError;
 use tokio::sync::{Notify, oneshot};
@@ -265,6 +265,8 @@ struct State {
 
 struct Inner {
     config: ClientConfig,
+    /// `config.endpoint`, parsed.
+    endpoint: ParsedEndpoint,
     state: Mutex<State>,
     /// Wakes the driver when the engine's next deadline may have moved.
     timer: Arc<Notify>,
@@ -295,11 +297,60 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, GetTokenError> {
-    Endpoint::parse_spec(spec).map_err(|error| GetTokenError::Endpoint {
-        spec: spec.to_owned(),
-        error,
-    })
+/// The configured endpoint, parsed once when the client is built: the core's [`Endpoint`]
+/// borrows its strings, so this owns them and lends an [`Endpoint`] per lookup for free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ParsedEndpoint {
+    Imds,
+    Extension,
+    Custom {
+        host: Box<str>,
+        port: u16,
+        path: Box<str>,
+        style: Style,
+    },
+}
+
+impl ParsedEndpoint {
+    fn parse(spec: &str) -> Result<Self, GetTokenError> {
+        match Endpoint::parse_spec(spec) {
+            Ok(Endpoint::Imds) => Ok(Self::Imds),
+            Ok(Endpoint::Extension) => Ok(Self::Extension),
+            Ok(Endpoint::Custom {
+                host,
+                port,
+                path,
+                style,
+            }) => Ok(Self::Custom {
+                host: host.into(),
+                port,
+                path: path.into(),
+                style,
+            }),
+            Err(error) => Err(GetTokenError::Endpoint {
+                spec: spec.to_owned(),
+                error,
+            }),
+        }
+    }
+
+    fn get(&self) -> Endpoint<'_> {
+        match self {
+            Self::Imds => Endpoint::Imds,
+            Self::Extension => Endpoint::Extension,
+            Self::Custom {
+                host,
+                port,
+                path,
+                style,
+            } => Endpoint::Custom {
+                host,
+                port: *port,
+                path,
+                style: *style,
+            },
+        }
+    }
 }
 
 /// Builds the engine (about 2.3 MB, mostly the cache) on a helper thread with a large stack:
@@ -396,7 +447,7 @@ impl Drop for WaitGuard<'_> {
 impl TokenClient {
     /// A client; fails if the endpoint does not parse.
     pub fn new(config: ClientConfig) -> Result<Self, GetTokenError> {
-        parse_endpoint(&config.endpoint)?;
+        let endpoint = ParsedEndpoint::parse(&config.endpoint)?;
         let engine = new_engine(
             config.engine_config(),
             getrandom::u32().unwrap_or(0x8000_0001),
@@ -404,6 +455,7 @@ impl TokenClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                endpoint,
                 state: Mutex::new(State {
                     engine,
                     waiting: HashMap::new(),
@@ -426,13 +478,18 @@ impl TokenClient {
     /// wait, not a request other callers share.
     pub async fn get_token(&self, spec: &TokenSpec) -> Shared {
         let config = &self.inner.config;
-        let endpoint = parse_endpoint(&config.endpoint)?;
         let request = spec.as_request(&config.api_version);
-        let key = CacheKey::for_request(&request, endpoint);
+        let key = CacheKey::for_request(&request, self.inner.endpoint.get());
         let wait = config.wait_limit_ms();
         let now = unix_ms();
         let (ticket, rx) = {
             let mut st = lock(&self.inner.state);
+            // A fresh cached token: the engine changes nothing, so there is nothing to drain.
+            if !spec.bypass_cache
+                && let Some(t) = st.engine.cached(&key, now)
+            {
+                return Ok(Arc::new(response_of(&t, now)));
+            }
             match st
                 .engine
                 .request(&key, now, now.saturating_add(wait), spec.bypass_cache)
@@ -482,10 +539,13 @@ impl TokenClient {
         if !self.inner.config.cache {
             return None;
         }
-        let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
-        let key = CacheKey::for_request(request, endpoint);
+        let key = CacheKey::for_request(request, self.inner.endpoint.get());
         let now = unix_ms();
         let mut st = lock(&self.inner.state);
+        // A fresh cached token: the engine changes nothing, so there is nothing to drain.
+        if let Some(t) = st.engine.cached(&key, now) {
+            return Some(f(&t, now));
+        }
         let result = match st.engine.lookup(&key, now) {
             Lookup::Fresh(t) | Lookup::Stale(t) => f(&t, now),
             Lookup::Missing => return None,
@@ -555,9 +615,7 @@ fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
 /// One upstream attempt, reported to the engine when it ends.
 async fn attempt(inner: Arc<Inner>, flight: FlightId, spec: TokenSpec) {
     let config = &inner.config;
-    let Ok(endpoint) = parse_endpoint(&config.endpoint) else {
-        return;
-    };
+    let endpoint = inner.endpoint.get();
     let request = spec.as_request(&config.api_version);
     let result = fetch_with(&endpoint, &request, config.attempt_timeout, |t| {
         let now = unix_ms();

@@ -7,7 +7,8 @@
 //! request fails ([`answer`]). It reads no clock, owns no socket and allocates nothing; the
 //! shell (a tokio runner, a smoltcp loop, a test with a virtual clock) drives it:
 //!
-//! - **In:** [`request`](Engine::request) — a caller asks for a key at `now` with a deadline;
+//! - **In:** [`request`](Engine::request) — a caller asks for a key at `now` with a deadline
+//!   ([`cached`](Engine::cached) first answers a fresh cached token with no state to drain);
 //!   [`handle_reply`](Engine::handle_reply) — an upstream attempt ended;
 //!   [`handle_timeout`](Engine::handle_timeout) — time passed; [`cancel`](Engine::cancel) — a
 //!   caller went away.
@@ -420,6 +421,14 @@ impl<const N: usize, const T: usize, const K: usize, const F: usize, const W: us
             Err(_) => now.saturating_add(self.config.refresh_retry_ms.max(1)),
         };
         self.cache.defer_refresh(&k, defer_to);
+    }
+
+    /// The cached token for `key` when it is fresh at `now` — valid, and no refresh due —
+    /// else `None` (then ask [`request`](Self::request) or [`lookup`](Self::lookup)). It
+    /// changes nothing but the entry's recency, so there is nothing to drain after it and
+    /// [`poll_at`](Self::poll_at) stays as it was: a shell's fast path for a cache hit.
+    pub fn cached(&mut self, key: &CacheKey<'_>, now: u64) -> Option<CachedToken<'_>> {
+        self.cache.get_fresh(key, now)
     }
 
     /// The cached token for `key` at `now`, without waiting: [`Lookup::Missing`] when there

@@ -166,9 +166,9 @@ impl<'a> Scanner<'a> {
         self.bytes.get(self.pos).copied()
     }
 
-    /// Never inlined: called between every two tokens, and one shared copy is much smaller
-    /// than one per call site (firmware `.text`).
-    #[inline(never)]
+    /// With the `small-code` feature never inlined: called between every two tokens, and one
+    /// shared copy is much smaller than one per call site (firmware `.text`).
+    #[cfg_attr(feature = "small-code", inline(never))]
     fn skip_ws(&mut self) -> Option<u8> {
         while let Some(b) = self.peek() {
             if !is_ws(b) {
