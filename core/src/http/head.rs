@@ -649,6 +649,19 @@ impl RequestParser {
         }
     }
 
+    /// [`parse`](Self::parse) answering only the head's framing (the server's first step,
+    /// before it decodes the body in place and then asks for the [`head`](Self::head)): no
+    /// head is built twice.
+    pub(crate) fn parse_framing(&mut self, buf: &[u8]) -> Result<Status<Framing>, HttpError> {
+        if !self.core.advance::<true>(buf)? || self.core.phase != Phase::Done {
+            return Ok(Status::Partial);
+        }
+        Ok(Status::Complete {
+            value: self.core.framing,
+            len: self.core.pos,
+        })
+    }
+
     /// Validates what arrived since the last call; the head when the blank line is reached.
     pub fn parse<'b>(&mut self, buf: &'b [u8]) -> Result<Status<RequestHead<'b>>, HttpError> {
         if !self.core.advance::<true>(buf)? {

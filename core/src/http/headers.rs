@@ -73,9 +73,15 @@ impl<'a> Headers<'a> {
     /// The values of every field named `name` (ASCII case-insensitive), in order.
     pub fn get_all<'n>(&self, name: &'n str) -> GetAll<'a, 'n> {
         GetAll {
-            inner: self.iter(),
+            inner: self.fields(),
             name,
         }
+    }
+
+    /// The fields as raw `(name, value)` bytes, with no text conversion: for one pass that
+    /// looks for several names at once.
+    pub(crate) const fn fields(&self) -> Fields<'a> {
+        Fields { rest: self.block }
     }
 }
 
@@ -107,19 +113,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = Header<'a>;
 
     fn next(&mut self) -> Option<Header<'a>> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let (line, rest) = match self.rest.iter().position(|&b| b == b'\n') {
-            Some(lf) => {
-                let (line, rest) = self.rest.split_at_checked(lf).unwrap_or((self.rest, &[]));
-                (line, rest.get(1..).unwrap_or(&[]))
-            }
-            None => (self.rest, &[][..]),
-        };
-        self.rest = rest;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let (name, value) = split_field(line);
+        let (name, value) = Fields { rest: self.rest }.next_and_rest(&mut self.rest)?;
         Some(Header {
             // The parser only admits token characters (ASCII) in names.
             name: core::str::from_utf8(name).unwrap_or(""),
@@ -128,10 +122,43 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
+/// Iterator over the raw `(name, value)` bytes of the fields; see [`Headers::fields`].
+#[derive(Debug, Clone)]
+pub(crate) struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    /// The next field of `self`, storing what follows it in `rest`.
+    fn next_and_rest(self, rest: &mut &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (line, after) = match self.rest.iter().position(|&b| b == b'\n') {
+            Some(lf) => {
+                let (line, after) = self.rest.split_at_checked(lf).unwrap_or((self.rest, &[]));
+                (line, after.get(1..).unwrap_or(&[]))
+            }
+            None => (self.rest, &[][..]),
+        };
+        *rest = after;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Some(split_field(line))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Fields { rest: self.rest }.next_and_rest(&mut self.rest)
+    }
+}
+
 /// Iterator over the values of the fields with one name; see [`Headers::get_all`].
 #[derive(Debug, Clone)]
 pub struct GetAll<'a, 'n> {
-    inner: HeaderIter<'a>,
+    inner: Fields<'a>,
     name: &'n str,
 }
 
@@ -139,10 +166,11 @@ impl<'a> Iterator for GetAll<'a, '_> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
+        let name = self.name.as_bytes();
         self.inner
             .by_ref()
-            .find(|h| h.name.eq_ignore_ascii_case(self.name))
-            .map(|h| h.value)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 

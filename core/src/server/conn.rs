@@ -46,10 +46,10 @@ impl ServerConnection {
         let head_len = if let Some((len, _)) = self.body {
             len
         } else {
-            match self.parser.parse(input) {
+            match self.parser.parse_framing(input) {
                 Ok(Status::Partial) => return Framed::Partial,
                 Ok(Status::Complete { value, len }) => {
-                    self.body = Some((len, BodyDecoder::new(value.framing, self.limits)));
+                    self.body = Some((len, BodyDecoder::new(value, self.limits)));
                     len
                 }
                 Err(e) => return Framed::Failed(http_rejection(e)),
@@ -75,17 +75,28 @@ impl ServerConnection {
         let body = input
             .get(head_len..head_len.saturating_add(body_len))
             .unwrap_or_default();
-        let headers = head.headers;
+        // One pass over the header block for every field the server reads (the first of each).
         // A relay refuses proxied requests whatever the flavor, `Forwarded` (RFC 7239) too.
-        let forwarded_for = headers.get("X-Forwarded-For").is_some()
-            || (mode == super::Mode::Relay && headers.get("Forwarded").is_some());
+        let relay = mode == super::Mode::Relay;
+        let (mut metadata, mut content_type, mut forwarded_for) = (None, None, false);
+        for (name, value) in head.headers.fields() {
+            if name.eq_ignore_ascii_case(b"Metadata") {
+                metadata = metadata.or(Some(value));
+            } else if name.eq_ignore_ascii_case(b"Content-Type") {
+                content_type = content_type.or(Some(value));
+            } else if name.eq_ignore_ascii_case(b"X-Forwarded-For")
+                || (relay && name.eq_ignore_ascii_case(b"Forwarded"))
+            {
+                forwarded_for = true;
+            }
+        }
         let view = RequestView {
             method: head.method.as_str(),
             path: head.target.path,
             query: head.target.query.unwrap_or_default().as_bytes(),
-            metadata: headers.get("Metadata"),
+            metadata,
             forwarded_for,
-            content_type: headers.get("Content-Type"),
+            content_type,
             body,
         };
         let ctx = Ctx {
