@@ -132,12 +132,27 @@ pub fn decode_into<'o, S>(src: &S, out: &'o mut [u8], plus: Plus) -> Result<&'o 
 where
     S: AsRef<[u8]> + ?Sized,
 {
-    let src = src.as_ref();
+    let len = decode_bytes(src.as_ref(), out, plus)?;
+    let decoded = out
+        .get(..len)
+        .ok_or(QueryError::BufferTooSmall { required: len })?;
+    core::str::from_utf8(decoded).map_err(|_| QueryError::InvalidUtf8)
+}
+
+/// [`decode_into`] without the UTF-8 check of the result: its length. Runs of bytes that
+/// need no decoding are copied whole.
+pub(crate) fn decode_bytes(src: &[u8], out: &mut [u8], plus: Plus) -> Result<usize, QueryError> {
     let mut w = SliceWriter::new(out);
+    let special = |b: u8| b == b'%' || (b == b'+' && plus == Plus::Space);
     let mut i = 0usize;
-    while let Some(&b) = src.get(i) {
-        match b {
-            b'%' => {
+    loop {
+        let rest = src.get(i..).unwrap_or_default();
+        let run = rest.iter().position(|&b| special(b)).unwrap_or(rest.len());
+        w.put(rest.get(..run).unwrap_or_default());
+        i = i.saturating_add(run);
+        match src.get(i) {
+            None => break,
+            Some(b'%') => {
                 let hi = src.get(i.saturating_add(1)).copied().and_then(hex_val);
                 let lo = src.get(i.saturating_add(2)).copied().and_then(hex_val);
                 let (Some(hi), Some(lo)) = (hi, lo) else {
@@ -146,21 +161,14 @@ where
                 w.put_byte((hi << 4) | lo);
                 i = i.saturating_add(3);
             }
-            b'+' if plus == Plus::Space => {
+            Some(_) => {
+                // `+` meaning a space.
                 w.put_byte(b' ');
-                i = i.saturating_add(1);
-            }
-            _ => {
-                w.put_byte(b);
                 i = i.saturating_add(1);
             }
         }
     }
-    let len = w.finish()?;
-    let decoded = out
-        .get(..len)
-        .ok_or(QueryError::BufferTooSmall { required: len })?;
-    core::str::from_utf8(decoded).map_err(|_| QueryError::InvalidUtf8)
+    Ok(w.finish()?)
 }
 
 /// A zero-copy iterator over the `key=value` pairs of a query string or form body.

@@ -5,7 +5,7 @@ use heapless::Vec;
 
 use super::{MAX_PARAMS, Rejection};
 use crate::identity::Selector;
-use crate::query::{Pairs, Plus, QueryError, decode_into};
+use crate::query::{Pairs, Plus, QueryError, decode_bytes};
 
 /// The parameters the server looks at; others are ignored (after the duplicate check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +22,9 @@ pub(crate) struct Params<'w> {
 #[allow(clippy::mut_mut)] // a cursor over the work buffer
 fn take_decoded<'w>(rest: &mut &'w mut [u8], raw: &[u8]) -> Result<&'w str, Rejection> {
     let buf = core::mem::take(rest);
-    let n = match decode_into(raw, &mut *buf, Plus::Space) {
-        Ok(s) => s.len(),
+    // Decoded without a UTF-8 check: the one check is on the result's slice below.
+    let n = match decode_bytes(raw, &mut *buf, Plus::Space) {
+        Ok(n) => n,
         Err(e) => {
             *rest = buf;
             return Err(match e {
