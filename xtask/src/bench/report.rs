@@ -331,8 +331,8 @@ pub fn render(r: &Results) -> String {
 
     // ---- 2. load -----------------------------------------------------------------------
     render_load(&mut o, r);
-    render_costs(&mut o, r);
     render_in_process(&mut o, r, &h);
+    render_costs(&mut o, r);
 
     // ---- 3. client ---------------------------------------------------------------------
     let curl = r
@@ -580,7 +580,7 @@ const COST_NOTES: &str = include_str!("per_request_notes.md");
 fn render_costs(o: &mut String, r: &Results) {
     let _ = writeln!(
         o,
-        "### What one request costs (independent of the machine's load)\n\n\
+        "## Per-request cost (instructions and system calls, independent of the machine's load)\n\n\
          *Instructions*: user-space instructions of the server's own process per request — the \
          server runs under callgrind (instrumentation switched on only for a plain wrk run after a \
          warm-up) and the count is divided by the requests wrk completed. *System calls*: perf's \
