@@ -112,8 +112,11 @@ pub fn perf_works() -> bool {
         })
 }
 
-/// Counts the system calls of `pid` and its child processes while a plain wrk run (at least
-/// 3 s, so that the counting window lies inside it) loads `url`; per request.
+/// Counts the system calls of `pid` and its child processes over a whole plain wrk run
+/// (at least 3 s) that loads `url`; per request wrk completed. perf is attached before wrk
+/// starts and detaches after it ends, so every request of the run is inside the count (a
+/// window inside the run, divided by wrk's average rate, was off by the rate's variation on a
+/// loaded machine); the idle moments at either end add next to nothing.
 pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<Syscalls> {
     let mut events = vec!["raw_syscalls:sys_enter".to_owned()];
     events.extend(CALLS.iter().map(|c| format!("syscalls:sys_enter_{c}")));
@@ -121,33 +124,31 @@ pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<S
         seconds: s.seconds.max(3),
         ..s
     };
-    let window = s.seconds.saturating_sub(2).max(1);
     let pids: Vec<String> = std::iter::once(pid)
         .chain(procs::children(pid))
         .map(|p| p.to_string())
         .collect();
-    let wrk = std::thread::scope(|scope| {
-        let load = scope.spawn(|| super::load::wrk(url, s, cpus, pid));
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let perf = Command::new("perf")
-            .args([
-                "stat",
-                "-x,",
-                "-e",
-                &events.join(","),
-                "-p",
-                &pids.join(","),
-            ])
-            .args(["--", "sleep", &window.to_string()])
-            .stdout(Stdio::null())
-            .output();
-        (load.join(), perf)
-    });
-    let (run, perf) = wrk;
-    let run = run.map_err(|_| fail("syscalls", "wrk thread panicked"))??;
-    let perf = perf.map_err(|e| fail("perf", e))?;
+    let perf = Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            &events.join(","),
+            "-p",
+            &pids.join(","),
+        ])
+        .args(["--", "sleep", &s.seconds.saturating_add(2).to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail("perf", e))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let run = super::load::wrk(url, s, cpus, pid);
+    let perf = perf.wait_with_output().map_err(|e| fail("perf", e))?;
+    let run = run?;
+    #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
+    let requests = run.requests as f64;
     let text = String::from_utf8_lossy(&perf.stderr);
-    let requests = run.rps * f64::from(window);
     let mut out = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split(',').collect();

@@ -584,7 +584,8 @@ fn render_costs(o: &mut String, r: &Results) {
          *Instructions*: user-space instructions of the server's own process per request — the \
          server runs under callgrind (instrumentation switched on only for a plain wrk run after a \
          warm-up) and the count is divided by the requests wrk completed. *System calls*: perf's \
-         syscall tracepoints on the native server during one more plain wrk run, per request. \
+         syscall tracepoints on the native server (nginx: master and worker) over one more whole plain \
+         wrk run, divided by the requests it completed. \
          Kernel time (loopback TCP) is in neither figure but scales with the system calls.\n\n\
          | server | instructions per request | system calls per request | of which |\n|---|---:|---:|---|"
     );
