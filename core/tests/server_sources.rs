@@ -218,6 +218,8 @@ fn azure_ml() {
     let q = format!("api-version=2017-09-01&resource=r&clientid={UNKNOWN}");
     let r = legacy(Source::AzureMl, SAMI_UA2, &q);
     assert_eq!(rejected(&r), Rejection::IdentityNotFound);
+    assert_eq!(r.body["statusCode"], 400);
+    assert_eq!(r.body["correlationId"], CORRELATION);
     let q = format!("api-version=2019-08-01&resource=r&clientid={SAMI_CLIENT}");
     assert_eq!(
         rejected(&legacy(Source::AzureMl, SAMI, &q)),

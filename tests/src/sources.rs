@@ -157,7 +157,10 @@ pub fn run_session(source: &str, resource: &str) -> SourceSession {
         (
             "node",
             format!("cd {} && ", quote(node.to_string_lossy())),
-            format!("node {}", quote(drivers.join("driver.cjs").to_string_lossy())),
+            format!(
+                "node {}",
+                quote(drivers.join("driver.cjs").to_string_lossy())
+            ),
         ),
     ];
     for (name, cd, argv) in runs {
@@ -228,7 +231,9 @@ pub fn judge_and_record(
     expect: impl Fn(&str, &str, &str) -> Option<Expect>,
 ) -> Vec<String> {
     let mut failures = Vec::new();
-    let mut table = String::from("| Source | Client | API | Case | Result | What the client shows |\n|---|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| Source | Client | API | Case | Result | What the client shows |\n|---|---|---|---|---|---|\n",
+    );
     let mut recorded = Vec::new();
     for row in &session.rows {
         let text = |k: &str| row[k].as_str().unwrap_or_default().to_owned();
@@ -236,7 +241,11 @@ pub fn judge_and_record(
         let Some(want) = expect(&client, &api, &case) else {
             panic!("{source}: no expectation for {client} / {api} / {case}");
         };
-        let got = match (&row["claims"], row["error"].as_str(), row["jwt_error"].as_str()) {
+        let got = match (
+            &row["claims"],
+            row["error"].as_str(),
+            row["jwt_error"].as_str(),
+        ) {
             (_, _, Some(e)) => format!("token that does not check: {e}"),
             (Value::Object(c), _, _) => format!(
                 "token for appid {} (aud {})",
@@ -252,14 +261,19 @@ pub fn judge_and_record(
                     && row["claims"]["aud"].as_str() == row["resource"].as_str()
             }
             Expect::Error(needles) => {
-                let e = row["error"].as_str().unwrap_or_default().to_ascii_lowercase();
+                let e = row["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 row["claims"].is_null()
                     && !e.is_empty()
                     && needles.iter().any(|n| e.contains(&n.to_ascii_lowercase()))
             }
         };
         if !pass {
-            failures.push(format!("{client} / {api} / {case}: want {want:?}, got {got}"));
+            failures.push(format!(
+                "{client} / {api} / {case}: want {want:?}, got {got}"
+            ));
         }
         let shown: String = got.chars().take(240).collect();
         let _ = writeln!(
@@ -298,14 +312,21 @@ pub fn check_common(source: &str, session: &SourceSession, secret_var: Option<&s
         })
         .collect();
     let printed: Vec<&str> = session.exports.lines().collect();
-    assert_eq!(printed, from_file, "{source}: mitoken env and --env-file differ");
+    assert_eq!(
+        printed, from_file,
+        "{source}: mitoken env and --env-file differ"
+    );
     if let Some(var) = secret_var {
         let secret = session
             .env_file
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{var}=")))
             .expect("the secret line");
-        assert!(secret.len() >= 32, "{source}: a short secret: {}", secret.len());
+        assert!(
+            secret.len() >= 32,
+            "{source}: a short secret: {}",
+            secret.len()
+        );
         assert!(
             !session.log.contains(secret),
             "{source}: the secret is in the emulator log"

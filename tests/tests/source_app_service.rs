@@ -33,6 +33,14 @@ fn sdks_against_the_app_service_emulator() {
         session.log
     );
     let failures = judge_and_record("app-service", &session, expect);
-    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
-    assert!(session.rows.len() >= 15, "only {} cases", session.rows.len());
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        session.rows.len() >= 15,
+        "only {} cases",
+        session.rows.len()
+    );
 }

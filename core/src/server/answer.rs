@@ -13,6 +13,7 @@ use super::{
     Server,
 };
 use crate::identity::Flavor;
+use crate::query::Plus;
 use crate::token::Secret;
 
 /// What [`Server::receive`] found at the start of the input.
@@ -363,10 +364,16 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
             Verdict::Proceed => {}
         }
         let (decision, rest) = super::decide_with(self.table, config, view, work);
+        // A source's error texts quote the resource as asked, decoded (on the stack: the
+        // work buffer holds the decision).
+        let mut decoded = [0u8; 512];
+        let raw_resource = raw_param(view.query, view.body, "resource");
+        let resource = crate::query::decode_into(raw_resource, &mut decoded, Plus::Space)
+            .unwrap_or(raw_resource);
         let texts = Texts {
             path: view.path,
             authority: None,
-            resource: raw_param(view.query, view.body, "resource"),
+            resource,
             tenant: config.tenant_id.unwrap_or("the VM's tenant"),
             api_version: raw_param(view.query, &[], "api-version"),
         };

@@ -320,10 +320,11 @@ fn message(template: &str, texts: &ErrorTexts<'_>, w: &mut SliceWriter<'_>) {
 }
 
 /// Writes `source`'s error body for `error` (status, code, message) into `out`:
-/// App Service `{"statusCode":…,"message":…,"correlationId":…}` (its api-version error is the
-/// nested `{"error":{"code":"UnsupportedApiVersion",…,"innerError":null}}`); App Service 2017
-/// and Azure ML the 2017 shape `{"ExceptionMessage":…,"ErrorCode":…,…,"CorrelationId":…}`;
+/// App Service and Azure ML `{"statusCode":…,"message":…,"correlationId":…}` (App Service's
+/// api-version error is the nested `{"error":{"code":"UnsupportedApiVersion",…,"innerError":null}}`);
+/// App Service 2017 the recorded 2017 shape `{"ExceptionMessage":…,"ErrorCode":…,…,"CorrelationId":…}`;
 /// Cloud Shell `{"error":{"code":…,"message":…}}`; Arc IMDS's `{"error":…,"error_description":…}`.
+/// Azure ML's own error body is unrecorded: it gets App Service's shape.
 pub(crate) fn write_error_body(
     source: Source,
     error: &ErrorParts<'_>,
@@ -339,7 +340,8 @@ pub(crate) fn write_error_body(
             message(error.message, texts, &mut w);
             w.put_str(",\"innerError\":null}}");
         }
-        Source::AppService => {
+        // Azure ML's error body is unrecorded: App Service's shape, which every client reads.
+        Source::AppService | Source::AzureMl => {
             w.put_str("{\"statusCode\":");
             w.put_u64(u64::from(error.status));
             w.put_str(",\"message\":");
@@ -348,7 +350,7 @@ pub(crate) fn write_error_body(
             write_json_string(texts.correlation_id, &mut w);
             w.put_byte(b'}');
         }
-        Source::AppService2017 | Source::AzureMl => {
+        Source::AppService2017 => {
             w.put_str("{\"ExceptionMessage\":");
             message(error.message, texts, &mut w);
             w.put_str(",\"ErrorCode\":");
