@@ -193,6 +193,28 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
             "--nocapture",
         ]),
     )?;
+    s.test_step(
+        "managed-identity sources (real SDKs per emulated source)",
+        "sources",
+        cargo(root).args([
+            "test",
+            "-p",
+            "mitoken-tests",
+            "--test",
+            "source_app_service",
+            "--test",
+            "source_app_service_2017",
+            "--test",
+            "source_azure_ml",
+            "--test",
+            "source_cloud_shell",
+            "--test",
+            "source_arc",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]),
+    )?;
     s.step("C API", "capi", || capi::capi(root))?;
     s.step("package: dist, dpkg -i/-r/--purge", "package", || {
         dist::dist(root).and_then(|a| dist::test_package(&a))
