@@ -94,15 +94,9 @@ pub struct SourceSession {
     pub key_listing: String,
 }
 
-/// Runs the Python and JavaScript clients against `mitoken emulate --source source` asking
-/// for `resource`, inside `unshare -n` (and `-m` for Arc).
-///
-/// # Panics
-/// If the namespace, the emulator or a driver cannot be started.
-pub fn run_session(source: &str, resource: &str) -> SourceSession {
-    let dir = workspace_root().join("target/source-run").join(source);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("tokens")).expect("create the session directory");
+/// The shell script of a session in `dir`: the emulator, `mitoken env`, both drivers and the
+/// token check, the counters.
+fn session_script(source: &str, resource: &str, dir: &std::path::Path) -> String {
     let python = python_with_azure_identity();
     let node = node_client_dir();
     let drivers = workspace_root().join("tests/compat/sources");
@@ -179,6 +173,20 @@ pub fn run_session(source: &str, resource: &str) -> SourceSession {
         "curl -s --max-time 5 \"$BASE/mitoken/admin/counters\" >\"$D/counters.json\"\n\
          kill $(cat \"$D/pid\") 2>/dev/null; wait\n",
     );
+    script
+}
+
+/// Runs the Python and JavaScript clients against `mitoken emulate --source source` asking
+/// for `resource`, inside `unshare -n` (and `-m` for Arc).
+///
+/// # Panics
+/// If the namespace, the emulator or a driver cannot be started.
+pub fn run_session(source: &str, resource: &str) -> SourceSession {
+    let dir = workspace_root().join("target/source-run").join(source);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tokens")).expect("create the session directory");
+    let script = session_script(source, resource, &dir);
+    let arc = source == "arc";
     let ns = if arc { "-mn" } else { "-n" };
     let out = Command::new("unshare")
         .args([ns, "sh", "-c", &script])

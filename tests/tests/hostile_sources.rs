@@ -145,8 +145,7 @@ impl Source {
             line("Metadata: true\r\n"),
             line("X-IDENTITY-HEADER: \r\nsecret: \r\nAuthorization: Basic \r\nMetadata: true\r\n"),
             line(&format!(
-                "X-IDENTITY-HEADER: {s}x\r\nsecret: {s}x\r\nAuthorization: Basic {s}x\r\nMetadata: true\r\n",
-                s = secret
+                "X-IDENTITY-HEADER: {secret}x\r\nsecret: {secret}x\r\nAuthorization: Basic {secret}x\r\nMetadata: true\r\n"
             )),
             line(&format!(
                 "X-IDENTITY-HEADER: {s}\r\n secret: {s}\r\nMetadata: true\r\n",

@@ -19,10 +19,9 @@ fn expect(client: &str, _api: &str, case: &str) -> Option<Expect> {
     }
     // MSAL Node (Azure ML path too) does not parse `expires_on` as a number: it gets the token.
     Some(match case {
-        "system-assigned" => SYSTEM,
-        "user-assigned by client id" => USER1,
         // 2017 falls back to the system-assigned identity for a client id it does not know.
-        "identity that does not exist" => SYSTEM,
+        "system-assigned" | "identity that does not exist" => SYSTEM,
+        "user-assigned by client id" => USER1,
         _ => return None,
     })
 }

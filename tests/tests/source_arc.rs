@@ -32,7 +32,11 @@ fn sdks_against_the_arc_emulator() {
     let keys: Vec<&str> = session
         .key_listing
         .lines()
-        .filter(|l| l.ends_with(".key"))
+        .filter(|l| {
+            std::path::Path::new(l)
+                .extension()
+                .is_some_and(|e| e == "key")
+        })
         .collect();
     assert_eq!(keys.len(), 1, "{}", session.key_listing);
     assert!(keys[0].starts_with("-rw-------"), "{}", session.key_listing);
