@@ -9,6 +9,7 @@ use crate::emulate::faults::FaultRule;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mitoken_core::identity::{Guid, is_user_assigned_resource_id};
+use mitoken_core::source::Source;
 
 /// mitoken: Azure managed-identity tokens from IMDS, an IMDS emulator, and a bridge for the
 /// retired VM-extension endpoint.
@@ -39,6 +40,33 @@ pub enum Command {
     /// Check why this machine can or cannot get managed-identity tokens: IMDS reachability,
     /// proxies, identities, clock, the legacy extension (exit 0 ok, 1 warnings, 2 failures).
     Doctor(crate::doctor::DoctorArgs),
+    /// Print the `export` lines that point SDKs at a running `mitoken emulate --source S`.
+    Env(EnvArgs),
+}
+
+/// A source name (`imds`, `app-service`, `app-service-2017`, `arc`, `cloud-shell`,
+/// `service-fabric`, `azure-ml`, `workload-identity`).
+pub fn parse_source(s: &str) -> Result<Source, String> {
+    Source::from_name(s).map_err(|e| e.to_string())
+}
+
+/// Arguments of `mitoken env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The source the emulator imitates.
+    #[arg(value_name = "SOURCE", value_parser = parse_source)]
+    pub source: Source,
+    /// The running emulator's base URL, e.g. `http://127.0.0.1:41741` (its first printed line).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// The emulator's secret (App Service, App Service 2017, Azure ML): the `IDENTITY_HEADER` /
+    /// `MSI_SECRET` line of its `--env-file`. Also read from `MITOKEN_SECRET`.
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Azure ML: the `DEFAULT_IDENTITY_CLIENT_ID` to export (the client id the SDKs send when
+    /// no identity is named).
+    #[arg(long, value_name = "GUID", value_parser = parse_guid)]
+    pub client_id: Option<String>,
 }
 
 /// Arguments of `mitoken bridge`.
@@ -157,6 +185,21 @@ pub struct EmulateArgs {
     /// Close a connection whose request is not complete this long after its first bytes.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub request_timeout: Duration,
+    /// The managed-identity source to imitate: `imds` (default; `--flavor` applies),
+    /// `app-service`, `app-service-2017`, `azure-ml`, `cloud-shell` or `arc`
+    /// (docs/sources-emulator.md).
+    #[arg(long, value_name = "SOURCE", default_value = "imds", value_parser = parse_source)]
+    pub source: Source,
+    /// Arc: where the challenge key files are written (mode 0600).
+    #[arg(long, value_name = "DIR", default_value = mitoken_core::source::ARC_TOKENS_DIR_LINUX)]
+    pub arc_tokens_dir: PathBuf,
+    /// Arc: how long one key stays current before a new key file replaces it.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds)]
+    pub arc_key_lifetime: Duration,
+    /// Write the `KEY=VALUE` lines that point SDKs at this emulator to FILE (mode 0600: it
+    /// holds the secret).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
 }
 
 /// Arguments of `mitoken demo`.

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod doctor;
 pub mod emulate;
 pub mod emulate_cmd;
+pub mod env_cmd;
 pub mod exit;
 pub mod logging;
 pub mod output;

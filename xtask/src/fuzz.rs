@@ -16,13 +16,14 @@ use std::time::Instant;
 use crate::{StepFailed, cargo, run};
 
 /// Every fuzz target, in the order they run.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "response",
     "request",
     "token",
     "service_error",
     "query",
     "server",
+    "source_server",
     "exchange",
 ];
 
@@ -294,7 +295,7 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> crate::Result<Tota
 }
 
 /// What each target asserts beyond "no panic" (the full list heads each target's file).
-const PROPERTIES: [(&str, &str); 7] = [
+const PROPERTIES: [(&str, &str); 8] = [
     (
         "response",
         "`ResponseReader` / `ResponseParser` / `BodyDecoder`: same result whole vs split reads \
@@ -329,6 +330,12 @@ const PROPERTIES: [(&str, &str); 7] = [
         "`Server::handle` on raw bytes, pipelined: same answers whole vs split; `consumed` \
          within the input; each answer is one complete response (status as reported, JSON \
          body); issuer asked only for table identities",
+    ),
+    (
+        "source_server",
+        "`Server::handle` configured as App Service (2019, 2017), Azure ML, Cloud Shell or Arc, \
+         on raw bytes, pipelined: the `server` target's properties, and a token only for a \
+         request that carried the source's secret or key",
     ),
     (
         "exchange",

@@ -87,6 +87,9 @@ impl ServerConnection {
             forwarded_for,
             content_type: headers.get("Content-Type"),
             body,
+            identity_header: headers.get("X-IDENTITY-HEADER"),
+            secret: headers.get("secret"),
+            authorization: headers.get("Authorization"),
         };
         let ctx = Ctx {
             keep_alive: head.keep_alive,
@@ -308,7 +311,7 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
         out: &mut [u8],
     ) -> Result<Response<'a>, HandleError> {
         let config = self.config;
-        if !super::serves_path(config.flavor, view.path)
+        if !config.serves(view.path)
             && let Some(answer) = self.respond_other(view, ctx, now, issuer, out)
         {
             return answer;
@@ -318,7 +321,7 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
             path: view.path,
             now,
         };
-        let request = Request::new(*view, *ctx, config.flavor);
+        let request = Request::new(*view, *ctx, &config);
         let verdict = match issuer.admit(&admission) {
             Some(fault) => Verdict::Fault(fault),
             None => Verdict::Proceed,
@@ -407,6 +410,8 @@ pub(crate) struct Texts<'t> {
     pub authority: Option<&'t str>,
     pub resource: &'t str,
     pub tenant: &'t str,
+    /// The api-version asked for (as sent), for a source's api-version error.
+    pub api_version: &'t str,
 }
 
 pub(crate) fn finish<'a>(
@@ -457,6 +462,21 @@ pub(crate) fn write_rejection_retry<'a>(
     area: &mut [u8],
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
+    if config.is_source() {
+        let parts = super::sources::source_error(config.source, rejection).into();
+        let retry_after = rejection
+            .has_retry_after()
+            .then(|| retry_after.unwrap_or(config.default_retry_after));
+        let ctx = Ctx {
+            keep_alive: ctx.keep_alive && !rejection.closes_connection(),
+            ..*ctx
+        };
+        let outcome = Outcome::Rejected {
+            rejection,
+            resolved,
+        };
+        return write_source_error(config, &parts, texts, retry_after, &ctx, outcome, out);
+    }
     let flavor = config.flavor;
     let description = rejection.description(flavor);
     // A description with the path / resource / tenant filled in is rendered into `area`.
@@ -518,11 +538,21 @@ pub(crate) fn write_fault<'a>(
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
     let _ = area;
-    let body = |o: &mut [u8]| respond::error_json(fault.error, fault.description, o);
     let retry_after = match fault.status {
         429 | 503 => Some(fault.retry_after.unwrap_or(config.default_retry_after)),
         _ => fault.retry_after,
     };
+    if config.is_source() {
+        let parts = super::sources::ErrorParts {
+            status: fault.status,
+            code: fault.error,
+            message: fault.description.unwrap_or(fault.error),
+        };
+        let outcome = Outcome::Fault { resolved };
+        let texts = Texts::default();
+        return write_source_error(config, &parts, &texts, retry_after, ctx, outcome, out);
+    }
+    let body = |o: &mut [u8]| respond::error_json(fault.error, fault.description, o);
     finish(
         config,
         fault.status,
@@ -532,4 +562,27 @@ pub(crate) fn write_fault<'a>(
         Outcome::Fault { resolved },
         out,
     )
+}
+
+/// Writes a source's error answer (its body shape, its status).
+fn write_source_error<'a>(
+    config: &super::Config<'_>,
+    parts: &super::sources::ErrorParts<'_>,
+    texts: &Texts<'_>,
+    retry_after: Option<u32>,
+    ctx: &Ctx,
+    outcome: Outcome<'a>,
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    let source_texts = super::sources::ErrorTexts {
+        path: texts.path,
+        api_version: texts.api_version,
+        resource: texts.resource,
+        correlation_id: config.correlation_id.unwrap_or_default(),
+    };
+    let body = |o: &mut [u8]| {
+        super::sources::write_error_body(config.source, parts, &source_texts, o)
+            .map_err(respond::too_small)
+    };
+    finish(config, parts.status, retry_after, ctx, body, outcome, out)
 }
