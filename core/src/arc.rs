@@ -120,9 +120,7 @@ pub fn parse_challenge(value: &str) -> Result<&str, ArcError> {
 /// This is a check on the text only; the shell still canonicalizes the path, refuses one that
 /// resolves outside the directory (a symlink) and checks the size ([`check_key_len`]).
 pub fn check_key_path<'p>(path: &'p str, dir: &str) -> Result<&'p str, ArcError> {
-    if path
-        .bytes()
-        .any(|b| b == b'\\' || b < 0x20 || b == 0x7F)
+    if path.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7F)
         || path.split('/').any(|c| c == "." || c == "..")
     {
         return Err(ArcError::SuspiciousKeyPath);
@@ -175,7 +173,10 @@ mod tests {
     #[test]
     fn challenges() {
         let ok = [
-            ("Basic realm=/var/opt/azcmagent/tokens/a.key", "/var/opt/azcmagent/tokens/a.key"),
+            (
+                "Basic realm=/var/opt/azcmagent/tokens/a.key",
+                "/var/opt/azcmagent/tokens/a.key",
+            ),
             ("basic realm= /x/y.key ", "/x/y.key"),
             ("BASIC REALM=/k.key", "/k.key"),
         ];
@@ -192,20 +193,48 @@ mod tests {
             "Basic realm=/a.key\u{1}",
             "Digest realm=/a.key",
         ] {
-            assert_eq!(parse_challenge(bad), Err(ArcError::MalformedChallenge), "{bad:?}");
+            assert_eq!(
+                parse_challenge(bad),
+                Err(ArcError::MalformedChallenge),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn key_paths() {
-        assert_eq!(check_key_path("/var/opt/azcmagent/tokens/a.key", DIR), Ok("a.key"));
-        assert_eq!(check_key_path("/var/opt/azcmagent/tokens/a.key", "/var/opt/azcmagent/tokens/"), Ok("a.key"));
+        assert_eq!(
+            check_key_path("/var/opt/azcmagent/tokens/a.key", DIR),
+            Ok("a.key")
+        );
+        assert_eq!(
+            check_key_path(
+                "/var/opt/azcmagent/tokens/a.key",
+                "/var/opt/azcmagent/tokens/"
+            ),
+            Ok("a.key")
+        );
         for (path, err) in [
-            ("/var/opt/azcmagent/tokens/../../../etc/shadow.key", ArcError::SuspiciousKeyPath),
-            ("/var/opt/azcmagent/tokens/./a.key", ArcError::SuspiciousKeyPath),
-            ("/var/opt/azcmagent/tokens/a\\b.key", ArcError::SuspiciousKeyPath),
-            ("/var/opt/azcmagent/tokens/sub/a.key", ArcError::KeyOutsideDirectory),
-            ("/var/opt/azcmagent/tokensX/a.key", ArcError::KeyOutsideDirectory),
+            (
+                "/var/opt/azcmagent/tokens/../../../etc/shadow.key",
+                ArcError::SuspiciousKeyPath,
+            ),
+            (
+                "/var/opt/azcmagent/tokens/./a.key",
+                ArcError::SuspiciousKeyPath,
+            ),
+            (
+                "/var/opt/azcmagent/tokens/a\\b.key",
+                ArcError::SuspiciousKeyPath,
+            ),
+            (
+                "/var/opt/azcmagent/tokens/sub/a.key",
+                ArcError::KeyOutsideDirectory,
+            ),
+            (
+                "/var/opt/azcmagent/tokensX/a.key",
+                ArcError::KeyOutsideDirectory,
+            ),
             ("/var/opt/azcmagent/tokens/", ArcError::KeyOutsideDirectory),
             ("/var/opt/azcmagent/tokens", ArcError::KeyOutsideDirectory),
             ("/tmp/a.key", ArcError::KeyOutsideDirectory),
@@ -217,7 +246,10 @@ mod tests {
             assert_eq!(check_key_path(path, DIR), Err(err), "{path}");
         }
         assert_eq!(check_key_len(4096), Ok(()));
-        assert_eq!(check_key_len(4097), Err(ArcError::KeyFileTooLarge { len: 4097 }));
+        assert_eq!(
+            check_key_len(4097),
+            Err(ArcError::KeyFileTooLarge { len: 4097 })
+        );
     }
 
     #[test]
@@ -227,11 +259,15 @@ mod tests {
         assert_eq!(check_echo(&Selector::ClientId("abc"), &token), Ok(()));
         assert_eq!(
             check_echo(&Selector::ClientId("abd"), &token),
-            Err(ArcError::IdentityMismatch { selector: RequestField::ClientId })
+            Err(ArcError::IdentityMismatch {
+                selector: RequestField::ClientId
+            })
         );
         assert_eq!(
             check_echo(&Selector::ObjectId("abc"), &token),
-            Err(ArcError::IdentityNotEchoed { selector: RequestField::ObjectId })
+            Err(ArcError::IdentityNotEchoed {
+                selector: RequestField::ObjectId
+            })
         );
         let res = Selector::ResourceId {
             id: "/sub/x",

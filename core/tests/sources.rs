@@ -14,7 +14,11 @@ use proptest::prelude::*;
 
 macro_rules! fixture {
     ($path:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/sources/", $path))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/sources/",
+            $path
+        ))
     };
 }
 
@@ -67,7 +71,9 @@ fn app_service_2019_request() {
     );
     for bad in ["a\r\nX-Evil: 1", "a\nb", "a\u{7f}", "a\0"] {
         assert_eq!(
-            TokenRequest::new("r").with_secret(bad).write(&e, &mut [0; 512]),
+            TokenRequest::new("r")
+                .with_secret(bad)
+                .write(&e, &mut [0; 512]),
             Err(RequestError::ControlCharacter {
                 field: RequestField::Secret
             })
@@ -88,16 +94,22 @@ fn app_service_2017_and_azure_ml_requests() {
     assert!(!text.contains("Metadata"));
     assert!(!written(&r, &e).contains("clientid"));
     assert_eq!(
-        r.with_selector(Selector::ObjectId("o")).write(&e, &mut [0; 512]),
+        r.with_selector(Selector::ObjectId("o"))
+            .write(&e, &mut [0; 512]),
         Err(RequestError::SelectorNotSupported {
             source: Source::AppService2017,
             selector: RequestField::ObjectId
         })
     );
     let ml = ep("http://localhost:46809/MSI/token", Style::AzureMl);
-    assert_eq!(r.write(&ml, &mut [0; 512]), Err(RequestError::ClientIdRequired));
+    assert_eq!(
+        r.write(&ml, &mut [0; 512]),
+        Err(RequestError::ClientIdRequired)
+    );
     let text = written(&r.with_selector(Selector::ClientId("default-id")), &ml);
-    assert!(text.contains("api-version=2017-09-01&resource=https%3A%2F%2Fvault.azure.net&clientid=default-id "));
+    assert!(text.contains(
+        "api-version=2017-09-01&resource=https%3A%2F%2Fvault.azure.net&clientid=default-id "
+    ));
     assert!(text.contains("\r\nsecret: "));
 }
 
@@ -174,7 +186,8 @@ fn service_fabric_request() {
     ));
     assert!(text.contains(&format!("\r\nSecret: {SECRET}\r\n")));
     assert_eq!(
-        r.with_selector(Selector::ClientId("c")).write(&e, &mut [0; 512]),
+        r.with_selector(Selector::ClientId("c"))
+            .write(&e, &mut [0; 512]),
         Err(RequestError::SelectorNotSupported {
             source: Source::ServiceFabric,
             selector: RequestField::ClientId
@@ -207,16 +220,28 @@ fn token_bodies_of_every_source() {
     assert_eq!((t.expires_on, t.expires_in), (Some(1_586_984_735), None));
     assert_eq!(t.client_id, Some("5E29463D-71DA-4FE0-8E69-999999999999"));
     let cases: [(&[u8], u64); 4] = [
-        (fixture!("app-service-2017/token-windows.json"), 1_578_643_288),
+        (
+            fixture!("app-service-2017/token-windows.json"),
+            1_578_643_288,
+        ),
         (fixture!("app-service-2017/token-linux.json"), 1_560_999_478),
-        (fixture!("app-service-2017/token-doc-sample.json"), 1_505_390_400),
-        (fixture!("app-service-2017/token-iso8601.json"), 1_729_281_097),
+        (
+            fixture!("app-service-2017/token-doc-sample.json"),
+            1_505_390_400,
+        ),
+        (
+            fixture!("app-service-2017/token-iso8601.json"),
+            1_729_281_097,
+        ),
     ];
     for (body, on) in cases {
         assert_eq!(token(Style::AppService2017, body).expires_on, Some(on));
     }
     let t = token(Style::AzureMl, fixture!("azure-ml/token.json"));
-    assert_eq!((t.expires_on, t.expires_in), (Some(1_697_818_980), Some(85_702)));
+    assert_eq!(
+        (t.expires_on, t.expires_in),
+        (Some(1_697_818_980), Some(85_702))
+    );
     let t = token(Style::Arc, fixture!("arc/token.json"));
     assert_eq!(t.resource, "https://management.azure.com");
     let t = token(Style::ServiceFabric, fixture!("service-fabric/token.json"));
@@ -247,10 +272,17 @@ fn error_bodies_of_every_source() {
         e.description,
         Some("An unexpected error occured while fetching the AAD Token.")
     );
-    assert_eq!(e.correlation_id, Some("7e7e4a3c-3b41-4c2e-9b7a-2d0b6c1e5f10"));
+    assert_eq!(
+        e.correlation_id,
+        Some("7e7e4a3c-3b41-4c2e-9b7a-2d0b6c1e5f10")
+    );
     let e = service(fixture!("app-service/error-unsupported-api-version.json"));
     assert_eq!(e.error, "UnsupportedApiVersion");
-    assert!(e.description.unwrap().contains("does not support the API version"));
+    assert!(
+        e.description
+            .unwrap()
+            .contains("does not support the API version")
+    );
     let e = service(fixture!("app-service-2017/error-503.json"));
     assert_eq!(
         (e.error, e.description, e.correlation_id),
@@ -265,11 +297,17 @@ fn error_bodies_of_every_source() {
     let e = service(fixture!("service-fabric/error-invalid-api-version.json"));
     assert_eq!(
         (e.error, e.correlation_id),
-        ("InvalidApiVersion", Some("8b2e8b7a-41f6-4c8c-b5a1-3f2a5d9e0c11"))
+        (
+            "InvalidApiVersion",
+            Some("8b2e8b7a-41f6-4c8c-b5a1-3f2a5d9e0c11")
+        )
     );
     assert!(e.to_string().contains("correlation id 8b2e8b7a"));
     let e = service(br#"{"error":"invalid_request","error_description":"Identity not found"}"#);
-    assert_eq!((e.error, e.description), ("invalid_request", Some("Identity not found")));
+    assert_eq!(
+        (e.error, e.description),
+        ("invalid_request", Some("Identity not found"))
+    );
     let e = service(br#"{"ExceptionMessage":"boom","ErrorCode":"x","Message":""}"#);
     assert_eq!(e.description, Some("boom"));
 }
@@ -291,7 +329,10 @@ fn exchange<'b>(
 
 #[test]
 fn arc_challenge_outcome() {
-    let e = ep("http://127.0.0.1:40342/metadata/identity/oauth2/token", Style::Arc);
+    let e = ep(
+        "http://127.0.0.1:40342/metadata/identity/oauth2/token",
+        Style::Arc,
+    );
     let r = TokenRequest::new("https://management.azure.com");
     let answer = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=/var/opt/azcmagent/tokens/abc.key\r\nContent-Length: 0\r\n\r\n";
     let mut buf = [0u8; 2048];
@@ -311,7 +352,9 @@ fn arc_challenge_outcome() {
     let mut buf = [0u8; 2048];
     assert_eq!(
         exchange(&r, &e, &mut buf, bad),
-        Err(ClientError::Arc(mitoken_core::arc::ArcError::MalformedChallenge))
+        Err(ClientError::Arc(
+            mitoken_core::arc::ArcError::MalformedChallenge
+        ))
     );
     // Another source's 401 with the same header is just a 401.
     let app = ep("http://127.0.0.1:1/t", Style::AppService);
@@ -322,71 +365,163 @@ fn arc_challenge_outcome() {
     ));
 }
 
+/// One detection case: the environment, whether the Arc agent is installed, the expected
+/// answer and the variables that must be named as deciding.
+type Row = (
+    &'static [(&'static str, &'static str)],
+    bool,
+    Result<Source, DetectError>,
+    &'static [&'static str],
+);
+
+const E: &str = "http://127.0.0.1:1/t";
+
 /// One row per case of the SDK-order table (sources.md §1, protocol.md §4.1).
+const DETECTION_ROWS: &[Row] = &[
+    (
+        &[
+            ("IDENTITY_ENDPOINT", E),
+            ("IDENTITY_HEADER", "h"),
+            ("IDENTITY_SERVER_THUMBPRINT", "ab"),
+        ],
+        false,
+        Ok(Source::ServiceFabric),
+        &[
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "IDENTITY_SERVER_THUMBPRINT",
+        ],
+    ),
+    (
+        &[("IDENTITY_ENDPOINT", E), ("IDENTITY_HEADER", "h")],
+        false,
+        Ok(Source::AppService),
+        &["IDENTITY_ENDPOINT", "IDENTITY_HEADER"],
+    ),
+    // App Service wins over Arc and the MSI_* pair (earlier row).
+    (
+        &[
+            ("IDENTITY_ENDPOINT", E),
+            ("IDENTITY_HEADER", "h"),
+            ("IMDS_ENDPOINT", E),
+            ("MSI_ENDPOINT", E),
+        ],
+        false,
+        Ok(Source::AppService),
+        &["IDENTITY_ENDPOINT", "IDENTITY_HEADER"],
+    ),
+    (
+        &[("IDENTITY_ENDPOINT", E), ("IMDS_ENDPOINT", E)],
+        false,
+        Ok(Source::Arc),
+        &["IDENTITY_ENDPOINT", "IMDS_ENDPOINT"],
+    ),
+    // Arc (env) before Azure ML: azure-identity's order (MSAL Python says ML).
+    (
+        &[
+            ("IDENTITY_ENDPOINT", E),
+            ("IMDS_ENDPOINT", E),
+            ("MSI_ENDPOINT", E),
+            ("MSI_SECRET", "s"),
+        ],
+        false,
+        Ok(Source::Arc),
+        &["IDENTITY_ENDPOINT", "IMDS_ENDPOINT"],
+    ),
+    // IDENTITY_ENDPOINT alone: no source, and MSI_ENDPOINT is not looked at.
+    (
+        &[("IDENTITY_ENDPOINT", E), ("MSI_ENDPOINT", E)],
+        false,
+        Err(DetectError::IncompleteIdentityEndpoint),
+        &[],
+    ),
+    (
+        &[
+            ("MSI_ENDPOINT", E),
+            ("MSI_SECRET", "s"),
+            ("DEFAULT_IDENTITY_CLIENT_ID", "d"),
+        ],
+        false,
+        Ok(Source::AzureMl),
+        &["MSI_ENDPOINT", "MSI_SECRET", "DEFAULT_IDENTITY_CLIENT_ID"],
+    ),
+    (
+        &[("MSI_ENDPOINT", E), ("MSI_SECRET", "s")],
+        false,
+        Ok(Source::AppService2017),
+        &["MSI_ENDPOINT", "MSI_SECRET"],
+    ),
+    (
+        &[("MSI_ENDPOINT", E)],
+        false,
+        Ok(Source::CloudShell),
+        &["MSI_ENDPOINT"],
+    ),
+    // Cloud Shell before the installed Arc agent (MSAL .NET/node order).
+    (
+        &[("MSI_ENDPOINT", E)],
+        true,
+        Ok(Source::CloudShell),
+        &["MSI_ENDPOINT"],
+    ),
+    (&[], true, Ok(Source::Arc), &[]),
+    (
+        &[
+            ("AZURE_AUTHORITY_HOST", "https://login"),
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/f"),
+        ],
+        false,
+        Ok(Source::WorkloadIdentity),
+        &[
+            "AZURE_AUTHORITY_HOST",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+        ],
+    ),
+    (
+        &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/f"),
+        ],
+        false,
+        Ok(Source::Imds),
+        &[],
+    ),
+    (&[], false, Ok(Source::Imds), &[]),
+    (
+        &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", E)],
+        false,
+        Ok(Source::Imds),
+        &["AZURE_POD_IDENTITY_AUTHORITY_HOST"],
+    ),
+    // Empty values count as unset.
+    (
+        &[
+            ("IDENTITY_ENDPOINT", ""),
+            ("IDENTITY_HEADER", "h"),
+            ("MSI_ENDPOINT", E),
+            ("MSI_SECRET", ""),
+        ],
+        false,
+        Ok(Source::CloudShell),
+        &["MSI_ENDPOINT"],
+    ),
+    (
+        &[
+            ("IDENTITY_ENDPOINT", E),
+            ("IDENTITY_HEADER", ""),
+            ("IMDS_ENDPOINT", ""),
+        ],
+        false,
+        Err(DetectError::IncompleteIdentityEndpoint),
+        &[],
+    ),
+];
+
 #[test]
 fn detection_table() {
-    use Source::*;
-    const E: &str = "http://127.0.0.1:1/t";
-    let rows: &[(&[(&str, &str)], bool, Result<Source, DetectError>, &[&str])] = &[
-        (
-            &[("IDENTITY_ENDPOINT", E), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "ab")],
-            false,
-            Ok(ServiceFabric),
-            &["IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT"],
-        ),
-        (
-            &[("IDENTITY_ENDPOINT", E), ("IDENTITY_HEADER", "h")],
-            false,
-            Ok(AppService),
-            &["IDENTITY_ENDPOINT", "IDENTITY_HEADER"],
-        ),
-        // App Service wins over Arc and the MSI_* pair (earlier row).
-        (
-            &[("IDENTITY_ENDPOINT", E), ("IDENTITY_HEADER", "h"), ("IMDS_ENDPOINT", E), ("MSI_ENDPOINT", E)],
-            false,
-            Ok(AppService),
-            &["IDENTITY_ENDPOINT", "IDENTITY_HEADER"],
-        ),
-        (
-            &[("IDENTITY_ENDPOINT", E), ("IMDS_ENDPOINT", E)],
-            false,
-            Ok(Arc),
-            &["IDENTITY_ENDPOINT", "IMDS_ENDPOINT"],
-        ),
-        // Arc (env) before Azure ML: azure-identity's order (MSAL Python says ML).
-        (
-            &[("IDENTITY_ENDPOINT", E), ("IMDS_ENDPOINT", E), ("MSI_ENDPOINT", E), ("MSI_SECRET", "s")],
-            false,
-            Ok(Arc),
-            &["IDENTITY_ENDPOINT", "IMDS_ENDPOINT"],
-        ),
-        // IDENTITY_ENDPOINT alone: no source, and MSI_ENDPOINT is not looked at.
-        (&[("IDENTITY_ENDPOINT", E), ("MSI_ENDPOINT", E)], false, Err(DetectError::IncompleteIdentityEndpoint), &[]),
-        (
-            &[("MSI_ENDPOINT", E), ("MSI_SECRET", "s"), ("DEFAULT_IDENTITY_CLIENT_ID", "d")],
-            false,
-            Ok(AzureMl),
-            &["MSI_ENDPOINT", "MSI_SECRET", "DEFAULT_IDENTITY_CLIENT_ID"],
-        ),
-        (&[("MSI_ENDPOINT", E), ("MSI_SECRET", "s")], false, Ok(AppService2017), &["MSI_ENDPOINT", "MSI_SECRET"]),
-        (&[("MSI_ENDPOINT", E)], false, Ok(CloudShell), &["MSI_ENDPOINT"]),
-        // Cloud Shell before the installed Arc agent (MSAL .NET/node order).
-        (&[("MSI_ENDPOINT", E)], true, Ok(CloudShell), &["MSI_ENDPOINT"]),
-        (&[], true, Ok(Arc), &[]),
-        (
-            &[("AZURE_AUTHORITY_HOST", "https://login"), ("AZURE_TENANT_ID", "t"), ("AZURE_FEDERATED_TOKEN_FILE", "/f")],
-            false,
-            Ok(WorkloadIdentity),
-            &["AZURE_AUTHORITY_HOST", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"],
-        ),
-        (&[("AZURE_TENANT_ID", "t"), ("AZURE_FEDERATED_TOKEN_FILE", "/f")], false, Ok(Imds), &[]),
-        (&[], false, Ok(Imds), &[]),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", E)], false, Ok(Imds), &["AZURE_POD_IDENTITY_AUTHORITY_HOST"]),
-        // Empty values count as unset.
-        (&[("IDENTITY_ENDPOINT", ""), ("IDENTITY_HEADER", "h"), ("MSI_ENDPOINT", E), ("MSI_SECRET", "")], false, Ok(CloudShell), &["MSI_ENDPOINT"]),
-        (&[("IDENTITY_ENDPOINT", E), ("IDENTITY_HEADER", ""), ("IMDS_ENDPOINT", "")], false, Err(DetectError::IncompleteIdentityEndpoint), &[]),
-    ];
-    for (i, (env, agent, want, vars)) in rows.iter().enumerate() {
+    for (i, (env, agent, want, vars)) in DETECTION_ROWS.iter().enumerate() {
         let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
         let got = detect(lookup, *agent);
         assert_eq!(got.map(|d| d.source), *want, "row {i}");
@@ -408,9 +543,15 @@ fn formats(dt: DateTime<FixedOffset>) -> Vec<String> {
         dt.format("%m/%d/%Y %H:%M:%S %:z").to_string(),
         dt.format("%-m/%-d/%Y %-H:%M:%S %:z").to_string(),
         // .NET's "o" format: seven fraction digits (chrono has no %.7f).
-        format!("{}.0000000{}", dt.format("%Y-%m-%dT%H:%M:%S"), dt.format("%:z")),
+        format!(
+            "{}.0000000{}",
+            dt.format("%Y-%m-%dT%H:%M:%S"),
+            dt.format("%:z")
+        ),
         dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-        dt.with_timezone(&Utc).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        dt.with_timezone(&Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
     ]
 }
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use embedded_io_adapters::tokio_1::FromTokio;
+use mitoken_core::arc::ArcError;
 use mitoken_core::client::{ClientError, Outcome};
 use mitoken_core::io::{FetchError, fetch_token_async};
-use mitoken_core::arc::ArcError;
 use mitoken_core::request::{Endpoint, RequestError, Style, TokenRequest};
 use mitoken_core::token::Token;
 use serde::Serialize;
@@ -118,8 +118,9 @@ pub struct ServiceFailure {
     pub description: Option<String>,
     /// `Retry-After`, in seconds.
     pub retry_after: Option<u64>,
-    /// The service's correlation id, when its body has one.
-    pub correlation_id: Option<String>,
+    /// The service's correlation id, when its body has one (boxed: keeps every failure
+    /// value small).
+    pub correlation_id: Option<Box<str>>,
 }
 
 impl fmt::Display for ServiceFailure {
@@ -247,7 +248,7 @@ pub enum FetchFailure {
     },
     /// An Arc key file could not be used; nothing was sent with it.
     #[error("{0}")]
-    ArcKey(ArcKeyError),
+    ArcKey(Box<ArcKeyError>),
     /// The endpoint is HTTPS (Service Fabric) and this build has no HTTPS transport.
     #[error(
         "service-fabric needs an HTTPS transport pinned by IDENTITY_SERVER_THUMBPRINT, which this \
@@ -314,7 +315,7 @@ pub async fn fetch_with<R>(
                 error: e.error.to_owned(),
                 description: e.description.map(str::to_owned),
                 retry_after: e.retry_after,
-                correlation_id: e.correlation_id.map(str::to_owned),
+                correlation_id: e.correlation_id.map(Box::from),
             })),
             Ok(Outcome::ArcChallenge { key_path }) => Err(FetchFailure::ArcChallenge {
                 key_path: key_path.to_owned(),

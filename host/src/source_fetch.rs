@@ -44,7 +44,10 @@ impl std::fmt::Debug for SourceAuth {
         f.debug_struct("SourceAuth")
             .field(
                 "secret",
-                &self.secret.as_ref().map(|s| format!("<redacted, {} bytes>", s.len())),
+                &self
+                    .secret
+                    .as_ref()
+                    .map(|s| format!("<redacted, {} bytes>", s.len())),
             )
             .field("arc_tokens_dir", &self.arc_tokens_dir)
             .finish()
@@ -69,10 +72,17 @@ pub async fn fetch_source<R>(
     }
     // `on_token` is needed by whichever request gets the token; lend it through an Option.
     let mut on_token = Some(on_token);
-    let first = fetch_with(endpoint, &request, timeout, |t| on_token.take().map(|f| f(t))).await;
+    let first = fetch_with(endpoint, &request, timeout, |t| {
+        on_token.take().map(|f| f(t))
+    })
+    .await;
     let key_path = match first {
         Ok(Some(r)) => return Ok(r),
-        Ok(None) => return Err(FetchFailure::InvalidRequest(mitoken_core::request::RequestError::SecretNotUsed)),
+        Ok(None) => {
+            return Err(FetchFailure::InvalidRequest(
+                mitoken_core::request::RequestError::SecretNotUsed,
+            ));
+        }
         Err(FetchFailure::ArcChallenge { key_path }) => key_path,
         Err(other) => return Err(other),
     };
@@ -82,7 +92,9 @@ pub async fn fetch_source<R>(
     let on_token = on_token.take();
     match fetch_with(endpoint, &authorized, timeout, |t| on_token.map(|f| f(t))).await? {
         Some(r) => Ok(r),
-        None => Err(FetchFailure::InvalidRequest(mitoken_core::request::RequestError::SecretNotUsed)),
+        None => Err(FetchFailure::InvalidRequest(
+            mitoken_core::request::RequestError::SecretNotUsed,
+        )),
     }
 }
 
@@ -90,7 +102,7 @@ pub async fn fetch_source<R>(
 /// then the real path (symlinks resolved) must still be directly inside the real `dir`, and the
 /// file at most [`ARC_MAX_KEY_FILE_LEN`] bytes.
 pub fn read_arc_key(path: &str, dir: &Path) -> Result<String, FetchFailure> {
-    let fail = |e: ArcKeyError| FetchFailure::ArcKey(e);
+    let fail = |e: ArcKeyError| FetchFailure::ArcKey(Box::new(e));
     let io = |source: std::io::Error| {
         fail(ArcKeyError::Io {
             path: path.to_owned(),
@@ -135,7 +147,7 @@ mod tests {
         std::fs::write(&big, vec![b'a'; 4097]).unwrap();
         assert!(matches!(
             read_arc_key(big.to_str().unwrap(), d),
-            Err(FetchFailure::ArcKey(ArcKeyError::Rule(_)))
+            Err(FetchFailure::ArcKey(e)) if matches!(*e, ArcKeyError::Rule(_))
         ));
         let outside = tempfile::tempdir().unwrap();
         let target = outside.path().join("secret.key");
@@ -144,16 +156,16 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(
             read_arc_key(link.to_str().unwrap(), d),
-            Err(FetchFailure::ArcKey(ArcKeyError::OutsideDirectory { .. }))
+            Err(FetchFailure::ArcKey(e)) if matches!(*e, ArcKeyError::OutsideDirectory { .. })
         ));
         assert!(matches!(
             read_arc_key(target.to_str().unwrap(), d),
-            Err(FetchFailure::ArcKey(ArcKeyError::Rule(_)))
+            Err(FetchFailure::ArcKey(e)) if matches!(*e, ArcKeyError::Rule(_))
         ));
         let missing = d.join("missing.key");
         assert!(matches!(
             read_arc_key(missing.to_str().unwrap(), d),
-            Err(FetchFailure::ArcKey(ArcKeyError::Io { .. }))
+            Err(FetchFailure::ArcKey(e)) if matches!(*e, ArcKeyError::Io { .. })
         ));
     }
 }

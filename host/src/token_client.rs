@@ -450,7 +450,7 @@ impl TokenClient {
     /// wait, not a request other callers share.
     pub async fn get_token(&self, spec: &TokenSpec) -> Shared {
         let config = &self.inner.config;
-        let endpoint = parse_endpoint(&config)?;
+        let endpoint = parse_endpoint(config)?;
         let request = spec.as_request(&config.api_version);
         let key = CacheKey::for_request(&request, endpoint);
         let wait = config.wait_limit_ms();
@@ -579,22 +579,28 @@ fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
 /// One upstream attempt, reported to the engine when it ends.
 async fn attempt(inner: Arc<Inner>, flight: FlightId, spec: TokenSpec) {
     let config = &inner.config;
-    let Ok(endpoint) = parse_endpoint(&config) else {
+    let Ok(endpoint) = parse_endpoint(config) else {
         return;
     };
     let request = spec.as_request(&config.api_version);
-    let result = fetch_source(&endpoint, &request, &config.auth, config.attempt_timeout, |t| {
-        let now = unix_ms();
-        let mut st = lock(&inner.state);
-        if !st.waiting.is_empty() {
-            st.received
-                .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
-        }
-        if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
-            tracing::debug!(error = %e, "late token answer");
-        }
-        pump(&inner, &mut st, now);
-    })
+    let result = fetch_source(
+        &endpoint,
+        &request,
+        &config.auth,
+        config.attempt_timeout,
+        |t| {
+            let now = unix_ms();
+            let mut st = lock(&inner.state);
+            if !st.waiting.is_empty() {
+                st.received
+                    .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
+            }
+            if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
+                tracing::debug!(error = %e, "late token answer");
+            }
+            pump(&inner, &mut st, now);
+        },
+    )
     .await;
     if let Err(failure) = result {
         tracing::info!(%failure, resource = ?spec.resource, "upstream attempt failed");

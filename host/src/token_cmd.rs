@@ -127,15 +127,14 @@ pub fn unreachable_hint(spec: &str) -> String {
 /// The exit-code class of a fetch failure.
 pub fn failure_of(e: &FetchFailure) -> Failure {
     match e {
-        FetchFailure::InvalidRequest(_) | FetchFailure::ArcKey(_) | FetchFailure::NoTlsTransport => {
-            Failure::Usage
-        }
-        FetchFailure::ArcChallenge { .. } => Failure::Service,
+        FetchFailure::InvalidRequest(_)
+        | FetchFailure::ArcKey(_)
+        | FetchFailure::NoTlsTransport => Failure::Usage,
         FetchFailure::Connect { .. } | FetchFailure::Io { .. } | FetchFailure::Timeout { .. } => {
             Failure::Network
         }
         FetchFailure::Protocol { .. } => Failure::Protocol,
-        FetchFailure::Service(_) => Failure::Service,
+        FetchFailure::Service(_) | FetchFailure::ArcChallenge { .. } => Failure::Service,
     }
 }
 

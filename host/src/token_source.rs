@@ -174,7 +174,7 @@ fn resolve_auto(endpoint: Option<&str>, env: &dyn Env) -> Result<Resolved, Resol
         why = format!("{ARC_HIMDS_PATH_LINUX} exists (the Azure Arc agent is installed)");
     }
     if why.is_empty() {
-        why = "no managed-identity variable is set".to_owned();
+        "no managed-identity variable is set".clone_into(&mut why);
     }
     explain.push(format!("decided by: {why}"));
     let style = match d.source {
@@ -216,7 +216,10 @@ fn resolve_named(
         };
         return Ok(imds(
             spec,
-            vec!["source: imds (--source)".to_owned(), format!("endpoint: {why}")],
+            vec![
+                "source: imds (--source)".to_owned(),
+                format!("endpoint: {why}"),
+            ],
         ));
     }
     let (endpoint_var, secret_var) = match source {
@@ -238,7 +241,9 @@ fn resolve_named(
             v
         }
         (None, None) if source == Source::Arc => {
-            explain.push(format!("endpoint: {ARC_DEFAULT_ENDPOINT} (the agent's default)"));
+            explain.push(format!(
+                "endpoint: {ARC_DEFAULT_ENDPOINT} (the agent's default)"
+            ));
             ARC_DEFAULT_ENDPOINT.to_owned()
         }
         (None, None) => {

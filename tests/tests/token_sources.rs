@@ -135,8 +135,16 @@ fn auto_app_service_sends_the_identity_header_and_explains_without_the_secret() 
     let server = Server::start(vec![ok("app-service/token.json")]);
     let endpoint = server.url("/MSI/token/");
     let out = mitoken(
-        &["token", "--resource", "https://vault.azure.net", "--explain"],
-        &[("IDENTITY_ENDPOINT", &endpoint), ("IDENTITY_HEADER", SECRET)],
+        &[
+            "token",
+            "--resource",
+            "https://vault.azure.net",
+            "--explain",
+        ],
+        &[
+            ("IDENTITY_ENDPOINT", &endpoint),
+            ("IDENTITY_HEADER", SECRET),
+        ],
     );
     let json = stdout_json(&out);
     assert_eq!(json["expires_on"], "1586984735");
@@ -148,10 +156,16 @@ fn auto_app_service_sends_the_identity_header_and_explains_without_the_secret() 
         r.starts_with("GET /MSI/token/?api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net HTTP/1.1\r\n"),
         "{r}"
     );
-    assert!(r.contains(&format!("\r\nX-IDENTITY-HEADER: {SECRET}\r\n")), "{r}");
+    assert!(
+        r.contains(&format!("\r\nX-IDENTITY-HEADER: {SECRET}\r\n")),
+        "{r}"
+    );
     let err = stderr(&out);
     assert!(err.contains("source: app-service (auto)"), "{err}");
-    assert!(err.contains(&format!("IDENTITY_ENDPOINT={endpoint}")), "{err}");
+    assert!(
+        err.contains(&format!("IDENTITY_ENDPOINT={endpoint}")),
+        "{err}"
+    );
     assert!(err.contains("IDENTITY_HEADER=<set, 36 bytes>"), "{err}");
     assert!(!err.contains(SECRET), "secret printed: {err}");
 }
@@ -173,11 +187,17 @@ fn app_service_error_body_is_printed_with_its_correlation_id() {
             "https://vault.azure.net",
             "--no-retry",
         ],
-        &[("IDENTITY_ENDPOINT", &endpoint), ("IDENTITY_HEADER", SECRET)],
+        &[
+            ("IDENTITY_ENDPOINT", &endpoint),
+            ("IDENTITY_HEADER", SECRET),
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("HTTP 500: An unexpected error occured"), "{err}");
+    assert!(
+        err.contains("HTTP 500: An unexpected error occured"),
+        "{err}"
+    );
     assert!(
         err.contains("correlation id 7e7e4a3c-3b41-4c2e-9b7a-2d0b6c1e5f10"),
         "{err}"
@@ -226,7 +246,11 @@ fn azure_ml_always_sends_clientid() {
     for source in [None, Some("azure-ml")] {
         let server = Server::start(vec![ok("azure-ml/token.json")]);
         let endpoint = server.url("/MSI/token");
-        let mut args = vec!["token", "--resource", "https://management.core.windows.net/"];
+        let mut args = vec![
+            "token",
+            "--resource",
+            "https://management.core.windows.net/",
+        ];
         if let Some(s) = source {
             args.extend(["--source", s]);
         }
@@ -249,7 +273,10 @@ fn azure_ml_always_sends_clientid() {
     // Named without a default identity and without --client-id: refused, nothing sent.
     let out = mitoken(
         &["token", "--source", "azure-ml", "--resource", "https://x"],
-        &[("MSI_ENDPOINT", "http://127.0.0.1:9/t"), ("MSI_SECRET", SECRET)],
+        &[
+            ("MSI_ENDPOINT", "http://127.0.0.1:9/t"),
+            ("MSI_SECRET", SECRET),
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("client id"), "{}", stderr(&out));
@@ -260,7 +287,12 @@ fn cloud_shell_posts_a_form_and_refuses_selectors() {
     let server = Server::start(vec![ok("cloud-shell/token-no-resource.json")]);
     let endpoint = server.url("/oauth2/token");
     let out = mitoken(
-        &["token", "--resource", "https://management.azure.com/", "--explain"],
+        &[
+            "token",
+            "--resource",
+            "https://management.azure.com/",
+            "--explain",
+        ],
         &[("MSI_ENDPOINT", &endpoint)],
     );
     let json = stdout_json(&out);
@@ -268,8 +300,14 @@ fn cloud_shell_posts_a_form_and_refuses_selectors() {
     let r = &server.requests()[0];
     assert!(r.starts_with("POST /oauth2/token HTTP/1.1\r\n"), "{r}");
     assert!(r.contains("\r\nMetadata: true\r\n"), "{r}");
-    assert!(r.contains("\r\nContent-Type: application/x-www-form-urlencoded\r\n"), "{r}");
-    assert!(r.ends_with("\r\n\r\nresource=https%3A%2F%2Fmanagement.azure.com%2F"), "{r}");
+    assert!(
+        r.contains("\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+        "{r}"
+    );
+    assert!(
+        r.ends_with("\r\n\r\nresource=https%3A%2F%2Fmanagement.azure.com%2F"),
+        "{r}"
+    );
     assert!(stderr(&out).contains("source: cloud-shell (auto)"));
 
     let out = mitoken(
@@ -283,7 +321,11 @@ fn cloud_shell_posts_a_form_and_refuses_selectors() {
         &[("MSI_ENDPOINT", "http://127.0.0.1:9/oauth2/token")],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cloud-shell does not accept"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cloud-shell does not accept"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn arc_challenge(key_path: &str) -> Vec<u8> {
@@ -398,11 +440,18 @@ fn arc_user_assigned_token_must_echo_the_identity() {
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let out = mitoken(&a, &[("IDENTITY_ENDPOINT", &endpoint)]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("without naming the identity"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without naming the identity"),
+        "{}",
+        stderr(&out)
+    );
     let requests = server.requests();
     assert!(requests[0].contains("&client_id=8a6e3f6c-53a5-4c2f-9f0e-0b5b1d1e7f21 "));
     // A token that echoes it (in another case) is accepted.
-    let server = Server::start(vec![arc_challenge(key_path), ok("arc/token-uami-echo.json")]);
+    let server = Server::start(vec![
+        arc_challenge(key_path),
+        ok("arc/token-uami-echo.json"),
+    ]);
     let endpoint = server.url("/metadata/identity/oauth2/token");
     let a = args("8A6E3F6C-53A5-4C2F-9F0E-0B5B1D1E7F21");
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -418,11 +467,19 @@ fn service_fabric_is_refused_until_the_tls_transport_exists() {
     listener.set_nonblocking(true).unwrap();
     let endpoint = format!("https://127.0.0.1:{port}/metadata/identity/oauth2/token");
     let out = mitoken(
-        &["token", "--resource", "https://vault.azure.net", "--explain"],
+        &[
+            "token",
+            "--resource",
+            "https://vault.azure.net",
+            "--explain",
+        ],
         &[
             ("IDENTITY_ENDPOINT", &endpoint),
             ("IDENTITY_HEADER", SECRET),
-            ("IDENTITY_SERVER_THUMBPRINT", "0123456789ABCDEF0123456789ABCDEF01234567"),
+            (
+                "IDENTITY_SERVER_THUMBPRINT",
+                "0123456789ABCDEF0123456789ABCDEF01234567",
+            ),
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -435,13 +492,17 @@ fn service_fabric_is_refused_until_the_tls_transport_exists() {
 
 #[test]
 fn auto_without_variables_is_imds_as_before() {
-    let server = Server::start(vec![std::fs::read(mitoken_tests::fixture_path(
-        "imds-token-response.http",
-    ))
-    .unwrap()]);
+    let server = Server::start(vec![
+        std::fs::read(mitoken_tests::fixture_path("imds-token-response.http")).unwrap(),
+    ]);
     let url = server.url("");
     let out = mitoken(
-        &["token", "--resource", "https://management.azure.com/", "--explain"],
+        &[
+            "token",
+            "--resource",
+            "https://management.azure.com/",
+            "--explain",
+        ],
         &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &url)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -466,7 +527,11 @@ fn auto_refuses_a_half_configured_environment() {
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("IDENTITY_ENDPOINT is set but"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("IDENTITY_ENDPOINT is set but"),
+        "{}",
+        stderr(&out)
+    );
     let out = mitoken(
         &["token", "--resource", "https://x"],
         &[
@@ -476,5 +541,9 @@ fn auto_refuses_a_half_configured_environment() {
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("workload identity"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("workload identity"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -57,7 +57,7 @@ pub struct Detection<'a> {
     pub by_arc_agent: bool,
 }
 
-impl<'a> Detection<'a> {
+impl Detection<'_> {
     const fn new(source: Source) -> Self {
         Self {
             source,
