@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::{StepFailed, cargo, run};
 
 /// Every fuzz target, in the order they run.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 10] = [
     "response",
     "request",
     "token",
@@ -24,6 +24,9 @@ pub const TARGETS: [&str; 7] = [
     "query",
     "server",
     "exchange",
+    "expires_on",
+    "arc",
+    "source_request",
 ];
 
 /// Seconds per target when `--seconds` is not given.
@@ -209,7 +212,50 @@ fn seed_corpora(root: &Path, fuzz_dir: &Path) -> crate::Result {
             _ => {}
         }
     }
+    seed_source_corpora(&fixtures.join("sources"), &write).map_err(io)
+}
+
+/// Seeds from `fixtures/sources/<source>/*.json`: token bodies for `token`, error bodies for
+/// `service_error`, and each `expires_on` text for `expires_on`.
+fn seed_source_corpora(
+    dir: &Path,
+    write: &dyn Fn(&str, String, u8, &[u8]) -> crate::Result,
+) -> std::io::Result<()> {
+    let Ok(sources) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for source in sources {
+        let source = source?.path();
+        let Some(source_name) = source.file_name().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        for file in fs::read_dir(&source)? {
+            let path = file?.path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let bytes = fs::read(&path)?;
+            let name = format!("fixture-{source_name}-{stem}");
+            let target = if stem.contains("error") {
+                "service_error"
+            } else {
+                "token"
+            };
+            let seeded = write(target, name.clone(), b'0', &bytes);
+            if let Some(on) = expires_on_text(&bytes) {
+                let _ = write("expires_on", name, b'0', &on.as_bytes()[..]);
+            }
+            seeded.map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+    }
     Ok(())
+}
+
+/// The string value of `"expires_on"` in a fixture body, if it is a string.
+fn expires_on_text(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let rest = text.split_once("\"expires_on\":\"")?.1;
+    Some(rest.split_once('"')?.0.to_owned())
 }
 
 /// Runs one target, streaming libFuzzer's output through a filter that keeps the totals.

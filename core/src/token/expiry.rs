@@ -97,7 +97,12 @@ fn iso(c: &mut Cursor<'_>) -> Option<i64> {
     c.eat(b':')?;
     let second = c.num(2, 2)?;
     if c.eat(b'.').is_some() {
-        c.num(1, usize::MAX)?;
+        // Any number of fraction digits, dropped (not accumulated: they may be many).
+        let start = c.i;
+        while c.peek().is_some_and(|b| b.is_ascii_digit()) {
+            c.i += 1;
+        }
+        (c.i > start).then_some(())?;
     }
     let offset = if c.eat(b'Z').is_some() {
         0
@@ -209,6 +214,13 @@ mod tests {
         assert_eq!(p("09/14/2017 00:00:00 PM +00:00"), Some(1_505_390_400));
         assert_eq!(p("2024-10-18T19:51:37.0000000+00:00"), Some(1_729_281_097));
         assert_eq!(p("2024-10-18T21:51:37.5+02:00"), Some(1_729_281_097));
+        let long = concat!(
+            "2024-10-18T19:51:37.",
+            "99999999999999999999999999999999999999999999999999",
+            "99999999999999999999999999999999999999999999999999",
+            "+00:00"
+        );
+        assert_eq!(p(long), Some(1_729_281_097));
     }
 
     #[test]
@@ -234,6 +246,8 @@ mod tests {
             "2024-10-18 19:51:37+00:00",
             "2024-10-18T19:51:37+24:00",
             "99999999999999999999999",
+            // Found by the `expires_on` fuzz target: a long fraction once overflowed.
+            "0024-10-18T19:51:37.00000000000000000000000000000000000000000000000000000000000",
         ] {
             assert_eq!(p(bad), None, "{bad:?}");
         }

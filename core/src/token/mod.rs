@@ -645,7 +645,8 @@ impl<'a> Token<'a> {
 /// | App Service `{"statusCode":…,"message":…,"correlationId":…}` | `""` | `message` | `correlationId` |
 /// | 2017 Functions `{"ExceptionMessage":…,"ErrorCode":…,"StatusCode":…,"Message":…,"CorrelationId":…}` | `ErrorCode` | `Message`, else `ExceptionMessage` | `CorrelationId` |
 ///
-/// Empty strings count as absent for `description` and `correlation_id`. A body with none of
+/// An empty `message` / `Message` / `ExceptionMessage` / correlation id counts as absent (the
+/// 2017 shape sends `"ExceptionMessage":""` and `"Message":null`). A body with none of
 /// `error`, `ErrorCode`, `message`/`Message`, `ExceptionMessage`, `statusCode`/`StatusCode` is
 /// not an error body ([`JsonError::MissingField`] naming `error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -790,8 +791,8 @@ impl<'a> ServiceError<'a> {
         Ok(Self {
             status,
             error: error.or(error_code).unwrap_or(""),
-            description: non_empty(description)
-                .or(non_empty(nested_description))
+            description: description
+                .or(nested_description)
                 .or(non_empty(message))
                 .or(non_empty(exception_message)),
             retry_after,
