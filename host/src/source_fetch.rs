@@ -70,31 +70,28 @@ pub async fn fetch_source<R>(
     if style != Style::Arc {
         return fetch_with(endpoint, &request, timeout, on_token).await;
     }
-    // `on_token` is needed by whichever request gets the token; lend it through an Option.
+    // `on_token` is for whichever of the two requests gets the token: lent through an Option,
+    // so it runs at most once, and exactly once when a token arrives.
     let mut on_token = Some(on_token);
-    let first = fetch_with(endpoint, &request, timeout, |t| {
-        on_token.take().map(|f| f(t))
-    })
-    .await;
-    let key_path = match first {
-        Ok(Some(r)) => return Ok(r),
-        Ok(None) => {
-            return Err(FetchFailure::InvalidRequest(
-                mitoken_core::request::RequestError::SecretNotUsed,
-            ));
-        }
+    let mut deliver = |t: &Token<'_>| on_token.take().map(|f| f(t));
+    let key_path = match fetch_with(endpoint, &request, timeout, &mut deliver).await {
+        Ok(delivered) => return delivered.ok_or_else(misuse),
         Err(FetchFailure::ArcChallenge { key_path }) => key_path,
         Err(other) => return Err(other),
     };
     let key = read_arc_key(&key_path, &auth.arc_tokens_dir)?;
     tracing::debug!(path = %key_path, bytes = key.len(), "answering the Arc challenge");
     let authorized = request.with_secret(&key);
-    let on_token = on_token.take();
-    match fetch_with(endpoint, &authorized, timeout, |t| on_token.map(|f| f(t))).await? {
-        Some(r) => Ok(r),
-        None => Err(FetchFailure::InvalidRequest(
-            mitoken_core::request::RequestError::SecretNotUsed,
-        )),
+    fetch_with(endpoint, &authorized, timeout, &mut deliver)
+        .await?
+        .ok_or_else(misuse)
+}
+
+/// The callback already ran (cannot happen: a token ends the exchange).
+fn misuse() -> FetchFailure {
+    FetchFailure::Protocol {
+        addr: String::new(),
+        error: mitoken_core::client::ClientError::Misuse,
     }
 }
 

@@ -241,6 +241,54 @@ fn app_service_2017_reads_the_localized_expiry() {
 }
 
 #[test]
+fn app_service_2017_named_without_a_selector_sends_no_clientid() {
+    let server = Server::start(vec![ok("app-service-2017/token-doc-sample.json")]);
+    let endpoint = server.url("/MSI/token");
+    let out = mitoken(
+        &[
+            "token",
+            "--source",
+            "app-service-2017",
+            "--resource",
+            "https://vault.azure.net",
+        ],
+        &[
+            ("MSI_ENDPOINT", &endpoint),
+            ("MSI_SECRET", SECRET),
+            // Named explicitly: no Azure ML default identity is added.
+            (
+                "DEFAULT_IDENTITY_CLIENT_ID",
+                "0f6c8a2e-3b1d-4c5e-9f7a-8b9c0d1e2f3a",
+            ),
+        ],
+    );
+    // The documented "00:00:00 PM" reads as noon.
+    assert_eq!(stdout_json(&out)["expires_on"], "1505390400");
+    let r = &server.requests()[0];
+    assert!(
+        r.starts_with("GET /MSI/token?api-version=2017-09-01&resource=https%3A%2F%2Fvault.azure.net HTTP/1.1\r\n"),
+        "{r}"
+    );
+    // Without its secret variable the named source is refused before anything is sent.
+    let out = mitoken(
+        &[
+            "token",
+            "--source",
+            "app-service-2017",
+            "--resource",
+            "https://x",
+        ],
+        &[("MSI_ENDPOINT", "http://127.0.0.1:9/t")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("MSI_SECRET is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn azure_ml_always_sends_clientid() {
     const DEFAULT_ID: &str = "0f6c8a2e-3b1d-4c5e-9f7a-8b9c0d1e2f3a";
     for source in [None, Some("azure-ml")] {
