@@ -212,18 +212,17 @@ fn seed_corpora(root: &Path, fuzz_dir: &Path) -> crate::Result {
             _ => {}
         }
     }
-    seed_source_corpora(&fixtures.join("sources"), &write).map_err(io)
+    seed_source_corpora(&fixtures.join("sources"), fuzz_dir).map_err(io)
 }
 
 /// Seeds from `fixtures/sources/<source>/*.json`: token bodies for `token`, error bodies for
-/// `service_error`, and each `expires_on` text for `expires_on`.
-fn seed_source_corpora(
-    dir: &Path,
-    write: &dyn Fn(&str, String, u8, &[u8]) -> crate::Result,
-) -> std::io::Result<()> {
+/// `service_error` (both after a `0` split byte), and each string `expires_on` as it is for
+/// `expires_on` (which takes no split byte).
+fn seed_source_corpora(dir: &Path, fuzz_dir: &Path) -> std::io::Result<()> {
     let Ok(sources) = fs::read_dir(dir) else {
         return Ok(());
     };
+    let corpus = |target: &str, name: &str| fuzz_dir.join("corpus").join(target).join(name);
     for source in sources {
         let source = source?.path();
         let Some(source_name) = source.file_name().and_then(|s| s.to_str()) else {
@@ -241,11 +240,12 @@ fn seed_source_corpora(
             } else {
                 "token"
             };
-            let seeded = write(target, name.clone(), b'0', &bytes);
+            let mut seed = vec![b'0'];
+            seed.extend_from_slice(&bytes);
+            fs::write(corpus(target, &name), seed)?;
             if let Some(on) = expires_on_text(&bytes) {
-                let _ = write("expires_on", name, b'0', &on.as_bytes()[..]);
+                fs::write(corpus("expires_on", &name), on)?;
             }
-            seeded.map_err(|e| std::io::Error::other(e.to_string()))?;
         }
     }
     Ok(())
