@@ -592,3 +592,73 @@ proptest! {
         prop_assert_eq!(parse_expires_on(&text), chrono, "{}", text);
     }
 }
+
+/// The cache key tells sources apart even at one address, and keeps the style through its
+/// encoding.
+#[test]
+fn cache_key_distinguishes_sources() {
+    use mitoken_core::cache::{CacheKey, Lookup, TokenCache};
+    let body = fixture!("azure-ml/token.json");
+    let token = Token::parse(body, &mut []).unwrap();
+    let now = 1_697_000_000_000;
+    let mut cache: TokenCache<8, 2048, 256> = TokenCache::new();
+    let at = |style| Endpoint::parse_url_for("http://127.0.0.1:8080/t", style).unwrap();
+    let resource = "https://management.core.windows.net/";
+    cache
+        .insert(
+            &CacheKey::new(at(Style::AzureMl), None, resource),
+            &token,
+            now,
+        )
+        .unwrap();
+    for style in Style::ALL {
+        if style == Style::ServiceFabric {
+            continue; // https only
+        }
+        let key = CacheKey::new(at(style), None, resource);
+        let found = matches!(cache.get(&key, now), Lookup::Fresh(_) | Lookup::Stale(_));
+        assert_eq!(found, style == Style::AzureMl, "{style:?}");
+    }
+    let Lookup::Fresh(t) = cache.get(&CacheKey::new(at(Style::AzureMl), None, resource), now)
+    else {
+        panic!("the Azure ML token is cached");
+    };
+    assert_eq!(t.key.endpoint.style(), Style::AzureMl);
+}
+
+/// An Arc challenge the shell did not answer is a 401 to the engine: one attempt, no retry.
+#[test]
+fn unanswered_arc_challenge_is_one_unretried_attempt() {
+    use mitoken_core::cache::CacheKey;
+    use mitoken_core::engine::{Answer, Ask, Cause, Engine, EngineConfig, Reply};
+    let e = ep(
+        "http://127.0.0.1:40342/metadata/identity/oauth2/token",
+        Style::Arc,
+    );
+    let key = CacheKey::new(e, None, "https://management.azure.com");
+    let mut engine: Engine<4, 2048, 256, 4, 8> = Engine::new(EngineConfig::DEFAULT, 1);
+    let now = 1_800_000_000_000;
+    let Ok(Ask::Wait(ticket)) = engine.request(&key, now, now + 30_000, false) else {
+        panic!("expected to wait");
+    };
+    let t = engine.poll_transmit(now).unwrap();
+    let flight = t.flight;
+    let req = t.request("unused");
+    let answer = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=/var/opt/azcmagent/tokens/a.key\r\nContent-Length: 0\r\n\r\n";
+    let mut buf = [0u8; 2048];
+    let outcome = exchange(&req, &e, &mut buf, answer).unwrap();
+    assert!(matches!(outcome, Outcome::ArcChallenge { .. }));
+    engine
+        .handle_reply(flight, now + 1, Reply::from(outcome))
+        .unwrap();
+    let wake = engine.poll_wake(now + 1).expect("answered at once");
+    assert_eq!(wake.ticket, ticket);
+    let Answer::Failed(f) = wake.answer else {
+        panic!("expected a failure");
+    };
+    assert!(matches!(
+        f.cause,
+        Cause::Service(ServiceError { status: 401, .. })
+    ));
+    assert_eq!(f.attempts, 1);
+}
