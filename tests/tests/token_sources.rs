@@ -134,6 +134,10 @@ fn stderr(out: &Output) -> String {
 fn auto_app_service_sends_the_identity_header_and_explains_without_the_secret() {
     let server = Server::start(vec![ok("app-service/token.json")]);
     let endpoint = server.url("/MSI/token/");
+    // A "proxy" that must see nothing: the secret header would go through it.
+    let proxy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
     let out = mitoken(
         &[
             "token",
@@ -144,8 +148,12 @@ fn auto_app_service_sends_the_identity_header_and_explains_without_the_secret() 
         &[
             ("IDENTITY_ENDPOINT", &endpoint),
             ("IDENTITY_HEADER", SECRET),
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
         ],
     );
+    assert!(proxy.accept().is_err(), "the proxy was used");
     let json = stdout_json(&out);
     assert_eq!(json["expires_on"], "1586984735");
     assert_eq!(json["resource"], "https://vault.azure.net");
