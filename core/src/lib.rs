@@ -8,6 +8,7 @@
 //! | module | what it decides |
 //! |---|---|
 //! | [`engine`] | getting a token: cache with refresh-ahead, single-flight, the upstream limiter, retries, the stale fallback, callers' deadlines, what a failed caller is answered |
+//! | [`arc`] | Azure Arc's key-file challenge, the key-path rules and the user-assigned echo check |
 //! | [`cache`] | the fixed-capacity token cache: expiry, when a refresh is due, LRU eviction |
 //! | [`retry`] | IMDS's retry rules: which failures retry, after how long (410 window, `Retry-After`) |
 //! | [`catalogue`] | the error catalogue: status → IMDS `error` code and text |
@@ -76,6 +77,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod arc;
 pub mod cache;
 pub mod catalogue;
 pub mod client;

@@ -64,7 +64,7 @@ fn app_service() {
         "X-IDENTITY-HEADER: SECRET\r\n",
     );
     let body = answer(Source::AppService, Mode::Ok, &ok);
-    same_shape(&fixture("app-service/token-body.json"), &body, "token");
+    same_shape(&fixture("app-service/token.json"), &body, "token");
     assert!(body.get("expires_in").is_none());
     same_shape(
         &fixture("app-service/error-500.json"),
@@ -108,7 +108,7 @@ fn azure_ml() {
         "secret: SECRET\r\n",
     );
     let body = answer(Source::AzureMl, Mode::Ok, &req);
-    same_shape(&fixture("azure-ml/token-body.json"), &body, "token");
+    same_shape(&fixture("azure-ml/token.json"), &body, "token");
     assert!(body.get("client_id").is_none());
 }
 
@@ -137,7 +137,7 @@ fn arc() {
         "Metadata: true\r\nAuthorization: Basic SECRET\r\n",
     );
     same_shape(
-        &fixture("arc/token-body.json"),
+        &fixture("arc/token.json"),
         &answer(Source::Arc, Mode::Ok, &req),
         "token",
     );

@@ -258,6 +258,56 @@ pub struct TokenArgs {
     /// `az account get-access-token`).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// Which managed-identity source to ask. `auto` picks it from the environment the way
+    /// Azure SDKs do (IMDS when no source's variables are set); see docs/sources-client.md.
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+    /// Print to stderr which source was chosen and which variables decided it (secret values
+    /// are shown by length only).
+    #[arg(long)]
+    pub explain: bool,
+    /// Directory Azure Arc key files must be directly inside (default
+    /// /var/opt/azcmagent/tokens; other values are for tests).
+    #[arg(long, value_name = "DIR")]
+    pub arc_tokens_dir: Option<PathBuf>,
+}
+
+/// `--source` of `mitoken token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// Detect from the environment (default).
+    Auto,
+    /// The VM's Instance Metadata Service.
+    Imds,
+    /// App Service / Functions / Container Apps (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`).
+    AppService,
+    /// App Service's legacy 2017-09-01 form (`MSI_ENDPOINT` + `MSI_SECRET`).
+    #[value(name = "app-service-2017")]
+    AppService2017,
+    /// Azure Arc (`IDENTITY_ENDPOINT`, key-file challenge).
+    Arc,
+    /// Azure Cloud Shell (`MSI_ENDPOINT`).
+    CloudShell,
+    /// Service Fabric (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER` + thumbprint; HTTPS).
+    ServiceFabric,
+    /// Azure Machine Learning (`MSI_ENDPOINT` + `MSI_SECRET`, `DEFAULT_IDENTITY_CLIENT_ID`).
+    AzureMl,
+}
+
+impl SourceArg {
+    /// The named source; `None` for `auto`.
+    pub fn source(self) -> Option<Source> {
+        match self {
+            Self::Auto => None,
+            Self::Imds => Some(Source::Imds),
+            Self::AppService => Some(Source::AppService),
+            Self::AppService2017 => Some(Source::AppService2017),
+            Self::Arc => Some(Source::Arc),
+            Self::CloudShell => Some(Source::CloudShell),
+            Self::ServiceFabric => Some(Source::ServiceFabric),
+            Self::AzureMl => Some(Source::AzureMl),
+        }
+    }
 }
 
 /// How `mitoken token` prints the token.

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use embedded_io_adapters::tokio_1::FromTokio;
+use mitoken_core::arc::ArcError;
 use mitoken_core::client::{ClientError, Outcome};
 use mitoken_core::io::{FetchError, fetch_token_async};
-use mitoken_core::request::{Endpoint, RequestError, TokenRequest};
+use mitoken_core::request::{Endpoint, RequestError, Style, TokenRequest};
 use mitoken_core::token::Token;
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -117,6 +118,9 @@ pub struct ServiceFailure {
     pub description: Option<String>,
     /// `Retry-After`, in seconds.
     pub retry_after: Option<u64>,
+    /// The service's correlation id, when its body has one (boxed: keeps every failure
+    /// value small).
+    pub correlation_id: Option<Box<str>>,
 }
 
 impl fmt::Display for ServiceFailure {
@@ -131,7 +135,65 @@ impl fmt::Display for ServiceFailure {
         if let Some(s) = self.retry_after {
             write!(f, " (retry after {s} s)")?;
         }
+        if let Some(c) = &self.correlation_id {
+            write!(f, " (correlation id {c})")?;
+        }
         Ok(())
+    }
+}
+
+/// Why an Arc key file could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArcKeyError {
+    /// The path or the file breaks a rule every SDK applies.
+    #[error("{0}")]
+    Rule(ArcError),
+    /// The path resolves (through a symlink) outside the tokens directory.
+    #[error("Arc key file {path} resolves outside the tokens directory {dir}")]
+    OutsideDirectory {
+        /// The path the challenge named.
+        path: String,
+        /// The tokens directory.
+        dir: String,
+    },
+    /// The file could not be inspected or read.
+    #[error("cannot read Arc key file {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The system's error.
+        source: Arc<std::io::Error>,
+    },
+    /// The file is not UTF-8 text.
+    #[error("Arc key file {path} is not text")]
+    NotText {
+        /// The path.
+        path: String,
+    },
+}
+
+/// How a connection to an endpoint is made: the extension point for transports.
+///
+/// Every plain-HTTP source is reached over [`Transport::Tcp`]. Service Fabric
+/// ([`Style::ServiceFabric`]) needs HTTPS with the server certificate pinned by
+/// `IDENTITY_SERVER_THUMBPRINT`; that transport is a separate piece of work and plugs in here as
+/// a new variant. Until then [`Transport::for_style`] refuses HTTPS endpoints with
+/// [`FetchFailure::NoTlsTransport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP to the endpoint's address (no proxy).
+    Tcp,
+}
+
+impl Transport {
+    /// The transport for an endpoint speaking `style`.
+    pub fn for_style(style: Style) -> Result<Self, FetchFailure> {
+        if style.uses_tls() {
+            Err(FetchFailure::NoTlsTransport)
+        } else {
+            Ok(Self::Tcp)
+        }
     }
 }
 
@@ -176,6 +238,23 @@ pub enum FetchFailure {
     /// The service answered with an error.
     #[error("token service error: {0}")]
     Service(ServiceFailure),
+    /// Azure Arc challenged the request: the key file at `key_path` must be read and the
+    /// request sent again with it (handled by [`crate::source_fetch`]; seen elsewhere only if a
+    /// challenge was not answered).
+    #[error("Azure Arc asked for the key in {key_path} and the challenge was not answered")]
+    ArcChallenge {
+        /// The key file the challenge names.
+        key_path: String,
+    },
+    /// An Arc key file could not be used; nothing was sent with it.
+    #[error("{0}")]
+    ArcKey(Box<ArcKeyError>),
+    /// The endpoint is HTTPS (Service Fabric) and this build has no HTTPS transport.
+    #[error(
+        "service-fabric needs an HTTPS transport pinned by IDENTITY_SERVER_THUMBPRINT, which this \
+         build of mitoken does not have yet; nothing was sent"
+    )]
+    NoTlsTransport,
 }
 
 /// Seconds since the Unix epoch, now.
@@ -206,6 +285,9 @@ pub async fn fetch_with<R>(
     request
         .validate(endpoint)
         .map_err(FetchFailure::InvalidRequest)?;
+    match Transport::for_style(endpoint.style())? {
+        Transport::Tcp => {}
+    }
     let (host, port) = endpoint.connect_addr();
     let addr = format!("{host}:{port}");
     tracing::debug!(%addr, resource = request.resource, "token request");
@@ -233,7 +315,11 @@ pub async fn fetch_with<R>(
                 error: e.error.to_owned(),
                 description: e.description.map(str::to_owned),
                 retry_after: e.retry_after,
+                correlation_id: e.correlation_id.map(Box::from),
             })),
+            Ok(Outcome::ArcChallenge { key_path }) => Err(FetchFailure::ArcChallenge {
+                key_path: key_path.to_owned(),
+            }),
             Err(FetchError::Io(source)) => Err(FetchFailure::Io {
                 addr: addr.clone(),
                 source: Arc::new(source),

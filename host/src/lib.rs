@@ -18,5 +18,7 @@ pub mod logging;
 pub mod output;
 pub mod procnet;
 pub mod serve_loop;
+pub mod source_fetch;
 pub mod token_client;
 pub mod token_cmd;
+pub mod token_source;

@@ -30,12 +30,13 @@ use mitoken_core::engine::{
     Answer, Ask, Cause, Engine, EngineConfig, EngineError, Failure, FlightId, Limits, Reply,
     Ticket, Transmit,
 };
-use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, TokenRequest};
+use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, Style, TokenRequest};
 use mitoken_core::retry::{RetryError, RetryPolicy};
 use mitoken_core::token::ServiceError;
 use tokio::sync::{Notify, oneshot};
 
-use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse, fetch_with};
+use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse};
+use crate::source_fetch::{SourceAuth, fetch_source};
 
 /// Distinct (identity, resource) tokens kept; least recently used evicted first.
 pub const CACHE_ENTRIES: usize = 256;
@@ -138,8 +139,13 @@ impl TokenSpec {
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `imds`, `extension` or a base URL (see [`Endpoint::parse_spec`]).
+    /// `imds`, `extension` or a base URL (see [`Endpoint::parse_spec`]) for [`Style::Imds`];
+    /// the source's token URL for the other styles (see [`Endpoint::parse_url_for`]).
     pub endpoint: String,
+    /// The protocol the endpoint speaks (which managed-identity source it is).
+    pub style: Style,
+    /// The source's secret and Arc's key directory.
+    pub auth: SourceAuth,
     /// IMDS api-version.
     pub api_version: String,
     /// Time limit of one attempt (connect + request + response).
@@ -158,6 +164,8 @@ impl ClientConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            style: Style::Imds,
+            auth: SourceAuth::default(),
             api_version: mitoken_core::request::DEFAULT_API_VERSION.to_owned(),
             attempt_timeout: Duration::from_secs(10),
             retry: RetryPolicy::IMDS,
@@ -295,9 +303,14 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn parse_endpoint(spec: &str) -> Result<Endpoint<'_>, GetTokenError> {
-    Endpoint::parse_spec(spec).map_err(|error| GetTokenError::Endpoint {
-        spec: spec.to_owned(),
+fn parse_endpoint(config: &ClientConfig) -> Result<Endpoint<'_>, GetTokenError> {
+    let spec = &config.endpoint;
+    let parsed = match config.style {
+        Style::Imds => Endpoint::parse_spec(spec),
+        style => Endpoint::parse_url_for(spec, style),
+    };
+    parsed.map_err(|error| GetTokenError::Endpoint {
+        spec: spec.clone(),
         error,
     })
 }
@@ -336,13 +349,17 @@ fn response_of(cached: &CachedToken<'_>, now: u64) -> TokenResponse {
 /// attempt when it has one.
 fn failed(failure: &Failure<'_>, detail: Option<&FetchFailure>) -> GetTokenError {
     let last = match (failure.cause, detail) {
-        (Cause::Service(s), _) => FetchFailure::Service(ServiceFailure {
+        (Cause::Service(s), detail) => FetchFailure::Service(ServiceFailure {
             status: s.status,
             error: s.error.to_owned(),
             description: s.description.map(str::to_owned),
             retry_after: s.retry_after,
+            correlation_id: match detail {
+                Some(FetchFailure::Service(d)) => d.correlation_id.clone(),
+                _ => None,
+            },
         }),
-        (Cause::Unsendable(e), _) => FetchFailure::InvalidRequest(e),
+        (Cause::Unsendable(e), None) => FetchFailure::InvalidRequest(e),
         (_, Some(detail)) => detail.clone(),
         (Cause::InvalidResponse(error), None) => FetchFailure::Protocol {
             addr: String::new(),
@@ -374,6 +391,13 @@ fn reply_of(f: &FetchFailure) -> Reply<'_> {
             s.description.as_deref(),
             s.retry_after,
         )),
+        // A challenge left unanswered is the 401 it came as.
+        FetchFailure::ArcChallenge { .. } => Reply::Service(ServiceError::new(401, "", None, None)),
+        // Nothing was sent with the key, and trying again will not change the file's rules.
+        FetchFailure::ArcKey(_) => Reply::Unsendable(RequestError::MissingSecret {
+            source: mitoken_core::source::Source::Arc,
+        }),
+        FetchFailure::NoTlsTransport => Reply::Unsendable(RequestError::HttpsNotSupported),
     }
 }
 
@@ -396,7 +420,7 @@ impl Drop for WaitGuard<'_> {
 impl TokenClient {
     /// A client; fails if the endpoint does not parse.
     pub fn new(config: ClientConfig) -> Result<Self, GetTokenError> {
-        parse_endpoint(&config.endpoint)?;
+        parse_endpoint(&config)?;
         let engine = new_engine(
             config.engine_config(),
             getrandom::u32().unwrap_or(0x8000_0001),
@@ -426,7 +450,7 @@ impl TokenClient {
     /// wait, not a request other callers share.
     pub async fn get_token(&self, spec: &TokenSpec) -> Shared {
         let config = &self.inner.config;
-        let endpoint = parse_endpoint(&config.endpoint)?;
+        let endpoint = parse_endpoint(config)?;
         let request = spec.as_request(&config.api_version);
         let key = CacheKey::for_request(&request, endpoint);
         let wait = config.wait_limit_ms();
@@ -482,7 +506,7 @@ impl TokenClient {
         if !self.inner.config.cache {
             return None;
         }
-        let endpoint = parse_endpoint(&self.inner.config.endpoint).ok()?;
+        let endpoint = parse_endpoint(&self.inner.config).ok()?;
         let key = CacheKey::for_request(request, endpoint);
         let now = unix_ms();
         let mut st = lock(&self.inner.state);
@@ -555,22 +579,28 @@ fn drain(inner: &Arc<Inner>, st: &mut State, now: u64) {
 /// One upstream attempt, reported to the engine when it ends.
 async fn attempt(inner: Arc<Inner>, flight: FlightId, spec: TokenSpec) {
     let config = &inner.config;
-    let Ok(endpoint) = parse_endpoint(&config.endpoint) else {
+    let Ok(endpoint) = parse_endpoint(config) else {
         return;
     };
     let request = spec.as_request(&config.api_version);
-    let result = fetch_with(&endpoint, &request, config.attempt_timeout, |t| {
-        let now = unix_ms();
-        let mut st = lock(&inner.state);
-        if !st.waiting.is_empty() {
-            st.received
-                .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
-        }
-        if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
-            tracing::debug!(error = %e, "late token answer");
-        }
-        pump(&inner, &mut st, now);
-    })
+    let result = fetch_source(
+        &endpoint,
+        &request,
+        &config.auth,
+        config.attempt_timeout,
+        |t| {
+            let now = unix_ms();
+            let mut st = lock(&inner.state);
+            if !st.waiting.is_empty() {
+                st.received
+                    .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
+            }
+            if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
+                tracing::debug!(error = %e, "late token answer");
+            }
+            pump(&inner, &mut st, now);
+        },
+    )
     .await;
     if let Err(failure) = result {
         tracing::info!(%failure, resource = ?spec.resource, "upstream attempt failed");

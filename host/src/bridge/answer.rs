@@ -8,7 +8,7 @@ use mitoken_core::cache::CachedToken;
 use mitoken_core::catalogue;
 use mitoken_core::engine::{Cause, Description, ErrorAnswer as CoreAnswer, Failure};
 use mitoken_core::identity::Selector;
-use mitoken_core::request::{ResIdParam, Selector as RequestSelector, TokenRequest};
+use mitoken_core::request::{RequestError, ResIdParam, Selector as RequestSelector, TokenRequest};
 use mitoken_core::server::RelayRequest;
 use mitoken_core::token::{Secret, ServiceError, TokenJson};
 
@@ -166,7 +166,11 @@ fn detail_is_empty(f: &FetchFailure) -> bool {
         | FetchFailure::Io { addr, .. }
         | FetchFailure::Timeout { addr, .. }
         | FetchFailure::Protocol { addr, .. } => addr.is_empty(),
-        FetchFailure::InvalidRequest(_) | FetchFailure::Service(_) => true,
+        FetchFailure::InvalidRequest(_)
+        | FetchFailure::Service(_)
+        | FetchFailure::ArcChallenge { .. }
+        | FetchFailure::ArcKey(_)
+        | FetchFailure::NoTlsTransport => true,
     }
 }
 
@@ -184,6 +188,12 @@ fn cause_of(last: &FetchFailure) -> Cause<'_> {
             s.description.as_deref(),
             s.retry_after,
         )),
+        // The bridge asks IMDS only; these come from other sources' protocols.
+        FetchFailure::ArcChallenge { .. } => Cause::Service(ServiceError::new(401, "", None, None)),
+        FetchFailure::ArcKey(_) => Cause::Unsendable(RequestError::MissingSecret {
+            source: mitoken_core::source::Source::Arc,
+        }),
+        FetchFailure::NoTlsTransport => Cause::Unsendable(RequestError::HttpsNotSupported),
     }
 }
 
@@ -324,6 +334,7 @@ mod tests {
             error: error.to_owned(),
             description: description.map(str::to_owned),
             retry_after: ra,
+            correlation_id: None,
         })
     }
 
