@@ -20,7 +20,7 @@
 //! ~2 KB `access_token` dominates the cost and is scanned 16 bytes per step.
 
 mod emit;
-mod scan;
+pub(crate) mod scan;
 
 use core::fmt;
 
