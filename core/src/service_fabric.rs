@@ -277,14 +277,14 @@ pub fn write_error_body(
     correlation_id: &str,
     out: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
-    write_error_parts(rejection.code(), correlation_id, out, |w| {
+    write_error_parts(rejection.code().as_str(), correlation_id, out, |w| {
         rejection.write_message(w);
     })
 }
 
 /// Writes an error body with any code and message (faults, throttling).
 pub fn write_error_with(
-    code: SfErrorCode,
+    code: &str,
     message: &str,
     correlation_id: &str,
     out: &mut [u8],
@@ -293,7 +293,7 @@ pub fn write_error_with(
 }
 
 fn write_error_parts(
-    code: SfErrorCode,
+    code: &str,
     correlation_id: &str,
     out: &mut [u8],
     message: impl FnOnce(&mut SliceWriter<'_>),
@@ -311,7 +311,7 @@ fn write_error_parts(
     w.put_str("{\"error\":{\"correlationId\":");
     write_json_string(correlation_id, &mut w);
     w.put_str(",\"code\":");
-    write_json_string(code.as_str(), &mut w);
+    write_json_string(code, &mut w);
     w.put_str(",\"message\":");
     write_json_string(msg, &mut w);
     w.put_str("}}");

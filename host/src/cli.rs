@@ -157,6 +157,13 @@ pub struct EmulateArgs {
     /// Close a connection whose request is not complete this long after its first bytes.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub request_timeout: Duration,
+    /// Which managed-identity source to imitate over HTTPS: `service-fabric` or
+    /// `workload-identity` (default: the IMDS / extension emulator chosen by `--flavor`).
+    #[arg(long, value_name = "SOURCE", value_parser = parse_source)]
+    pub source: Option<mitoken_core::source::Source>,
+    /// Options of the HTTPS sources.
+    #[command(flatten)]
+    pub tls: crate::emulate_tls::TlsEmulateArgs,
 }
 
 /// Arguments of `mitoken demo`.
@@ -170,6 +177,10 @@ pub struct DemoArgs {
         default_value = "https://management.azure.com/"
     )]
     pub resource: String,
+}
+
+fn parse_source(s: &str) -> Result<mitoken_core::source::Source, String> {
+    mitoken_core::source::Source::from_name(s).map_err(|e| e.to_string())
 }
 
 fn parse_fault(s: &str) -> Result<FaultRule, String> {

@@ -19,6 +19,9 @@ use crate::exit::Failure;
 
 /// Runs `mitoken emulate` until a signal.
 pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
+    if let Some(source) = args.source {
+        return crate::emulate_tls::run(&args, source).await;
+    }
     let flavor = Flavor::from(args.flavor);
     let config = match &args.config {
         Some(path) => EmulatorConfig::load(path, flavor).map_err(|e| {
