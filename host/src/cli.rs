@@ -226,6 +226,11 @@ pub struct TokenArgs {
     /// `az account get-access-token`).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// Which managed-identity source to ask. `service-fabric` reads `IDENTITY_ENDPOINT`,
+    /// `IDENTITY_HEADER` and `IDENTITY_SERVER_THUMBPRINT` and pins the server certificate to
+    /// the thumbprint. Default: IMDS (or `--endpoint`).
+    #[arg(long, value_name = "SOURCE", value_parser = parse_source)]
+    pub source: Option<mitoken_core::source::Source>,
 }
 
 /// How `mitoken token` prints the token.

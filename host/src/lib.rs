@@ -18,6 +18,7 @@ pub mod logging;
 pub mod output;
 pub mod procnet;
 pub mod serve_loop;
+pub mod sf_client;
 pub mod tls;
 pub mod token_client;
 pub mod token_cmd;

@@ -5,11 +5,13 @@ use std::io::Write;
 use std::time::Duration;
 
 use mitoken_core::request::{Endpoint, TokenRequest};
+use mitoken_core::source::Source;
 
 use crate::cli::{OutputFormat, TokenArgs};
 use crate::client::{FetchFailure, TokenResponse, unix_now};
 use crate::exit::Failure;
 use crate::output::render;
+use crate::sf_client::SfClientError;
 use crate::token_client::{ClientConfig, IdentitySelector, TokenClient, TokenSpec};
 
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
@@ -17,6 +19,9 @@ pub const IMDS_OVERRIDE_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 
 /// Runs `mitoken token`.
 pub async fn run(args: TokenArgs) -> Result<(), Failure> {
+    if let Some(source) = args.source {
+        return run_source(&args, source).await;
+    }
     let override_url = std::env::var(IMDS_OVERRIDE_ENV)
         .ok()
         .filter(|v| !v.is_empty());
@@ -80,6 +85,47 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
             eprintln!("mitoken: no token within {:?}", args.timeout);
             eprintln!("mitoken: {}", unreachable_hint(&spec_text));
             Err(Failure::Network)
+        }
+    }
+}
+
+/// `mitoken token --source S` for the sources served over HTTPS.
+async fn run_source(args: &TokenArgs, source: Source) -> Result<(), Failure> {
+    if source != Source::ServiceFabric {
+        eprintln!("mitoken: --source {source}: only service-fabric is available in this build");
+        return Err(Failure::Usage);
+    }
+    if args.client_id.is_some() || args.object_id.is_some() || args.resource_id.is_some() {
+        eprintln!(
+            "mitoken: --source service-fabric: the application's identity is fixed by the cluster; user-assigned selectors are not supported"
+        );
+        return Err(Failure::Usage);
+    }
+    let resource = TokenRequest::from_scope(&args.resource)
+        .map_err(|e| {
+            eprintln!("mitoken: --resource: {e}");
+            Failure::Usage
+        })?
+        .resource
+        .to_owned();
+    let (endpoint, secret, thumbprint) = crate::sf_client::from_env().map_err(|e| {
+        eprintln!("mitoken: {e}");
+        Failure::Usage
+    })?;
+    match crate::sf_client::get_token(&endpoint, &secret, &thumbprint, &resource, args.timeout)
+        .await
+    {
+        Ok(token) => print_token(&token, args.output),
+        Err(e) => {
+            eprintln!("mitoken: service-fabric: {e}");
+            Err(match e {
+                SfClientError::MissingVariable(_)
+                | SfClientError::Thumbprint(_)
+                | SfClientError::Endpoint(_) => Failure::Usage,
+                SfClientError::Io { .. } | SfClientError::Timeout(_) => Failure::Network,
+                SfClientError::Protocol(_) => Failure::Protocol,
+                SfClientError::Service(_) => Failure::Service,
+            })
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct TlsEnvArgs {
     /// Service Fabric: the application's secret (`IDENTITY_HEADER`).
     #[arg(long, value_name = "SECRET")]
     pub secret: Option<String>,
+    /// Service Fabric: the server certificate's PEM file, for clients that validate the chain
+    /// instead of pinning (msal-node): sets `NODE_EXTRA_CA_CERTS`.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// Workload identity: the emulator's `--state-dir` (holds the projected token and the CA).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

@@ -261,7 +261,12 @@ pub async fn run(
                 app.client_id,
                 app.object_id,
             );
-            let vars = service_fabric::env_vars(&endpoint, &secret, &thumbprint);
+            let vars = service_fabric::env_vars(
+                &endpoint,
+                &secret,
+                &thumbprint,
+                Some(&cert_path.to_string_lossy()),
+            );
             (server, banner, vars)
         }
         Source::WorkloadIdentity => {

@@ -131,9 +131,16 @@ impl Handler for ServiceFabricHandler {
     }
 }
 
-/// The variables that point SDKs at a Service Fabric endpoint.
-pub fn env_vars(endpoint: &str, secret: &str, thumbprint: &str) -> Vec<(&'static str, String)> {
-    vec![
+/// The variables that point SDKs at a Service Fabric endpoint. With `cert` (the server
+/// certificate's PEM file), also `NODE_EXTRA_CA_CERTS`: msal-node does not pin the thumbprint
+/// but validates the chain, as on a cluster node whose store trusts the cluster certificate.
+pub fn env_vars(
+    endpoint: &str,
+    secret: &str,
+    thumbprint: &str,
+    cert: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
         (
             mitoken_core::source::ENV_IDENTITY_ENDPOINT,
             endpoint.to_owned(),
@@ -144,7 +151,11 @@ pub fn env_vars(endpoint: &str, secret: &str, thumbprint: &str) -> Vec<(&'static
             thumbprint.to_owned(),
         ),
         ("IDENTITY_API_VERSION", API_VERSION.to_owned()),
-    ]
+    ];
+    if let Some(cert) = cert {
+        vars.push(("NODE_EXTRA_CA_CERTS", cert.to_owned()));
+    }
+    vars
 }
 
 /// The token URL of an emulator at `addr`.
