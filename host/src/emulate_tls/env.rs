@@ -92,8 +92,12 @@ pub fn vars_for(
                     mitoken_core::service_fabric::TOKEN_PATH
                 )
             };
+            let cert = args.cert.as_ref().map(|c| c.to_string_lossy().into_owned());
             Ok(super::service_fabric::env_vars(
-                &endpoint, secret, thumbprint,
+                &endpoint,
+                secret,
+                thumbprint,
+                cert.as_deref(),
             ))
         }
         Source::WorkloadIdentity => {
