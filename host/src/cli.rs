@@ -39,6 +39,9 @@ pub enum Command {
     /// Check why this machine can or cannot get managed-identity tokens: IMDS reachability,
     /// proxies, identities, clock, the legacy extension (exit 0 ok, 1 warnings, 2 failures).
     Doctor(crate::doctor::DoctorArgs),
+    /// Print the environment (`export` lines) that points the Azure SDKs at a running emulator
+    /// of a managed-identity source.
+    Env(crate::env_cmd::EnvArgs),
 }
 
 /// Arguments of `mitoken bridge`.
@@ -179,7 +182,7 @@ pub struct DemoArgs {
     pub resource: String,
 }
 
-fn parse_source(s: &str) -> Result<mitoken_core::source::Source, String> {
+pub(crate) fn parse_source(s: &str) -> Result<mitoken_core::source::Source, String> {
     mitoken_core::source::Source::from_name(s).map_err(|e| e.to_string())
 }
 

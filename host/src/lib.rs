@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod emulate;
 pub mod emulate_cmd;
 pub mod emulate_tls;
+pub mod env_cmd;
 pub mod exit;
 pub mod logging;
 pub mod output;
