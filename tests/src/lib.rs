@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod hostile;
+pub mod tls_sources;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
