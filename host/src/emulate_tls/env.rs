@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use std::fmt::Write as _;
+
 use clap::Args;
 use mitoken_core::source::Source;
 
@@ -141,9 +143,10 @@ pub fn default_client_id(config: &EmulatorConfig) -> String {
 
 /// `export KEY='VALUE'` lines (single-quoted for a POSIX shell).
 pub fn exports(vars: &[(&str, String)]) -> String {
-    vars.iter()
-        .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''")))
-        .collect()
+    vars.iter().fold(String::new(), |mut out, (k, v)| {
+        let _ = writeln!(out, "export {k}='{}'", v.replace('\'', r"'\''"));
+        out
+    })
 }
 
 #[cfg(test)]

@@ -8,16 +8,26 @@ pub mod env;
 pub mod service_fabric;
 pub mod workload;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use clap::Args;
+use core::net::SocketAddr;
 
+use clap::Args;
+use mitoken_core::source::Source;
+
+use crate::cli::EmulateArgs;
 use crate::emulate::config::{EmulatorConfig, Guid};
 use crate::emulate::faults::{FaultAction, FaultPlan, FaultRequest, FaultResponse, FaultRule};
+use crate::emulate::jwt::TokenMinter;
+use crate::emulate::signing::SigningKey;
 use crate::emulate::throttle::{Throttle, ThrottleLimits};
-use crate::tls::server::Answer;
+use crate::emulate_cmd::{print_banner, wait_for_signal};
+use crate::exit::Failure;
+use crate::tls::certs::ServerIdentity;
+use crate::tls::server::{Answer, TlsLimits, TlsServer};
 
 /// Options of `mitoken emulate` that only the HTTPS sources use.
 #[derive(Debug, Clone, Args, Default)]
@@ -116,7 +126,10 @@ pub(crate) fn random_guid() -> String {
     let _ = getrandom::fill(&mut b);
     b[6] = (b[6] & 0x0F) | 0x40;
     b[8] = (b[8] & 0x3F) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = b.iter().fold(String::with_capacity(32), |mut h, x| {
+        let _ = write!(h, "{x:02x}");
+        h
+    });
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -150,38 +163,50 @@ pub(crate) fn state_dir(arg: Option<&Path>, source: &str) -> std::io::Result<Pat
 
 /// Writes `KEY=VALUE` lines to `path` (the `--env-file`).
 pub(crate) fn write_env_file(path: &Path, vars: &[(&str, String)]) -> std::io::Result<()> {
-    let text: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let text = vars.iter().fold(String::new(), |mut t, (k, v)| {
+        let _ = writeln!(t, "{k}={v}");
+        t
+    });
     std::fs::write(path, text)
 }
 
 /// The default listen addresses: Service Fabric's documented port, and 8443 for Entra.
-pub fn default_listen(source: mitoken_core::source::Source) -> core::net::SocketAddr {
-    let port = if source == mitoken_core::source::Source::ServiceFabric {
+pub fn default_listen(source: Source) -> SocketAddr {
+    let port = if source == Source::ServiceFabric {
         2377
     } else {
         8443
     };
-    core::net::SocketAddr::from(([127, 0, 0, 1], port))
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// What starting a source gave: the listener, the banner, the environment, and a task that
+/// must be aborted at shutdown (the projected token's rotation).
+struct Started {
+    server: TlsServer,
+    banner: String,
+    vars: Vec<(&'static str, String)>,
+    rotation: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What every source's start needs.
+struct Common<'a> {
+    args: &'a EmulateArgs,
+    config: EmulatorConfig,
+    listen: SocketAddr,
+    dir: PathBuf,
+    limits: TlsLimits,
+    minter: TokenMinter,
+    gate: Gate,
+}
+
+fn fail(what: &str, e: &dyn std::fmt::Display, f: Failure) -> Failure {
+    eprintln!("mitoken emulate: {what}{e}");
+    f
 }
 
 /// Runs `mitoken emulate --source service-fabric|workload-identity` until a signal.
-pub async fn run(
-    args: &crate::cli::EmulateArgs,
-    source: mitoken_core::source::Source,
-) -> Result<(), crate::exit::Failure> {
-    use mitoken_core::source::Source;
-
-    use crate::emulate::jwt::TokenMinter;
-    use crate::emulate::signing::SigningKey;
-    use crate::emulate_cmd::{print_banner, wait_for_signal};
-    use crate::exit::Failure;
-    use crate::tls::certs::ServerIdentity;
-    use crate::tls::server::{TlsLimits, TlsServer};
-
-    let fail = |what: &str, e: &dyn std::fmt::Display, f: Failure| {
-        eprintln!("mitoken emulate: {what}{e}");
-        f
-    };
+pub async fn run(args: &EmulateArgs, source: Source) -> Result<(), Failure> {
     let config = match &args.config {
         Some(path) => EmulatorConfig::load(path, crate::emulate::config::Flavor::Imds)
             .map_err(|e| fail("", &e, Failure::Usage))?,
@@ -217,140 +242,18 @@ pub async fn run(
         ..TlsLimits::default()
     };
     let minter = TokenMinter::new(Arc::clone(&key), config.tenant_id);
-    let mut rotation = None;
-    let (server, banner, vars) = match source {
-        Source::ServiceFabric => {
-            let identity = ServerIdentity::self_signed("mitoken Service Fabric emulator")
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            let cert_path = dir.join(env::CERT_FILE_NAME);
-            identity
-                .write_trust_pem(&cert_path)
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            let app =
-                config.identities().next().cloned().ok_or_else(|| {
-                    fail("", &"the configuration has no identity", Failure::Usage)
-                })?;
-            let secret = args.tls.secret.clone().unwrap_or_else(random_guid);
-            let handler = service_fabric::ServiceFabricHandler::new(
-                secret.clone(),
-                app.clone(),
-                minter,
-                gate,
-            );
-            let tls = identity
-                .server_config()
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            let server = TlsServer::start(listen, tls, Arc::new(handler), limits).map_err(|e| {
-                fail(
-                    &format!("cannot listen on {listen}: "),
-                    &e,
-                    Failure::Network,
-                )
-            })?;
-            let addr = server.local_addr();
-            let endpoint = service_fabric::endpoint_url(addr);
-            let thumbprint = identity.thumbprint();
-            let banner = format!(
-                "listening on https://{addr}\n\
-                 mitoken emulate: service-fabric, token endpoint {endpoint}\n\
-                 certificate SHA-1 thumbprint {thumbprint} ({})\n\
-                 tenant {}\n\
-                 application identity client_id={} object_id={}\n",
-                cert_path.display(),
-                config.tenant_id,
-                app.client_id,
-                app.object_id,
-            );
-            let vars = service_fabric::env_vars(
-                &endpoint,
-                &secret,
-                &thumbprint,
-                Some(&cert_path.to_string_lossy()),
-            );
-            (server, banner, vars)
-        }
-        Source::WorkloadIdentity => {
-            let identity = ServerIdentity::with_ca("mitoken workload-identity CA", "localhost")
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            let ca_path = dir.join(env::CA_FILE_NAME);
-            identity
-                .write_trust_pem(&ca_path)
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            // Bind first: the issuer URL and the documents name the port.
-            let std_listener = std::net::TcpListener::bind(listen).map_err(|e| {
-                fail(
-                    &format!("cannot listen on {listen}: "),
-                    &e,
-                    Failure::Network,
-                )
-            })?;
-            let addr = std_listener
-                .local_addr()
-                .map_err(|e| fail("", &e, Failure::Network))?;
-            drop(std_listener);
-            let base = format!("https://localhost:{}", addr.port());
-            let cluster = workload::Cluster::new(&base, &args.tls.service_account)
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            let subject = args
-                .tls
-                .federated_subject
-                .clone()
-                .unwrap_or_else(|| cluster.subject.clone());
-            let token_path = dir.join(workload::TOKEN_FILE_NAME);
-            let first = cluster
-                .projected_token(crate::client::unix_now(), args.tls.token_lifetime)
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            workload::write_projected_token(&token_path, &first)
-                .map_err(|e| fail("projected token: ", &e, Failure::Internal))?;
-            rotation = Some(workload::spawn_rotation(
-                cluster.clone(),
-                token_path.clone(),
-                args.tls.token_lifetime,
-            ));
-            let handler = workload::WorkloadHandler::new(
-                base.clone(),
-                &config,
-                subject.clone(),
-                cluster.clone(),
-                minter,
-                gate,
-            );
-            let tls = identity
-                .server_config()
-                .map_err(|e| fail("", &e, Failure::Internal))?;
-            let server = TlsServer::start(addr, tls, Arc::new(handler), limits)
-                .map_err(|e| fail(&format!("cannot listen on {addr}: "), &e, Failure::Network))?;
-            let client_id = env::default_client_id(&config);
-            let banner = format!(
-                "listening on https://{addr}\n\
-                 mitoken emulate: workload-identity, authority {base}, token endpoint {base}/{tenant}/oauth2/v2.0/token\n\
-                 CA certificate {}\n\
-                 cluster issuer {}; projected token {} (subject {}, rotated every {} s)\n\
-                 federated credential: issuer {}, subject {subject}, audience {}\n\
-                 tenant {tenant}; applications: {}\n",
-                ca_path.display(),
-                cluster.issuer,
-                token_path.display(),
-                cluster.subject,
-                args.tls.token_lifetime * 4 / 5,
-                cluster.issuer,
-                mitoken_core::workload::TOKEN_EXCHANGE_AUDIENCE,
-                config
-                    .identities()
-                    .map(|i| i.client_id.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                tenant = config.tenant_id,
-            );
-            let vars = workload::env_vars(
-                &base,
-                &config.tenant_id.to_string(),
-                &client_id,
-                &token_path.to_string_lossy(),
-                Some(&ca_path.to_string_lossy()),
-            );
-            (server, banner, vars)
-        }
+    let common = Common {
+        args,
+        config,
+        listen,
+        dir,
+        limits,
+        minter,
+        gate,
+    };
+    let started = match source {
+        Source::ServiceFabric => start_service_fabric(common)?,
+        Source::WorkloadIdentity => start_workload_identity(common)?,
         other => {
             return Err(fail(
                 "",
@@ -360,17 +263,18 @@ pub async fn run(
         }
     };
     if let Some(path) = &args.tls.env_file {
-        write_env_file(path, &vars).map_err(|e| fail("--env-file: ", &e, Failure::Internal))?;
+        write_env_file(path, &started.vars)
+            .map_err(|e| fail("--env-file: ", &e, Failure::Internal))?;
     }
-    let mut banner = banner;
+    let mut banner = started.banner;
     banner.push_str("environment:\n");
-    for (k, v) in &vars {
+    for (k, v) in &started.vars {
         if *k != mitoken_core::source::ENV_IDENTITY_HEADER {
-            banner.push_str(&format!("  {k}={v}\n"));
+            let _ = writeln!(banner, "  {k}={v}");
         }
     }
     if !args.faults.is_empty() {
-        banner.push_str(&format!("{} fault rule(s) active\n", args.faults.len()));
+        let _ = writeln!(banner, "{} fault rule(s) active", args.faults.len());
     }
     if args.throttle {
         banner.push_str("throttle: 20 requests/s, 5 concurrent\n");
@@ -379,10 +283,146 @@ pub async fn run(
     print_banner(&banner)?;
     wait_for_signal().await;
     tracing::info!("signal received; shutting down");
-    if let Some(r) = rotation {
+    if let Some(r) = started.rotation {
         r.abort();
     }
-    server.shutdown().await;
+    started.server.shutdown().await;
     println!("stopped");
     Ok(())
+}
+
+fn start_service_fabric(c: Common<'_>) -> Result<Started, Failure> {
+    let identity = ServerIdentity::self_signed("mitoken Service Fabric emulator")
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    let cert_path = c.dir.join(env::CERT_FILE_NAME);
+    identity
+        .write_trust_pem(&cert_path)
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    let app = c
+        .config
+        .identities()
+        .next()
+        .cloned()
+        .ok_or_else(|| fail("", &"the configuration has no identity", Failure::Usage))?;
+    let secret = c.args.tls.secret.clone().unwrap_or_else(random_guid);
+    let handler =
+        service_fabric::ServiceFabricHandler::new(secret.clone(), app.clone(), c.minter, c.gate);
+    let tls = identity
+        .server_config()
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    let server = TlsServer::start(c.listen, tls, Arc::new(handler), c.limits).map_err(|e| {
+        fail(
+            &format!("cannot listen on {}: ", c.listen),
+            &e,
+            Failure::Network,
+        )
+    })?;
+    let addr = server.local_addr();
+    let endpoint = service_fabric::endpoint_url(addr);
+    let thumbprint = identity.thumbprint();
+    let banner = format!(
+        "listening on https://{addr}\n\
+         mitoken emulate: service-fabric, token endpoint {endpoint}\n\
+         certificate SHA-1 thumbprint {thumbprint} ({})\n\
+         tenant {}\n\
+         application identity client_id={} object_id={}\n",
+        cert_path.display(),
+        c.config.tenant_id,
+        app.client_id,
+        app.object_id,
+    );
+    let vars = service_fabric::env_vars(
+        &endpoint,
+        &secret,
+        &thumbprint,
+        Some(&cert_path.to_string_lossy()),
+    );
+    Ok(Started {
+        server,
+        banner,
+        vars,
+        rotation: None,
+    })
+}
+
+fn start_workload_identity(c: Common<'_>) -> Result<Started, Failure> {
+    let identity = ServerIdentity::with_ca("mitoken workload-identity CA", "localhost")
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    let ca_path = c.dir.join(env::CA_FILE_NAME);
+    identity
+        .write_trust_pem(&ca_path)
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    let tls = identity
+        .server_config()
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    // Bound first: the issuer URL and the documents name the port.
+    let mut server = TlsServer::bind(c.listen).map_err(|e| {
+        fail(
+            &format!("cannot listen on {}: ", c.listen),
+            &e,
+            Failure::Network,
+        )
+    })?;
+    let addr = server.local_addr();
+    let base = format!("https://localhost:{}", addr.port());
+    let lifetime = c.args.tls.token_lifetime;
+    let cluster = workload::Cluster::new(&base, &c.args.tls.service_account)
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    let subject = c
+        .args
+        .tls
+        .federated_subject
+        .clone()
+        .unwrap_or_else(|| cluster.subject.clone());
+    let token_path = c.dir.join(workload::TOKEN_FILE_NAME);
+    let first = cluster
+        .projected_token(crate::client::unix_now(), lifetime)
+        .map_err(|e| fail("", &e, Failure::Internal))?;
+    workload::write_projected_token(&token_path, &first)
+        .map_err(|e| fail("projected token: ", &e, Failure::Internal))?;
+    let rotation = workload::spawn_rotation(cluster.clone(), token_path.clone(), lifetime);
+    let handler = workload::WorkloadHandler::new(
+        base.clone(),
+        &c.config,
+        subject.clone(),
+        cluster.clone(),
+        c.minter,
+        c.gate,
+    );
+    server.serve(tls, Arc::new(handler), c.limits);
+    let tenant = c.config.tenant_id;
+    let apps = c
+        .config
+        .identities()
+        .map(|i| i.client_id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let banner = format!(
+        "listening on https://{addr}\n\
+         mitoken emulate: workload-identity, authority {base}, token endpoint {base}/{tenant}/oauth2/v2.0/token\n\
+         CA certificate {}\n\
+         cluster issuer {}; projected token {} (subject {}, rewritten every {} s)\n\
+         federated credential: issuer {}, subject {subject}, audience {}\n\
+         tenant {tenant}; applications: {apps}\n",
+        ca_path.display(),
+        cluster.issuer,
+        token_path.display(),
+        cluster.subject,
+        lifetime * 4 / 5,
+        cluster.issuer,
+        mitoken_core::workload::TOKEN_EXCHANGE_AUDIENCE,
+    );
+    let vars = workload::env_vars(
+        &base,
+        &tenant.to_string(),
+        &env::default_client_id(&c.config),
+        &token_path.to_string_lossy(),
+        Some(&ca_path.to_string_lossy()),
+    );
+    Ok(Started {
+        server,
+        banner,
+        vars,
+        rotation: Some(rotation),
+    })
 }

@@ -39,7 +39,7 @@ impl Default for TlsLimits {
         Self {
             max_connections: 256,
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_mins(1),
             http: Limits::default()
                 .with_max_body(32 * 1024)
                 .with_max_line_len(8192),
@@ -106,15 +106,45 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request<'_>) -> Answer;
 }
 
-/// A running listener; dropping it does not stop it, [`TlsServer::shutdown`] does.
+/// A listener; dropping it does not stop it, [`TlsServer::shutdown`] does.
 #[derive(Debug)]
 pub struct TlsServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    listener: Option<tokio::net::TcpListener>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TlsServer {
+    /// Binds `listen` (connections wait in the backlog until [`TlsServer::serve`]).
+    pub fn bind(listen: SocketAddr) -> std::io::Result<Self> {
+        let listener = crate::serve_loop::bind(listen)?;
+        let local_addr = listener.local_addr()?;
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            local_addr,
+            stop,
+            listener: Some(listener),
+            task: None,
+        })
+    }
+
+    /// Starts serving `handler` over TLS with `config` (once; later calls do nothing).
+    pub fn serve(
+        &mut self,
+        config: Arc<rustls::ServerConfig>,
+        handler: Arc<dyn Handler>,
+        limits: TlsLimits,
+    ) {
+        if let Some(listener) = self.listener.take() {
+            let acceptor = TlsAcceptor::from(config);
+            let stopped = self.stop.subscribe();
+            self.task = Some(tokio::spawn(accept_loop(
+                listener, acceptor, handler, limits, stopped,
+            )));
+        }
+    }
+
     /// Binds `listen` and serves `handler` over TLS with `config`.
     pub fn start(
         listen: SocketAddr,
@@ -122,16 +152,9 @@ impl TlsServer {
         handler: Arc<dyn Handler>,
         limits: TlsLimits,
     ) -> std::io::Result<Self> {
-        let listener = crate::serve_loop::bind(listen)?;
-        let local_addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let acceptor = TlsAcceptor::from(config);
-        let task = tokio::spawn(accept_loop(listener, acceptor, handler, limits, stopped));
-        Ok(Self {
-            local_addr,
-            stop,
-            task,
-        })
+        let mut server = Self::bind(listen)?;
+        server.serve(config, handler, limits);
+        Ok(server)
     }
 
     /// The bound address.
@@ -142,7 +165,9 @@ impl TlsServer {
     /// Stops accepting, closes every connection and waits for the tasks.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
     }
 }
 
