@@ -63,6 +63,12 @@ pub enum FormError {
     ScratchTooSmall,
 }
 
+impl From<FormError> for Aadsts<'_> {
+    fn from(_: FormError) -> Self {
+        Self::MalformedRequest
+    }
+}
+
 impl fmt::Display for FormError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -455,6 +461,8 @@ pub fn check_assertion<'a>(
 pub enum Aadsts<'a> {
     /// 900144: a required form parameter is missing.
     MissingParameter(&'static str),
+    /// 9002313: the form is malformed (a field twice, a bad escape, not UTF-8).
+    MalformedRequest,
     /// 70003: `grant_type` is not `client_credentials`.
     UnsupportedGrantType,
     /// 1002012: `scope` is not one `<resource>/.default`.
@@ -517,6 +525,7 @@ impl Aadsts<'_> {
     pub const fn code(&self) -> u32 {
         match self {
             Self::MissingParameter(_) => 900_144,
+            Self::MalformedRequest => 9_002_313,
             Self::UnsupportedGrantType => 70_003,
             Self::InvalidScope(_) => 1_002_012,
             Self::MissingCredential => 7_000_218,
@@ -538,6 +547,7 @@ impl Aadsts<'_> {
     pub const fn error(&self) -> &'static str {
         match self {
             Self::MissingParameter(_)
+            | Self::MalformedRequest
             | Self::TenantNotFound(_)
             | Self::MalformedAssertion
             | Self::InvalidAssertionType => "invalid_request",
@@ -573,6 +583,7 @@ impl Aadsts<'_> {
                 w.put_str(p);
                 w.put_str("'.");
             }
+            Self::MalformedRequest => w.put_str("Invalid request. Request is malformed or invalid."),
             Self::UnsupportedGrantType => w.put_str(
                 "The app requested an unsupported grant type. The grant type must be client_credentials.",
             ),

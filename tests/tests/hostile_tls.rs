@@ -241,8 +241,13 @@ fn workload_identity_listener_survives_bad_input() {
     let forged_claims = URL_SAFE_NO_PAD
         .encode(br#"{"aud":["api://AzureADTokenExchange"],"iss":"x","sub":"y","exp":99999999999}"#);
     for (what, form, code) in [
-        ("a bad escape", "client_id=%zz".to_owned(), "900144"),
-        ("a duplicate field", format!("{base}&client_id=a"), "900144"),
+        ("a bad escape", "client_id=%zz".to_owned(), "9002313"),
+        (
+            "a duplicate field",
+            format!("{base}&client_id=a"),
+            "9002313",
+        ),
+        ("no grant type", format!("client_id={client}"), "900144"),
         ("no assertion", base.clone(), "7000218"),
         (
             "a non-JWT assertion",

@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::{StepFailed, cargo, run};
 
 /// Every fuzz target, in the order they run.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 10] = [
     "response",
     "request",
     "token",
@@ -24,6 +24,9 @@ pub const TARGETS: [&str; 7] = [
     "query",
     "server",
     "exchange",
+    "workload_form",
+    "assertion_claims",
+    "service_fabric",
 ];
 
 /// Seconds per target when `--seconds` is not given.

@@ -252,7 +252,7 @@ impl WorkloadHandler {
             Ok(f) => f,
             Err(e) => {
                 tracing::info!("workload-identity form refused: {e}");
-                return self.error(&Aadsts::MissingParameter("grant_type"), correlation);
+                return self.error(&Aadsts::from(e), correlation);
             }
         };
         let exchange = match form.check() {
