@@ -140,3 +140,16 @@ fn thumbprints_normalise() {
         "ABCD0123456789ABCDEF0123456789ABCDEF0123"
     );
 }
+
+#[test]
+fn invalid_api_version_body_matches_the_recorded_one() {
+    let recorded = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/sources/service-fabric/error-invalid-api-version.json"
+    ));
+    let mut s = [0u8; 128];
+    let e = check_request("api-version=2017-09-01&resource=r", Some("k"), "k", &mut s).unwrap_err();
+    let mut out = [0u8; 512];
+    let n = write_error_body(&e, "7f8a6f3e-2b0c-4d5e-9a1b-3c4d5e6f7a8b", &mut out).unwrap();
+    assert_eq!(core::str::from_utf8(&out[..n]).unwrap(), recorded);
+}

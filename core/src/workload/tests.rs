@@ -225,3 +225,16 @@ fn token_body_has_integer_lifetimes() {
         br#"{"token_type":"Bearer","expires_in":86399,"ext_expires_in":86399,"access_token":"a.b.c"}"#
     );
 }
+
+#[test]
+fn token_body_matches_the_recorded_shape() {
+    let recorded = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/sources/workload-identity/token-body.json"
+    ));
+    let token =
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL3ZhdWx0LmF6dXJlLm5ldCJ9.c2ln";
+    let mut out = [0u8; 512];
+    let n = write_token_body(token, 86_399, &mut out).unwrap();
+    assert_eq!(core::str::from_utf8(&out[..n]).unwrap(), recorded);
+}
