@@ -367,3 +367,30 @@ fn the_projected_token_is_rotated_before_it_expires() {
         .map_or(0, |d| d.as_secs());
     assert!(now <= exp1 + 1, "rewritten after expiry ({now} > {exp1})");
 }
+
+#[test]
+fn faults_and_throttle_apply_to_the_https_sources() {
+    let t = Tls::start("service-fabric", &["--fault", "status=500,count=1"]);
+    let secret = t.var("IDENTITY_HEADER");
+    let good = format!(
+        "GET /metadata/identity/oauth2/token?api-version=2019-07-01-preview&resource=https%3A%2F%2Fvault.azure.net HTTP/1.1\r\nHost: localhost\r\nSecret: {secret}\r\nConnection: close\r\n\r\n"
+    );
+    let first = t.exchange(good.as_bytes()).unwrap_or_default();
+    assert!(first.starts_with("HTTP/1.1 500 "), "{first}");
+    assert!(
+        first.contains("{\"error\":{\"correlationId\":"),
+        "nested shape: {first}"
+    );
+    t.answers(&good, 200, "the one 500");
+
+    let w = Tls::start(
+        "workload-identity",
+        &["--fault", "status=429,retry_after=3,count=1"],
+    );
+    let raw =
+        "GET /common/discovery/instance HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let first = w.exchange(raw.as_bytes()).unwrap_or_default();
+    assert!(first.starts_with("HTTP/1.1 429 "), "{first}");
+    assert!(first.contains("\r\nRetry-After: 3\r\n"), "{first}");
+    w.answers(raw, 200, "the one 429");
+}
