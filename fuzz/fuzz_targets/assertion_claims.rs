@@ -1,6 +1,7 @@
 //! A client assertion's claims: `AssertionClaims::parse` on arbitrary payloads, differential
 //! against serde_json, then `check_assertion`.
-//! Properties: no panics; whatever the core accepts is a JSON object for serde_json, with the
+//! Properties: no panics; whatever the core accepts is a JSON object for serde_json (lone
+//! surrogate escapes in skipped members aside, as in the `token` target), with the
 //! same `iss` / `sub` strings and the same whole-number `exp` / `nbf`; the audiences are
 //! `aud` (a string, or the strings of an array, in order); `check_assertion` passes only
 //! when issuer, subject and audience match the credential exactly and the time is in range.
@@ -23,7 +24,19 @@ fuzz_target!(|input: (u64, &[u8])| {
     let Ok(claims) = AssertionClaims::parse(payload, &mut scratch) else {
         return;
     };
-    let v: serde_json::Value = serde_json::from_slice(payload).expect("the core accepted non-JSON");
+    let v: serde_json::Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        // A lone surrogate escape fits the JSON grammar (RFC 8259 §7) and in a skipped member
+        // the core never decodes it; serde_json refuses it anyway (as in the `token` target).
+        Err(e)
+            if ["surrogate", "end of hex escape"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
+            return;
+        }
+        Err(e) => panic!("the core accepted what serde_json refuses: {e}"),
+    };
     let obj = v.as_object().expect("an object");
     assert_eq!(claims.iss, obj.get("iss").and_then(|x| x.as_str()));
     assert_eq!(claims.sub, obj.get("sub").and_then(|x| x.as_str()));
