@@ -18,6 +18,7 @@ fn real_sdks_get_service_fabric_tokens_and_its_errors() {
     let extra = format!(
         "run_env sf \"$M\" token --source service-fabric -r {res} --output json >\"$D/mitoken.json\" 2>\"$D/mitoken.err\"; echo $? >\"$D/mitoken.rc\"\n\
          run_env sf env IDENTITY_SERVER_THUMBPRINT=0000000000000000000000000000000000000000 \"$M\" token --source service-fabric -r {res} >/dev/null 2>\"$D/pin.err\"; echo $? >\"$D/pin.rc\"\n\
+         (set -a; . \"$D/sf.env\"; \"$M\" env service-fabric --endpoint \"$IDENTITY_ENDPOINT\" --thumbprint \"$IDENTITY_SERVER_THUMBPRINT\" --secret \"$IDENTITY_HEADER\" --cert \"$NODE_EXTRA_CA_CERTS\" >\"$D/mitoken-env.sh\")\n\
          run_env sf env IDENTITY_HEADER=nope \"$M\" token --source service-fabric -r {res} >/dev/null 2>\"$D/secret.err\"; echo $? >\"$D/secret.rc\"\n",
         res = quote(RESOURCE)
     );
@@ -107,6 +108,15 @@ fn real_sdks_get_service_fabric_tokens_and_its_errors() {
         "{}",
         s.read("secret.err")
     );
+
+    // `mitoken env` prints the same environment for the running emulator.
+    let exports: Vec<String> = s
+        .read("mitoken-env.sh")
+        .lines()
+        .map(|l| l.trim_start_matches("export ").replace('\'', ""))
+        .collect();
+    let written: Vec<&str> = env.lines().collect();
+    assert_eq!(exports, written, "mitoken env vs --env-file");
 
     let block = table("service-fabric", &s.rows);
     println!("\n{block}");

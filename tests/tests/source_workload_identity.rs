@@ -26,9 +26,17 @@ fn real_sdks_exchange_the_projected_token_and_get_entra_errors() {
                 args: "--federated-subject system:serviceaccount:default:other",
             },
         ],
-        "",
+        "(set -a; . \"$D/wi.env\"; \"$M\" env workload-identity --endpoint \"$AZURE_AUTHORITY_HOST\" --state-dir \"$D/wi-state\" >\"$D/mitoken-env.sh\")\n",
     );
     let env = s.read("wi.env");
+    // `mitoken env` prints the same environment for the running emulator.
+    let exports: Vec<String> = s
+        .read("mitoken-env.sh")
+        .lines()
+        .map(|l| l.trim_start_matches("export ").replace('\'', ""))
+        .collect();
+    let written: Vec<&str> = env.lines().collect();
+    assert_eq!(exports, written, "mitoken env vs --env-file");
     for var in [
         "AZURE_AUTHORITY_HOST=https://localhost:",
         "AZURE_TENANT_ID=",
