@@ -28,10 +28,11 @@ struct Tls {
 
 impl Tls {
     fn start(source: &str, extra: &[&str]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "mitoken-hostile-tls-{source}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            "mitoken-hostile-tls-{source}-{}-{n}",
+            std::process::id()
         ));
         std::fs::create_dir_all(&dir).expect("state dir");
         let mut child = Command::new(mitoken_bin())

@@ -102,8 +102,8 @@ pub fn write_projected_token(path: &Path, token: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Writes the projected token now and again at 80% of each token's life, until the task is
-/// aborted.
+/// Rewrites the projected token at 80% of each token's life (the first one is written by the
+/// caller at start), until the task is aborted.
 pub fn spawn_rotation(
     cluster: Cluster,
     path: PathBuf,
@@ -111,17 +111,17 @@ pub fn spawn_rotation(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            tokio::time::sleep(Duration::from_secs((lifetime * 4 / 5).max(1))).await;
             match cluster.projected_token(unix_now(), lifetime) {
                 Ok(token) => {
                     if let Err(e) = write_projected_token(&path, &token) {
                         tracing::error!("cannot write {}: {e}", path.display());
                     } else {
-                        tracing::info!(path = %path.display(), lifetime, "projected token written");
+                        tracing::info!(path = %path.display(), lifetime, "projected token rewritten");
                     }
                 }
                 Err(e) => tracing::error!("cannot sign the projected token: {e}"),
             }
-            tokio::time::sleep(Duration::from_secs((lifetime * 4 / 5).max(1))).await;
         }
     })
 }
