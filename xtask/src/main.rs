@@ -193,6 +193,21 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
             "--nocapture",
         ]),
     )?;
+    s.test_step(
+        "real SDKs against the HTTPS sources (service-fabric, workload-identity)",
+        "compat tls",
+        cargo(root).args([
+            "test",
+            "-p",
+            "mitoken-tests",
+            "--test",
+            "source_service_fabric",
+            "--test",
+            "source_workload_identity",
+            "--",
+            "--ignored",
+        ]),
+    )?;
     s.step("C API", "capi", || capi::capi(root))?;
     s.step("package: dist, dpkg -i/-r/--purge", "package", || {
         dist::dist(root).and_then(|a| dist::test_package(&a))
