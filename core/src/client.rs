@@ -58,6 +58,9 @@ pub enum ClientError {
     Misuse,
     /// Azure Arc: a malformed challenge, or a token for another identity than the one named.
     Arc(ArcError),
+    /// The transport refused the peer: its TLS certificate does not match the pinned
+    /// thumbprint, or the TLS handshake failed (reported by the shell; not retried).
+    PeerRejected,
 }
 
 impl fmt::Display for ClientError {
@@ -72,6 +75,9 @@ impl fmt::Display for ClientError {
             Self::ClosedEarly => f.write_str("connection closed before the response was complete"),
             Self::Misuse => f.write_str("client exchange driven out of order"),
             Self::Arc(e) => fmt::Display::fmt(e, f),
+            Self::PeerRejected => f.write_str(
+                "the server was refused in the TLS handshake (certificate not the pinned one)",
+            ),
         }
     }
 }

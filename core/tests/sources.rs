@@ -299,10 +299,10 @@ fn error_bodies_of_every_source() {
         (e.error, e.correlation_id),
         (
             "InvalidApiVersion",
-            Some("8b2e8b7a-41f6-4c8c-b5a1-3f2a5d9e0c11")
+            Some("7f8a6f3e-2b0c-4d5e-9a1b-3c4d5e6f7a8b")
         )
     );
-    assert!(e.to_string().contains("correlation id 8b2e8b7a"));
+    assert!(e.to_string().contains("correlation id 7f8a6f3e"));
     let e = service(br#"{"error":"invalid_request","error_description":"Identity not found"}"#);
     assert_eq!(
         (e.error, e.description),

@@ -59,14 +59,18 @@ pub struct EnvArgs {
     /// The running emulator's base URL, e.g. `http://127.0.0.1:41741` (its first printed line).
     #[arg(long, value_name = "URL")]
     pub endpoint: String,
-    /// The emulator's secret (App Service, App Service 2017, Azure ML): the `IDENTITY_HEADER` /
-    /// `MSI_SECRET` line of its `--env-file`. Also read from `MITOKEN_SECRET`.
+    /// The emulator's secret (App Service, App Service 2017, Azure ML, Service Fabric): the
+    /// `IDENTITY_HEADER` / `MSI_SECRET` line of its `--env-file`. Also read from `MITOKEN_SECRET`.
     #[arg(long, value_name = "SECRET")]
     pub secret: Option<String>,
     /// Azure ML: the `DEFAULT_IDENTITY_CLIENT_ID` to export (the client id the SDKs send when
-    /// no identity is named).
+    /// no identity is named). Workload identity: the application's client id (default: the
+    /// built-in configuration's first user-assigned identity).
     #[arg(long, value_name = "GUID", value_parser = parse_guid)]
     pub client_id: Option<String>,
+    /// Options of the HTTPS sources (`service-fabric`, `workload-identity`).
+    #[command(flatten)]
+    pub tls: crate::emulate_tls::env::TlsEnvArgs,
 }
 
 /// Arguments of `mitoken bridge`.
@@ -200,6 +204,9 @@ pub struct EmulateArgs {
     /// holds the secret).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Options of the HTTPS sources (`service-fabric`, `workload-identity`).
+    #[command(flatten)]
+    pub tls: crate::emulate_tls::TlsEmulateArgs,
 }
 
 /// Arguments of `mitoken demo`.

@@ -172,28 +172,31 @@ pub enum ArcKeyError {
     },
 }
 
-/// How a connection to an endpoint is made: the extension point for transports.
+/// How a connection to an endpoint is made.
 ///
 /// Every plain-HTTP source is reached over [`Transport::Tcp`]. Service Fabric
-/// ([`Style::ServiceFabric`]) needs HTTPS with the server certificate pinned by
-/// `IDENTITY_SERVER_THUMBPRINT`; that transport is a separate piece of work and plugs in here as
-/// a new variant. Until then [`Transport::for_style`] refuses HTTPS endpoints with
-/// [`FetchFailure::NoTlsTransport`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// ([`Style::ServiceFabric`]) is HTTPS with the server certificate pinned by
+/// `IDENTITY_SERVER_THUMBPRINT`: [`Transport::PinnedTls`]. The HTTP bytes are the core's either
+/// way; only the stream under them differs.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Transport {
     /// Plain TCP to the endpoint's address (no proxy).
     Tcp,
+    /// TLS over TCP, the server's certificate pinned by its SHA-1 thumbprint.
+    PinnedTls(crate::sf_client::PinnedHttps),
 }
 
 impl Transport {
-    /// The transport for an endpoint speaking `style`.
-    pub fn for_style(style: Style) -> Result<Self, FetchFailure> {
-        if style.uses_tls() {
-            Err(FetchFailure::NoTlsTransport)
-        } else {
-            Ok(Self::Tcp)
+    /// The transport for an endpoint speaking `style`; `thumbprint` pins an HTTPS one.
+    pub fn for_style(style: Style, thumbprint: Option<&str>) -> Result<Self, FetchFailure> {
+        if !style.uses_tls() {
+            return Ok(Self::Tcp);
         }
+        let thumbprint = thumbprint.ok_or(FetchFailure::NoTlsTransport)?;
+        crate::sf_client::PinnedHttps::new(thumbprint)
+            .map(Self::PinnedTls)
+            .map_err(|e| FetchFailure::Tls(e.to_string()))
     }
 }
 
@@ -249,12 +252,16 @@ pub enum FetchFailure {
     /// An Arc key file could not be used; nothing was sent with it.
     #[error("{0}")]
     ArcKey(Box<ArcKeyError>),
-    /// The endpoint is HTTPS (Service Fabric) and this build has no HTTPS transport.
+    /// The endpoint is HTTPS (Service Fabric) and no thumbprint was given to pin it by.
     #[error(
-        "service-fabric needs an HTTPS transport pinned by IDENTITY_SERVER_THUMBPRINT, which this \
-         build of mitoken does not have yet; nothing was sent"
+        "service-fabric is HTTPS pinned by IDENTITY_SERVER_THUMBPRINT, which is not set; nothing \
+         was sent"
     )]
     NoTlsTransport,
+    /// The TLS transport could not be set up or the handshake failed (e.g. the server's
+    /// certificate does not match the pinned thumbprint).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Seconds since the Unix epoch, now.
@@ -282,12 +289,21 @@ pub async fn fetch_with<R>(
     timeout: Duration,
     on_token: impl FnOnce(&Token<'_>) -> R,
 ) -> Result<R, FetchFailure> {
+    let transport = Transport::for_style(endpoint.style(), None)?;
+    fetch_over(endpoint, request, &transport, timeout, on_token).await
+}
+
+/// Like [`fetch_with`], over `transport`.
+pub async fn fetch_over<R>(
+    endpoint: &Endpoint<'_>,
+    request: &TokenRequest<'_>,
+    transport: &Transport,
+    timeout: Duration,
+    on_token: impl FnOnce(&Token<'_>) -> R,
+) -> Result<R, FetchFailure> {
     request
         .validate(endpoint)
         .map_err(FetchFailure::InvalidRequest)?;
-    match Transport::for_style(endpoint.style())? {
-        Transport::Tcp => {}
-    }
     let (host, port) = endpoint.connect_addr();
     let addr = format!("{host}:{port}");
     tracing::debug!(%addr, resource = request.resource, "token request");
@@ -306,9 +322,22 @@ pub async fn fetch_with<R>(
             source: Arc::new(source),
         })?;
         let _ = stream.set_nodelay(true);
-        let mut io = FromTokio::new(stream);
         let mut buf = vec![0u8; RESPONSE_BUFFER];
-        match fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await {
+        let result = match transport {
+            Transport::Tcp => {
+                let mut io = FromTokio::new(stream);
+                fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await
+            }
+            Transport::PinnedTls(tls) => {
+                let tls = tls.connect(host, stream).await.map_err(|source| {
+                    tracing::debug!(%addr, error = %source, "TLS handshake failed");
+                    FetchFailure::Tls(format!("handshake with {addr}: {source}"))
+                })?;
+                let mut io = FromTokio::new(tls);
+                fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await
+            }
+        };
+        match result {
             Ok(Outcome::Token(t)) => Ok(on_token(&t)),
             Ok(Outcome::Service(e)) => Err(FetchFailure::Service(ServiceFailure {
                 status: e.status,

@@ -21,6 +21,12 @@ use mitoken_core::source::Source;
 
 /// Runs `mitoken emulate` until a signal.
 pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
+    if matches!(
+        args.source,
+        Source::ServiceFabric | Source::WorkloadIdentity
+    ) {
+        return crate::emulate_tls::run(&args, args.source).await;
+    }
     let flavor = Flavor::from(args.flavor);
     let config = match &args.config {
         Some(path) => EmulatorConfig::load(path, flavor).map_err(|e| {

@@ -17,6 +17,12 @@ fn main() -> ExitCode {
     // Servers given one CPU (`taskset`, a container's CPU limit) get a current-thread runtime:
     // with one worker thread the multi-thread scheduler only adds cross-thread wake-ups and
     // atomics to every request.
+    if let Command::Env(args) = &cli.command {
+        return match mitoken_host::env_cmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => ExitCode::from(failure.code()),
+        };
+    }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut builder = match cli.command {
         Command::Token(_) | Command::Doctor(_) | Command::Env(_) => {

@@ -18,7 +18,7 @@ use mitoken_core::request::{Endpoint, Style, TokenRequest};
 use mitoken_core::source::{ARC_MAX_KEY_FILE_LEN, ARC_TOKENS_DIR_LINUX};
 use mitoken_core::token::Token;
 
-use crate::client::{ArcKeyError, FetchFailure, fetch_with};
+use crate::client::{ArcKeyError, FetchFailure, Transport, fetch_over, fetch_with};
 
 /// What a source needs besides the request: its secret and, for Arc, where key files live.
 #[derive(Clone, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub struct SourceAuth {
     pub secret: Option<String>,
     /// The directory Arc key files must be directly inside.
     pub arc_tokens_dir: PathBuf,
+    /// Service Fabric: the SHA-1 thumbprint (`IDENTITY_SERVER_THUMBPRINT`) its HTTPS
+    /// certificate is pinned by.
+    pub thumbprint: Option<String>,
 }
 
 impl Default for SourceAuth {
@@ -35,6 +38,7 @@ impl Default for SourceAuth {
         Self {
             secret: None,
             arc_tokens_dir: PathBuf::from(ARC_TOKENS_DIR_LINUX),
+            thumbprint: None,
         }
     }
 }
@@ -50,6 +54,7 @@ impl std::fmt::Debug for SourceAuth {
                     .map(|s| format!("<redacted, {} bytes>", s.len())),
             )
             .field("arc_tokens_dir", &self.arc_tokens_dir)
+            .field("thumbprint", &self.thumbprint)
             .finish()
     }
 }
@@ -67,6 +72,10 @@ pub async fn fetch_source<R>(
         (Some(secret), true) => request.with_secret(secret),
         _ => *request,
     };
+    if style.uses_tls() {
+        let transport = Transport::for_style(style, auth.thumbprint.as_deref())?;
+        return fetch_over(endpoint, &request, &transport, timeout, on_token).await;
+    }
     if style != Style::Arc {
         return fetch_with(endpoint, &request, timeout, on_token).await;
     }

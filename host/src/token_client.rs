@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mitoken_core::cache::{CacheKey, CachedToken, Lookup};
+use mitoken_core::client::ClientError;
 use mitoken_core::engine::{
     Answer, Ask, Cause, Engine, EngineConfig, EngineError, Failure, FlightId, Limits, Reply,
     Ticket, Transmit,
@@ -398,6 +399,7 @@ fn reply_of(f: &FetchFailure) -> Reply<'_> {
             source: mitoken_core::source::Source::Arc,
         }),
         FetchFailure::NoTlsTransport => Reply::Unsendable(RequestError::HttpsNotSupported),
+        FetchFailure::Tls(_) => Reply::InvalidResponse(ClientError::PeerRejected),
     }
 }
 

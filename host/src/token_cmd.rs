@@ -68,6 +68,7 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
     let mut config = ClientConfig::new(spec_text.clone());
     config.style = resolved.style;
     config.auth.secret.clone_from(&resolved.secret);
+    config.auth.thumbprint.clone_from(&resolved.thumbprint);
     if let Some(dir) = &args.arc_tokens_dir {
         config.auth.arc_tokens_dir.clone_from(dir);
     }
@@ -133,7 +134,7 @@ pub fn failure_of(e: &FetchFailure) -> Failure {
         FetchFailure::Connect { .. } | FetchFailure::Io { .. } | FetchFailure::Timeout { .. } => {
             Failure::Network
         }
-        FetchFailure::Protocol { .. } => Failure::Protocol,
+        FetchFailure::Protocol { .. } | FetchFailure::Tls(_) => Failure::Protocol,
         FetchFailure::Service(_) | FetchFailure::ArcChallenge { .. } => Failure::Service,
     }
 }

@@ -33,6 +33,9 @@ pub struct Resolved {
     pub secret: Option<String>,
     /// Azure ML's default `clientid`.
     pub default_client_id: Option<String>,
+    /// Service Fabric: the thumbprint its certificate is pinned by
+    /// (`IDENTITY_SERVER_THUMBPRINT`).
+    pub thumbprint: Option<String>,
     /// The `--explain` lines (no secret values).
     pub explain: Vec<String>,
 }
@@ -123,6 +126,7 @@ fn imds(endpoint: String, explain: Vec<String>) -> Resolved {
         endpoint,
         secret: None,
         default_client_id: None,
+        thumbprint: None,
         explain,
     }
 }
@@ -198,8 +202,23 @@ fn resolve_auto(endpoint: Option<&str>, env: &dyn Env) -> Result<Resolved, Resol
         endpoint,
         secret: d.secret.map(|s| s.expose().to_owned()),
         default_client_id: d.default_client_id.map(str::to_owned),
+        thumbprint: thumbprint_of(d.source, env, &mut explain),
         explain,
     })
+}
+
+/// Service Fabric's pinned thumbprint from the environment (explained); `None` for the other
+/// sources. A missing one is reported when the request is made (nothing is sent).
+fn thumbprint_of(source: Source, env: &dyn Env, explain: &mut Vec<String>) -> Option<String> {
+    if source != Source::ServiceFabric {
+        return None;
+    }
+    let v = env.get(ENV_IDENTITY_SERVER_THUMBPRINT);
+    explain.push(match &v {
+        Some(t) => format!("certificate pinned by {ENV_IDENTITY_SERVER_THUMBPRINT}={t}"),
+        None => format!("{ENV_IDENTITY_SERVER_THUMBPRINT} is not set: nothing will be sent"),
+    });
+    v
 }
 
 fn resolve_named(
@@ -263,6 +282,7 @@ fn resolve_named(
         }
         None => None,
     };
+    let thumbprint = thumbprint_of(source, env, &mut explain);
     let default_client_id = (source == Source::AzureMl)
         .then(|| env.get(ENV_DEFAULT_IDENTITY_CLIENT_ID))
         .flatten();
@@ -278,6 +298,7 @@ fn resolve_named(
         endpoint: url,
         secret,
         default_client_id,
+        thumbprint,
         explain,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod hostile;
 pub mod sources;
+pub mod tls_sources;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

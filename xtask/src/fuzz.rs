@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::{StepFailed, cargo, run};
 
 /// Every fuzz target, in the order they run.
-pub const TARGETS: [&str; 11] = [
+pub const TARGETS: [&str; 14] = [
     "response",
     "request",
     "token",
@@ -28,6 +28,9 @@ pub const TARGETS: [&str; 11] = [
     "expires_on",
     "arc",
     "source_request",
+    "workload_form",
+    "assertion_claims",
+    "service_fabric",
 ];
 
 /// Seconds per target when `--seconds` is not given.

@@ -144,12 +144,14 @@ fn ci() -> ExitCode {
 
 /// The steps of `cargo xtask ci`, in order; the first failure stops the run.
 /// The real-SDK tests of the emulated managed-identity sources (docs/sources-emulator.md).
-const SOURCE_TESTS: [&str; 5] = [
+const SOURCE_TESTS: [&str; 7] = [
     "source_app_service",
     "source_app_service_2017",
     "source_azure_ml",
     "source_cloud_shell",
     "source_arc",
+    "source_service_fabric",
+    "source_workload_identity",
 ];
 
 fn ci_steps(root: &Path, s: &mut Summary) -> Result {

@@ -21,7 +21,7 @@
 
 mod emit;
 mod expiry;
-mod scan;
+pub(crate) mod scan;
 
 use core::fmt;
 

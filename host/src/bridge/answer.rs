@@ -6,6 +6,7 @@
 
 use mitoken_core::cache::CachedToken;
 use mitoken_core::catalogue;
+use mitoken_core::client::ClientError;
 use mitoken_core::engine::{Cause, Description, ErrorAnswer as CoreAnswer, Failure};
 use mitoken_core::identity::Selector;
 use mitoken_core::request::{RequestError, ResIdParam, Selector as RequestSelector, TokenRequest};
@@ -170,7 +171,8 @@ fn detail_is_empty(f: &FetchFailure) -> bool {
         | FetchFailure::Service(_)
         | FetchFailure::ArcChallenge { .. }
         | FetchFailure::ArcKey(_)
-        | FetchFailure::NoTlsTransport => true,
+        | FetchFailure::NoTlsTransport
+        | FetchFailure::Tls(_) => true,
     }
 }
 
@@ -194,6 +196,7 @@ fn cause_of(last: &FetchFailure) -> Cause<'_> {
             source: mitoken_core::source::Source::Arc,
         }),
         FetchFailure::NoTlsTransport => Cause::Unsendable(RequestError::HttpsNotSupported),
+        FetchFailure::Tls(_) => Cause::InvalidResponse(ClientError::PeerRejected),
     }
 }
 
