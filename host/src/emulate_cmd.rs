@@ -53,10 +53,6 @@ pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
         eprintln!("mitoken emulate: --source {source} is not served by this build's emulator");
         return Err(Failure::Usage);
     }
-    if source != Source::Imds && args.flavor != crate::cli::FlavorArg::Imds {
-        eprintln!("mitoken emulate: --flavor applies to --source imds only");
-        return Err(Failure::Usage);
-    }
     let listen = args.listen.unwrap_or_else(|| {
         sources::default_listen(source).unwrap_or_else(|| default_listen(flavor))
     });

@@ -77,7 +77,7 @@ fn env_refuses_what_it_cannot_print() {
         ),
         (
             &["env", "service-fabric", "--endpoint", "http://127.0.0.1:1"][..],
-            "not served",
+            "https",
         ),
         (
             &["env", "nope", "--endpoint", "http://x"][..],
@@ -93,18 +93,8 @@ fn env_refuses_what_it_cannot_print() {
 }
 
 #[test]
-fn emulate_refuses_sources_it_does_not_serve() {
+fn emulate_refuses_what_a_source_does_not_take() {
     for (args, needle) in [
-        (
-            &[
-                "emulate",
-                "--listen",
-                "127.0.0.1:0",
-                "--source",
-                "workload-identity",
-            ][..],
-            "not served",
-        ),
         (
             &[
                 "emulate",
