@@ -21,6 +21,10 @@ use mitoken_core::source::Source;
 
 /// Runs `mitoken emulate` until a signal.
 pub async fn run(args: EmulateArgs) -> Result<(), Failure> {
+    if args.source != Source::Imds && args.flavor != crate::cli::FlavorArg::Imds {
+        eprintln!("mitoken emulate: --flavor applies to --source imds only");
+        return Err(Failure::Usage);
+    }
     if matches!(
         args.source,
         Source::ServiceFabric | Source::WorkloadIdentity

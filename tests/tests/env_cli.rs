@@ -2,15 +2,17 @@
 //! binary.
 
 use std::process::Output;
+use std::time::Duration;
 
-use mitoken_tests::mitoken_bin;
+use mitoken_tests::{mitoken_bin, output_within};
 
 fn mitoken(args: &[&str]) -> Output {
-    std::process::Command::new(mitoken_bin())
-        .args(args)
-        .env_remove("MITOKEN_SECRET")
-        .output()
-        .expect("run mitoken")
+    output_within(
+        std::process::Command::new(mitoken_bin())
+            .args(args)
+            .env_remove("MITOKEN_SECRET"),
+        Duration::from_secs(30),
+    )
 }
 
 fn stdout(out: &Output) -> String {

@@ -2,7 +2,7 @@
 //! emulator imitates over plain HTTP: the client's environment is exactly the emulator's
 //! `--env-file` (nothing else but `PATH`), so the token only arrives if detection, the
 //! source's request (secret header, selector names, Cloud Shell's form POST, Arc's key-file
-//! challenge) and its answer shape (`expires_on` as a string, a number or a 2017 date) all agree
+//! challenge, Service Fabric's thumbprint-pinned HTTPS) and its answer shape (`expires_on` as a string, a number or a 2017 date) all agree
 //! between the two halves of mitoken. Each token's claims name the identity asked for.
 
 use std::path::Path;
@@ -141,6 +141,45 @@ fn azure_ml() {
 #[test]
 fn cloud_shell() {
     round_trip("cloud-shell", "cloud-shell", false);
+}
+
+#[test]
+fn service_fabric_over_pinned_https() {
+    round_trip("service-fabric", "service-fabric", false);
+}
+
+/// A thumbprint that is not the server's: the handshake is refused, nothing is printed, exit 5
+/// (an answer that cannot be trusted), at once (not retried).
+#[test]
+fn service_fabric_with_another_thumbprint_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env_file = dir.path().join("env");
+    let emulator = EmulatorProcess::spawn(&[
+        "--source",
+        "service-fabric",
+        "--env-file",
+        env_file.to_str().expect("utf-8 path"),
+    ]);
+    let mut env = read_env(&env_file);
+    for (k, v) in &mut env {
+        if k == "IDENTITY_SERVER_THUMBPRINT" {
+            // Flip one hex digit.
+            let flipped = if v.starts_with('0') { "1" } else { "0" };
+            v.replace_range(..1, flipped);
+        }
+    }
+    let started = std::time::Instant::now();
+    let out = token(&env, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains("TLS"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a refused certificate must not be retried: {:?}",
+        started.elapsed()
+    );
+    let _ = emulator.terminate();
 }
 
 #[test]

@@ -517,7 +517,7 @@ fn arc_user_assigned_token_must_echo_the_identity() {
 }
 
 #[test]
-fn service_fabric_is_refused_until_the_tls_transport_exists() {
+fn service_fabric_without_a_thumbprint_sends_nothing() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -525,6 +525,8 @@ fn service_fabric_is_refused_until_the_tls_transport_exists() {
     let out = mitoken(
         &[
             "token",
+            "--source",
+            "service-fabric",
             "--resource",
             "https://vault.azure.net",
             "--explain",
@@ -532,16 +534,15 @@ fn service_fabric_is_refused_until_the_tls_transport_exists() {
         &[
             ("IDENTITY_ENDPOINT", &endpoint),
             ("IDENTITY_HEADER", SECRET),
-            (
-                "IDENTITY_SERVER_THUMBPRINT",
-                "0123456789ABCDEF0123456789ABCDEF01234567",
-            ),
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("source: service-fabric (auto)"), "{err}");
-    assert!(err.contains("HTTPS transport"), "{err}");
+    assert!(err.contains("source: service-fabric (--source)"), "{err}");
+    assert!(
+        err.contains("IDENTITY_SERVER_THUMBPRINT is not set"),
+        "{err}"
+    );
     assert!(!err.contains(SECRET));
     assert!(listener.accept().is_err(), "nothing may connect");
 }
