@@ -267,10 +267,13 @@ fn encode(key: &CacheKey<'_>, sink: &mut dyn Sink) {
     {
         sink.put(&[TAG_EXTENSION]);
     } else {
-        let style = match style {
-            Style::Imds => 0,
-            Style::Extension => 1,
-        };
+        // The style is part of the key, so one address serving two sources (an emulator
+        // switched between them) never hands one source's token to the other's callers.
+        let style = Style::ALL
+            .iter()
+            .position(|s| *s == style)
+            .and_then(|i| u8::try_from(i).ok())
+            .unwrap_or(0);
         sink.put(&[TAG_CUSTOM, style]);
         sink.put(&port.to_be_bytes());
         sink.put_str(host);
@@ -326,11 +329,10 @@ fn decode(bytes: &[u8]) -> CacheKey<'_> {
         TAG_IMDS => Endpoint::Imds,
         TAG_EXTENSION => Endpoint::Extension,
         _ => {
-            let style = if r.byte() == 1 {
-                Style::Extension
-            } else {
-                Style::Imds
-            };
+            let style = Style::ALL
+                .get(usize::from(r.byte()))
+                .copied()
+                .unwrap_or_default();
             let port = <[u8; 2]>::try_from(r.bytes(2)).map_or(0, u16::from_be_bytes);
             let host = r.str();
             let path = r.str();

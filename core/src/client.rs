@@ -31,8 +31,9 @@
 
 use core::fmt;
 
+use crate::arc::{self, ArcError};
 use crate::http::{HttpError, Limits, Response, ResponseReader, RetryAfter, Status};
-use crate::request::{Endpoint, RequestError, TokenRequest};
+use crate::request::{Endpoint, RequestError, Style, TokenRequest};
 use crate::token::{JsonError, ServiceError, Token};
 
 /// What went wrong in a client exchange (the transport's own errors are the driver's).
@@ -55,6 +56,11 @@ pub enum ClientError {
     /// The exchange was driven out of order (e.g. `finish` before the response was complete,
     /// or more bytes reported than the buffer offered).
     Misuse,
+    /// Azure Arc: a malformed challenge, or a token for another identity than the one named.
+    Arc(ArcError),
+    /// The transport refused the peer: its TLS certificate does not match the pinned
+    /// thumbprint, or the TLS handshake failed (reported by the shell; not retried).
+    PeerRejected,
 }
 
 impl fmt::Display for ClientError {
@@ -68,6 +74,10 @@ impl fmt::Display for ClientError {
             }
             Self::ClosedEarly => f.write_str("connection closed before the response was complete"),
             Self::Misuse => f.write_str("client exchange driven out of order"),
+            Self::Arc(e) => fmt::Display::fmt(e, f),
+            Self::PeerRejected => f.write_str(
+                "the server was refused in the TLS handshake (certificate not the pinned one)",
+            ),
         }
     }
 }
@@ -83,6 +93,12 @@ impl From<RequestError> for ClientError {
 impl From<HttpError> for ClientError {
     fn from(e: HttpError) -> Self {
         Self::Http(e)
+    }
+}
+
+impl From<ArcError> for ClientError {
+    fn from(e: ArcError) -> Self {
+        Self::Arc(e)
     }
 }
 
@@ -112,6 +128,13 @@ pub enum Outcome<'b> {
     /// `error_description` are kept; a body that is not error JSON leaves `error` empty and puts
     /// printable text, if any, in `description`.
     Service(ServiceError<'b>),
+    /// Azure Arc's first answer: `401` with `WWW-Authenticate: Basic realm=<path>`. Check the
+    /// path ([`arc::check_key_path`]), read the key and send the request again with it as the
+    /// secret ([`TokenRequest::with_secret`]).
+    ArcChallenge {
+        /// The key file's path, as the realm names it (not yet checked).
+        key_path: &'b str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +153,9 @@ pub struct Exchange<'b> {
     filled: usize,
     reader: ResponseReader,
     phase: Phase,
+    style: Style,
+    /// The request carried a secret (for Arc: this is the second, authorized request).
+    authorized: bool,
 }
 
 impl<'b> Exchange<'b> {
@@ -149,6 +175,8 @@ impl<'b> Exchange<'b> {
             filled: 0,
             reader: ResponseReader::new(limits),
             phase: Phase::Sending,
+            style: endpoint.style(),
+            authorized: request.secret.is_some(),
         })
     }
 
@@ -246,9 +274,20 @@ impl<'b> Exchange<'b> {
         };
         let range = response.body_range();
         let (used, scratch) = self.buf.split_at_mut(self.filled.min(self.buf.len()));
+        let used: &'b [u8] = used;
         let body: &'b [u8] = used.get(range).ok_or(ClientError::Misuse)?;
         if response.status == 200 {
-            return Ok(Outcome::Token(Token::parse(body, scratch)?));
+            return Ok(Outcome::Token(Token::parse_for(self.style, body, scratch)?));
+        }
+        if response.status == 401 && self.style == Style::Arc && !self.authorized {
+            let challenge = self
+                .reader
+                .head(used)
+                .and_then(|h| h.headers.get_str("www-authenticate"));
+            if let Some(value) = challenge {
+                let key_path = arc::parse_challenge(value)?;
+                return Ok(Outcome::ArcChallenge { key_path });
+            }
         }
         let retry_after = response.retry_after.map(|r| match r {
             RetryAfter::Seconds(s) => u64::from(s),
@@ -258,6 +297,22 @@ impl<'b> Exchange<'b> {
             .unwrap_or_else(|_| non_json_error(response.status, retry_after, body));
         Ok(Outcome::Service(err))
     }
+}
+
+/// Checks an outcome against the request that produced it: for Azure Arc, a token answering a
+/// request that named a user-assigned identity must echo that identity ([`arc::check_echo`]).
+/// The drivers in [`crate::io`] call this; a shell driving [`Exchange`] itself should too.
+pub fn check_outcome(
+    outcome: &Outcome<'_>,
+    request: &TokenRequest<'_>,
+    endpoint: &Endpoint<'_>,
+) -> Result<(), ClientError> {
+    if let (Outcome::Token(token), Some(selector), Style::Arc) =
+        (outcome, &request.selector, endpoint.style())
+    {
+        arc::check_echo(selector, token)?;
+    }
+    Ok(())
 }
 
 /// A service error whose body is not error JSON (e.g. an empty 410, a proxy's text 403).
@@ -271,6 +326,7 @@ fn non_json_error(status: u16, retry_after: Option<u64>, body: &[u8]) -> Service
         error: "",
         description: text,
         retry_after,
+        correlation_id: None,
     }
 }
 

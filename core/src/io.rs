@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use crate::client::{ClientError, Exchange, Outcome, Progress};
+use crate::client::{ClientError, Exchange, Outcome, Progress, check_outcome};
 use crate::http::Limits;
 use crate::request::{Endpoint, TokenRequest};
 
@@ -69,7 +69,9 @@ where
         let n = io.read(ex.receive_buf()?).map_err(FetchError::Io)?;
         let progress = if n == 0 { ex.eof()? } else { ex.received(n)? };
         if progress == Progress::Complete {
-            return Ok(ex.finish(now)?);
+            let outcome = ex.finish(now)?;
+            check_outcome(&outcome, request, endpoint)?;
+            return Ok(outcome);
         }
     }
 }
@@ -100,7 +102,9 @@ where
         let n = io.read(ex.receive_buf()?).await.map_err(FetchError::Io)?;
         let progress = if n == 0 { ex.eof()? } else { ex.received(n)? };
         if progress == Progress::Complete {
-            return Ok(ex.finish(now)?);
+            let outcome = ex.finish(now)?;
+            check_outcome(&outcome, request, endpoint)?;
+            return Ok(outcome);
         }
     }
 }

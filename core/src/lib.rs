@@ -8,6 +8,7 @@
 //! | module | what it decides |
 //! |---|---|
 //! | [`engine`] | getting a token: cache with refresh-ahead, single-flight, the upstream limiter, retries, the stale fallback, callers' deadlines, what a failed caller is answered |
+//! | [`arc`] | Azure Arc's key-file challenge, the key-path rules and the user-assigned echo check |
 //! | [`cache`] | the fixed-capacity token cache: expiry, when a refresh is due, LRU eviction |
 //! | [`retry`] | IMDS's retry rules: which failures retry, after how long (410 window, `Retry-After`) |
 //! | [`catalogue`] | the error catalogue: status → IMDS `error` code and text |
@@ -18,6 +19,8 @@
 //! | [`query`] | percent-encoding and query strings |
 //! | [`identity`] | a VM's identities, selectors and the default-identity rules |
 //! | [`server`] | the IMDS / extension server: request bytes → a validated, resolved answer |
+//! | [`service_fabric`] | Service Fabric's endpoint: request checks, its error codes, token and error bodies, the thumbprint rule |
+//! | [`workload`] | workload identity's token exchange: the form, the assertion's claims, Entra's checks and `AADSTS` errors, both bodies |
 //! | [`source`] | the managed-identity sources (IMDS, App Service, Arc, Cloud Shell, Service Fabric, Azure ML, workload identity) and each one's wire vocabulary |
 //! | [`diagnose`] | what an answer from 169.254.169.254 says: IMDS or not, which IMDS error, clock skew (for `mitoken doctor`) |
 //! | [`io`] | small drivers over `embedded-io` (blocking and async): one-call fetch and serve |
@@ -76,6 +79,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod arc;
 pub mod cache;
 pub mod catalogue;
 pub mod client;
@@ -89,8 +93,10 @@ pub mod query;
 pub mod request;
 pub mod retry;
 pub mod server;
+pub mod service_fabric;
 pub mod source;
 pub mod token;
+pub mod workload;
 pub mod write;
 
 pub use error::Error;

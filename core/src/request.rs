@@ -21,6 +21,8 @@
 use core::fmt;
 
 use crate::query;
+use crate::source::Source;
+use crate::token::Secret;
 use crate::write::{BufferTooSmall, SliceWriter};
 
 /// IMDS address (link-local, plain HTTP).
@@ -60,6 +62,8 @@ pub enum RequestField {
     Path,
     /// The endpoint URL given to [`Endpoint::parse_url`].
     Url,
+    /// The source's secret (`X-IDENTITY-HEADER`, `secret`, `Secret`, or Arc's key).
+    Secret,
 }
 
 impl RequestField {
@@ -74,6 +78,7 @@ impl RequestField {
             Self::Host => "host",
             Self::Path => "path",
             Self::Url => "endpoint URL",
+            Self::Secret => "secret",
         }
     }
 }
@@ -122,6 +127,26 @@ pub enum RequestError {
     UserInfoInUrl,
     /// The URL has a query (`?`) or fragment (`#`); give only scheme, host, port and path.
     QueryInUrl,
+    /// The URL is `http://` but the source (Service Fabric) is served over HTTPS only.
+    HttpsRequired,
+    /// The source needs a secret header and the request has no secret.
+    MissingSecret {
+        /// The source.
+        source: Source,
+    },
+    /// The request has a secret but the endpoint's style sends none (IMDS, the extension,
+    /// Cloud Shell).
+    SecretNotUsed,
+    /// The source does not accept this kind of user-assigned selector.
+    SelectorNotSupported {
+        /// The source.
+        source: Source,
+        /// The selector given.
+        selector: RequestField,
+    },
+    /// Azure ML needs a `clientid` on every request (its `DEFAULT_IDENTITY_CLIENT_ID` when no
+    /// identity is named).
+    ClientIdRequired,
 }
 
 impl fmt::Display for RequestError {
@@ -153,6 +178,19 @@ impl fmt::Display for RequestError {
             Self::QueryInUrl => {
                 f.write_str("endpoint URL must not contain a query ('?') or fragment ('#')")
             }
+            Self::HttpsRequired => f.write_str("this source is served over https:// only"),
+            Self::MissingSecret { source } => {
+                write!(f, "{source} needs a secret header and none was given")
+            }
+            Self::SecretNotUsed => f.write_str("this endpoint takes no secret"),
+            Self::SelectorNotSupported { source, selector } => write!(
+                f,
+                "{source} does not accept a {selector} selector (user-assigned identity)"
+            ),
+            Self::ClientIdRequired => f.write_str(
+                "azure-ml needs a client id on every request (set DEFAULT_IDENTITY_CLIENT_ID or \
+                 pass --client-id)",
+            ),
         }
     }
 }
@@ -238,6 +276,122 @@ pub enum Style {
     /// Legacy VM extension: no `api-version`. `bypass_cache=true` is still sent when asked for:
     /// the emulator and the bridge honour it; a genuine extension ignores what it does not know.
     Extension,
+    /// App Service / Functions / Container Apps, api-version `2019-08-01`: the secret in
+    /// `X-IDENTITY-HEADER`, selectors `client_id` / `object_id` / `mi_res_id`.
+    AppService,
+    /// App Service's legacy api-version `2017-09-01`: the secret in `secret`, selector
+    /// `clientid` only.
+    AppService2017,
+    /// Azure Machine Learning: the 2017 form, with `clientid` on every request.
+    AzureMl,
+    /// Azure Arc (HIMDS), api-version `2020-06-01`, `Metadata: true`; the second request of the
+    /// challenge carries `Authorization: Basic <key file contents>` (the request's secret).
+    /// Selectors `client_id` / `object_id` / `msi_res_id`.
+    Arc,
+    /// Cloud Shell: `POST`, form body `resource=…`, `Metadata: true`, no selectors.
+    CloudShell,
+    /// Service Fabric (HTTPS): the secret in `Secret`, api-version `2019-07-01-preview`, no
+    /// selectors.
+    ServiceFabric,
+}
+
+impl Style {
+    /// Every style.
+    pub const ALL: [Self; 8] = [
+        Self::Imds,
+        Self::Extension,
+        Self::AppService,
+        Self::AppService2017,
+        Self::AzureMl,
+        Self::Arc,
+        Self::CloudShell,
+        Self::ServiceFabric,
+    ];
+
+    /// The style a [`Source`] speaks; `None` for workload identity (not an MSI endpoint).
+    pub const fn for_source(source: Source) -> Option<Self> {
+        match source {
+            Source::Imds => Some(Self::Imds),
+            Source::AppService => Some(Self::AppService),
+            Source::AppService2017 => Some(Self::AppService2017),
+            Source::AzureMl => Some(Self::AzureMl),
+            Source::Arc => Some(Self::Arc),
+            Source::CloudShell => Some(Self::CloudShell),
+            Source::ServiceFabric => Some(Self::ServiceFabric),
+            _ => None,
+        }
+    }
+
+    /// The source this style talks to (`None` for the legacy VM extension).
+    pub const fn source(self) -> Option<Source> {
+        match self {
+            Self::Imds => Some(Source::Imds),
+            Self::Extension => None,
+            Self::AppService => Some(Source::AppService),
+            Self::AppService2017 => Some(Source::AppService2017),
+            Self::AzureMl => Some(Source::AzureMl),
+            Self::Arc => Some(Source::Arc),
+            Self::CloudShell => Some(Source::CloudShell),
+            Self::ServiceFabric => Some(Source::ServiceFabric),
+        }
+    }
+
+    /// The port a URL without one means: 443 for HTTPS, else 80.
+    pub const fn default_port(self) -> u16 {
+        if self.uses_tls() { 443 } else { 80 }
+    }
+
+    /// True if the endpoint is reached over HTTPS (Service Fabric).
+    pub const fn uses_tls(self) -> bool {
+        matches!(self, Self::ServiceFabric)
+    }
+
+    /// True if requests carry a secret header (App Service, 2017, Azure ML, Service Fabric).
+    pub const fn needs_secret(self) -> bool {
+        matches!(
+            self,
+            Self::AppService | Self::AppService2017 | Self::AzureMl | Self::ServiceFabric
+        )
+    }
+
+    /// The header the request's secret goes in, with its value prefix (`Basic ` for Arc).
+    const fn secret_header(self) -> Option<&'static str> {
+        match self {
+            Self::AppService => Some("X-IDENTITY-HEADER: "),
+            Self::AppService2017 | Self::AzureMl => Some("secret: "),
+            Self::ServiceFabric => Some("Secret: "),
+            Self::Arc => Some("Authorization: Basic "),
+            Self::Imds | Self::Extension | Self::CloudShell => None,
+        }
+    }
+
+    /// True if requests carry `Metadata: true`.
+    const fn sends_metadata(self) -> bool {
+        matches!(
+            self,
+            Self::Imds | Self::Extension | Self::Arc | Self::CloudShell
+        )
+    }
+
+    /// The query name `selector` is sent under in this style, or the refusal.
+    fn selector_param(self, selector: &Selector<'_>) -> Result<&'static str, RequestError> {
+        let Some(source) = self.source() else {
+            return Ok(selector.param());
+        };
+        if source == Source::Imds {
+            return Ok(selector.param());
+        }
+        let (client, object, res) = source.selector_names();
+        let name = match selector {
+            Selector::ClientId(_) => client,
+            Selector::ObjectId(_) => object,
+            Selector::ResourceId { .. } => res,
+        };
+        name.ok_or(RequestError::SelectorNotSupported {
+            source,
+            selector: selector.field(),
+        })
+    }
 }
 
 /// Where a token request goes.
@@ -282,6 +436,17 @@ impl<'a> Endpoint<'a> {
     /// verbatim as the token path. An IPv6 host is written in brackets (`http://[::1]:8080`).
     /// The result speaks [`Style::Imds`]; change it with [`Endpoint::with_style`].
     pub fn parse_url(url: &'a str) -> Result<Self, RequestError> {
+        Self::parse_url_for(url, Style::Imds)
+    }
+
+    /// Parses the token URL of a managed-identity source (e.g. `IDENTITY_ENDPOINT`,
+    /// `MSI_ENDPOINT`) for `style`.
+    ///
+    /// As [`Endpoint::parse_url`], except: [`Style::ServiceFabric`] requires `https://` (port
+    /// 443 by default) and every other style requires `http://`; for styles other than
+    /// [`Style::Imds`] and [`Style::Extension`] the path is kept as given (empty means `/`),
+    /// since these sources name their whole token URL.
+    pub fn parse_url_for(url: &'a str, style: Style) -> Result<Self, RequestError> {
         if has_control(url) {
             return Err(RequestError::ControlCharacter {
                 field: RequestField::Url,
@@ -294,11 +459,17 @@ impl<'a> Endpoint<'a> {
         let (scheme, rest) = split_at_byte(url, b':')
             .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
             .ok_or(RequestError::NotHttpUrl)?;
-        if scheme.eq_ignore_ascii_case("https") {
+        let https = scheme.eq_ignore_ascii_case("https");
+        if https && !style.uses_tls() {
             return Err(RequestError::HttpsNotSupported);
         }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(RequestError::NotHttpUrl);
+        if !https {
+            if !scheme.eq_ignore_ascii_case("http") {
+                return Err(RequestError::NotHttpUrl);
+            }
+            if style.uses_tls() {
+                return Err(RequestError::HttpsRequired);
+            }
         }
         // Byte loops rather than char patterns: the same answers for ASCII delimiters, in a
         // fraction of the code (no char searchers in the firmware image).
@@ -333,12 +504,13 @@ impl<'a> Endpoint<'a> {
         }
         check_host(host)?;
         let port = match port {
-            None => 80,
+            None => style.default_port(),
             Some(p) => parse_port(p)?,
         };
-        let path = match path {
-            "" | "/" => IMDS_TOKEN_PATH,
-            p => {
+        let path = match (style, path) {
+            (Style::Imds | Style::Extension, "" | "/") => IMDS_TOKEN_PATH,
+            (_, "") => "/",
+            (_, p) => {
                 check_path(p)?;
                 p
             }
@@ -347,7 +519,7 @@ impl<'a> Endpoint<'a> {
             host,
             port,
             path,
-            style: Style::Imds,
+            style,
         })
     }
 
@@ -423,7 +595,7 @@ impl<'a> Endpoint<'a> {
         Ok(())
     }
 
-    /// Writes the `Host` header value: host (bracketed if IPv6), then `:port` unless it is 80.
+    /// Writes the `Host` header value: host (bracketed if IPv6), then `:port` unless it is the style's default (80, or 443 for HTTPS).
     fn write_host_header(&self, w: &mut SliceWriter<'_>) {
         let host = self.host();
         if host.contains(':') {
@@ -433,7 +605,7 @@ impl<'a> Endpoint<'a> {
         } else {
             w.put_str(host);
         }
-        if self.port() != 80 {
+        if self.port() != self.style().default_port() {
             w.put_byte(b':');
             w.put_u64(u64::from(self.port()));
         }
@@ -533,6 +705,9 @@ pub struct TokenRequest<'a> {
     pub bypass_cache: bool,
     /// `Connection` header.
     pub connection: Connection,
+    /// The source's secret, sent in its header (`X-IDENTITY-HEADER`, `secret`, `Secret`, or
+    /// Arc's `Authorization: Basic`). Redacted in `Debug`.
+    pub secret: Option<Secret<'a>>,
 }
 
 impl<'a> TokenRequest<'a> {
@@ -545,6 +720,7 @@ impl<'a> TokenRequest<'a> {
             api_version: DEFAULT_API_VERSION,
             bypass_cache: false,
             connection: Connection::Close,
+            secret: None,
         }
     }
 
@@ -587,6 +763,13 @@ impl<'a> TokenRequest<'a> {
         self
     }
 
+    /// Sets the source's secret (the shell reads it from the environment, or Arc's key file).
+    #[must_use]
+    pub const fn with_secret(mut self, secret: &'a str) -> Self {
+        self.secret = Some(Secret::new(secret));
+        self
+    }
+
     /// Sets the `Connection` header.
     #[must_use]
     pub const fn with_connection(mut self, connection: Connection) -> Self {
@@ -597,57 +780,102 @@ impl<'a> TokenRequest<'a> {
     /// Checks every value this request would send to `endpoint`, without writing anything.
     pub fn validate(&self, endpoint: &Endpoint<'_>) -> Result<(), RequestError> {
         endpoint.validate()?;
+        let style = endpoint.style();
         check_value(self.resource, RequestField::Resource)?;
-        if endpoint.style() == Style::Imds {
+        if style == Style::Imds {
             check_value(self.api_version, RequestField::ApiVersion)?;
         }
         if let Some(sel) = &self.selector {
+            style.selector_param(sel)?;
             check_value(sel.value(), sel.field())?;
+        } else if style == Style::AzureMl {
+            return Err(RequestError::ClientIdRequired);
+        }
+        match (&self.secret, style.secret_header()) {
+            (Some(secret), Some(_)) => check_value(secret.expose(), RequestField::Secret)?,
+            (Some(_), None) => return Err(RequestError::SecretNotUsed),
+            (None, Some(_)) if style.needs_secret() => {
+                if let Some(source) = style.source() {
+                    return Err(RequestError::MissingSecret { source });
+                }
+            }
+            (None, _) => {}
         }
         Ok(())
     }
 
     /// Writes the complete HTTP/1.1 request for `endpoint` into `out`; returns its length.
     ///
+    /// For IMDS, the extension and the GET sources:
+    ///
     /// ```text
     /// GET <path>?[api-version=<v>&]resource=<r>[&<selector>=<id>][&bypass_cache=true] HTTP/1.1
     /// Host: <host>[:<port>]
-    /// Metadata: true
+    /// [Metadata: true]                      (IMDS, extension, Arc)
+    /// [<secret header>: <secret>]           (App Service, 2017, Azure ML, SF, Arc step 2)
     /// Connection: close | keep-alive
     /// Accept: application/json
     /// User-Agent: mitoken/<version>
     /// ```
     ///
-    /// Lines end in CRLF and a blank line ends the head (a GET has no body). Values are
-    /// validated first (see the module docs). If `out` is too small nothing useful is in it and
-    /// the error is [`RequestError::BufferTooSmall`] with the exact size; if this returned `Ok`
-    /// for one buffer, it returns `Ok` with the same length for any buffer at least that long.
+    /// Cloud Shell is a form `POST` to the path with `Metadata: true`,
+    /// `Content-Type: application/x-www-form-urlencoded`, `Content-Length` and the body
+    /// `resource=<r>`. The `api-version` is [`TokenRequest::api_version`] for IMDS and the
+    /// source's fixed one ([`Source::api_version`]) for the others; the selector's query name is
+    /// the source's ([`Source::selector_names`]); `bypass_cache` is sent to IMDS and the
+    /// extension only.
+    ///
+    /// Lines end in CRLF and a blank line ends the head. Values are validated first (see the
+    /// module docs). If `out` is too small nothing useful is in it and the error is
+    /// [`RequestError::BufferTooSmall`] with the exact size; if this returned `Ok` for one
+    /// buffer, it returns `Ok` with the same length for any buffer at least that long.
     pub fn write(&self, endpoint: &Endpoint<'_>, out: &mut [u8]) -> Result<usize, RequestError> {
         self.validate(endpoint)?;
+        let style = endpoint.style();
         let mut w = SliceWriter::new(out);
-        w.put_str("GET ");
+        let post = style == Style::CloudShell;
+        w.put_str(if post { "POST " } else { "GET " });
         w.put_str(endpoint.path());
-        w.put_byte(b'?');
-        let imds = endpoint.style() == Style::Imds;
-        if imds {
-            w.put_str("api-version=");
-            query::encode(self.api_version.as_bytes(), &mut w);
-            w.put_byte(b'&');
-        }
-        w.put_str("resource=");
-        query::encode(self.resource.as_bytes(), &mut w);
-        if let Some(sel) = &self.selector {
-            w.put_byte(b'&');
-            w.put_str(sel.param());
-            w.put_byte(b'=');
-            query::encode(sel.value().as_bytes(), &mut w);
-        }
-        if self.bypass_cache {
-            w.put_str("&bypass_cache=true");
+        if !post {
+            w.put_byte(b'?');
+            let api_version = match style.source() {
+                Some(Source::Imds) => Some(self.api_version),
+                Some(source) => source.api_version(),
+                None => None,
+            };
+            if let Some(v) = api_version {
+                w.put_str("api-version=");
+                query::encode(v.as_bytes(), &mut w);
+                w.put_byte(b'&');
+            }
+            w.put_str("resource=");
+            query::encode(self.resource.as_bytes(), &mut w);
+            if let Some(sel) = &self.selector {
+                w.put_byte(b'&');
+                w.put_str(style.selector_param(sel)?);
+                w.put_byte(b'=');
+                query::encode(sel.value().as_bytes(), &mut w);
+            }
+            if self.bypass_cache && matches!(style, Style::Imds | Style::Extension) {
+                w.put_str("&bypass_cache=true");
+            }
         }
         w.put_str(" HTTP/1.1\r\nHost: ");
         endpoint.write_host_header(&mut w);
-        w.put_str("\r\nMetadata: true\r\nConnection: ");
+        if style.sends_metadata() {
+            w.put_str("\r\nMetadata: true");
+        }
+        if let (Some(secret), Some(header)) = (&self.secret, style.secret_header()) {
+            w.put_str("\r\n");
+            w.put_str(header);
+            w.put_str(secret.expose());
+        }
+        if post {
+            w.put_str("\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ");
+            let body_len = "resource=".len() + query::encoded_len(self.resource.as_bytes());
+            w.put_u64(body_len as u64);
+        }
+        w.put_str("\r\nConnection: ");
         w.put_str(match self.connection {
             Connection::Close => "close",
             Connection::KeepAlive => "keep-alive",
@@ -655,6 +883,10 @@ impl<'a> TokenRequest<'a> {
         w.put_str("\r\nAccept: application/json\r\nUser-Agent: ");
         w.put_str(USER_AGENT);
         w.put_str("\r\n\r\n");
+        if post {
+            w.put_str("resource=");
+            query::encode(self.resource.as_bytes(), &mut w);
+        }
         Ok(w.finish()?)
     }
 

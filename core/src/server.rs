@@ -34,6 +34,7 @@ mod params;
 mod reject;
 mod relay;
 mod respond;
+pub mod sources;
 
 use core::fmt;
 
@@ -45,6 +46,7 @@ pub use respond::CONTENT_TYPE;
 
 use crate::http::Limits;
 use crate::identity::{Flavor, IdentityTable, Resolved, Selector};
+use crate::source::Source;
 
 /// Most parameters (query and form together) a request may carry.
 pub const MAX_PARAMS: usize = 16;
@@ -110,6 +112,23 @@ pub struct Config<'s> {
     pub server_header: Option<&'s str>,
     /// Bounds on request heads and bodies: 8 KiB lines, 64 headers, 8 KiB bodies by default.
     pub limits: Limits,
+    /// The source imitated. [`Source::Imds`] (the default) serves [`Config::flavor`]; App
+    /// Service (2019, 2017), Azure ML, Cloud Shell and Arc are served by [`sources`], whose
+    /// paths, checks and bodies differ. Default [`Source::Imds`].
+    pub source: Source,
+    /// The secret a source checks: App Service's `X-IDENTITY-HEADER`, the 2017 / Azure ML
+    /// `secret` header, Arc's current key (`Authorization: Basic <key>`). `None` refuses every
+    /// request of those sources. Default `None`.
+    pub secret: Option<&'s [u8]>,
+    /// Arc: the absolute path of the current key file, sent as `WWW-Authenticate: Basic
+    /// realm=<path>` with the challenge. Default `None` (no header).
+    pub realm: Option<&'s str>,
+    /// App Service (2019, 2017), Azure ML: the correlation id of this answer, sent as
+    /// `X-CORRELATION-ID` and in error bodies. Default `None`.
+    pub correlation_id: Option<&'s str>,
+    /// Cloud Shell: the audiences it issues tokens for. Default
+    /// [`sources::CLOUD_SHELL_AUDIENCES`].
+    pub audiences: &'s [&'s str],
 }
 
 impl<'s> Config<'s> {
@@ -123,6 +142,66 @@ impl<'s> Config<'s> {
             default_retry_after: 1,
             server_header: None,
             limits: Limits::DEFAULT.with_max_body(8192),
+            source: Source::Imds,
+            secret: None,
+            realm: None,
+            correlation_id: None,
+            audiences: &sources::CLOUD_SHELL_AUDIENCES,
+        }
+    }
+
+    /// The defaults for `source`: [`Config::new`] of IMDS with [`Config::source`] set; App
+    /// Service answers with `Server: Kestrel`. [`Source::Imds`] is `Config::new(Flavor::Imds)`.
+    pub const fn for_source(source: Source) -> Self {
+        let mut config = Config::new(Flavor::Imds);
+        config.source = source;
+        if matches!(source, Source::AppService) {
+            config.server_header = Some("Kestrel");
+        }
+        config
+    }
+
+    /// Sets [`Config::secret`].
+    #[must_use]
+    pub const fn with_secret(mut self, secret: &'s [u8]) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Sets [`Config::realm`].
+    #[must_use]
+    pub const fn with_realm(mut self, realm: &'s str) -> Self {
+        self.realm = Some(realm);
+        self
+    }
+
+    /// Sets [`Config::correlation_id`].
+    #[must_use]
+    pub const fn with_correlation_id(mut self, id: &'s str) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets [`Config::audiences`].
+    #[must_use]
+    pub const fn with_audiences(mut self, audiences: &'s [&'s str]) -> Self {
+        self.audiences = audiences;
+        self
+    }
+
+    /// True when this configuration serves one of [`sources`] rather than IMDS or the
+    /// extension.
+    pub const fn is_source(&self) -> bool {
+        !matches!(self.source, Source::Imds)
+    }
+
+    /// True when `path` is one of this server's own endpoints: [`serves_path`] for IMDS and the
+    /// extension, the source's token path otherwise.
+    pub fn serves(&self, path: &str) -> bool {
+        if self.is_source() {
+            sources::is_token_path(self.source, path)
+        } else {
+            serves_path(self.flavor, path)
         }
     }
 
@@ -187,6 +266,12 @@ pub struct RequestView<'r> {
     pub content_type: Option<&'r [u8]>,
     /// The (decoded) body; empty when there is none.
     pub body: &'r [u8],
+    /// The value of the `X-IDENTITY-HEADER` header (App Service), if present.
+    pub identity_header: Option<&'r [u8]>,
+    /// The value of the `secret` header (App Service 2017, Azure ML), if present.
+    pub secret: Option<&'r [u8]>,
+    /// The value of the `Authorization` header (Arc), if present.
+    pub authorization: Option<&'r [u8]>,
 }
 
 /// What a valid token request asks for.
@@ -530,6 +615,21 @@ fn decide_inner<'a, 'w, S: AsRef<str>, const N: usize>(
     req: &RequestView<'_>,
     work: &'w mut [u8],
 ) -> Result<(Decision<'a, 'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
+    if config.is_source() {
+        let (valid, rest) = sources::validate(config, req, work)?;
+        let resource = valid.resource.unwrap_or_default();
+        return match sources::resolve(table, config.source, &valid.selector) {
+            Ok(resolved) => Ok((
+                Decision::Token(Grant {
+                    resolved,
+                    resource,
+                    bypass_cache: valid.bypass_cache,
+                }),
+                rest,
+            )),
+            Err(rejection) => Err((rejection, rest)),
+        };
+    }
     let (valid, rest) = validate(config, req, Mode::Resolve, work)?;
     let Some(resource) = valid.resource else {
         return if table.system_assigned().is_some() && config.tenant_id.is_some() {
@@ -647,7 +747,7 @@ pub(crate) fn validate<'w>(
 }
 
 /// True for `application/x-www-form-urlencoded`, any case, with or without parameters.
-fn is_form_urlencoded(content_type: &[u8]) -> bool {
+pub(crate) fn is_form_urlencoded(content_type: &[u8]) -> bool {
     let media = content_type
         .split(|&b| b == b';')
         .next()

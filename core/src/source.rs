@@ -22,6 +22,10 @@
 
 use core::fmt;
 
+mod detect;
+
+pub use detect::{DetectError, Detection, MAX_DECIDING_VARS, detect};
+
 /// `IDENTITY_ENDPOINT`: App Service (2019), Service Fabric and Arc token URL.
 pub const ENV_IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
 /// `IDENTITY_HEADER`: App Service (2019) and Service Fabric secret.
@@ -49,6 +53,8 @@ pub const ENV_AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 /// `AZURE_FEDERATED_TOKEN_FILE`: the projected service-account token for workload identity.
 pub const ENV_AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 
+/// Where the Arc agent's executable is on Linux (its presence means Arc, as MSAL decides).
+pub const ARC_HIMDS_PATH_LINUX: &str = "/opt/azcmagent/bin/himds";
 /// The directory HIMDS writes its challenge key files into on Linux.
 pub const ARC_TOKENS_DIR_LINUX: &str = "/var/opt/azcmagent/tokens";
 /// The largest Arc key file a client reads (bytes).

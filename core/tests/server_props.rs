@@ -269,6 +269,7 @@ proptest! {
             forwarded_for: xff,
             content_type: ct.as_deref().map(str::as_bytes),
             body: &body,
+            ..RequestView::default()
         };
         let mut scratch = vec![0u8; work_len];
         let _ = server.decide(&view, &mut scratch);

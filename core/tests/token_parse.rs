@@ -94,8 +94,11 @@ fn bad_numbers() {
         let body = with(&format!(r#""not_before":{value}"#));
         assert_eq!(parse(&body), Err(err), "{value}");
     }
-    // App Service 2017's date-time `expires_on` is not supported.
+    // App Service 2017's date-time `expires_on` is read (as noon: see token::parse_expires_on);
+    // a date-like text that is no date is still an invalid number.
     let body = r#"{"access_token":"t","expires_on":"09/14/2017 00:00:00 PM +00:00","resource":"r","token_type":"Bearer"}"#;
+    assert_eq!(parse(body).map(|t| t.expires_on), Ok(Some(1_505_390_400)));
+    let body = r#"{"access_token":"t","expires_on":"09/31/2017 00:00:00 PM +00:00","resource":"r","token_type":"Bearer"}"#;
     assert_eq!(
         parse(body),
         Err(JsonError::InvalidNumber {

@@ -9,6 +9,7 @@ use crate::emulate::faults::FaultRule;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mitoken_core::identity::{Guid, is_user_assigned_resource_id};
+use mitoken_core::source::Source;
 
 /// mitoken: Azure managed-identity tokens from IMDS, an IMDS emulator, and a bridge for the
 /// retired VM-extension endpoint.
@@ -39,6 +40,37 @@ pub enum Command {
     /// Check why this machine can or cannot get managed-identity tokens: IMDS reachability,
     /// proxies, identities, clock, the legacy extension (exit 0 ok, 1 warnings, 2 failures).
     Doctor(crate::doctor::DoctorArgs),
+    /// Print the `export` lines that point SDKs at a running `mitoken emulate --source S`.
+    Env(EnvArgs),
+}
+
+/// A source name (`imds`, `app-service`, `app-service-2017`, `arc`, `cloud-shell`,
+/// `service-fabric`, `azure-ml`, `workload-identity`).
+pub fn parse_source(s: &str) -> Result<Source, String> {
+    Source::from_name(s).map_err(|e| e.to_string())
+}
+
+/// Arguments of `mitoken env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The source the emulator imitates.
+    #[arg(value_name = "SOURCE", value_parser = parse_source)]
+    pub source: Source,
+    /// The running emulator's base URL, e.g. `http://127.0.0.1:41741` (its first printed line).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// The emulator's secret (App Service, App Service 2017, Azure ML, Service Fabric): the
+    /// `IDENTITY_HEADER` / `MSI_SECRET` line of its `--env-file`. Also read from `MITOKEN_SECRET`.
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Azure ML: the `DEFAULT_IDENTITY_CLIENT_ID` to export (the client id the SDKs send when
+    /// no identity is named). Workload identity: the application's client id (default: the
+    /// built-in configuration's first user-assigned identity).
+    #[arg(long, value_name = "GUID", value_parser = parse_guid)]
+    pub client_id: Option<String>,
+    /// Options of the HTTPS sources (`service-fabric`, `workload-identity`).
+    #[command(flatten)]
+    pub tls: crate::emulate_tls::env::TlsEnvArgs,
 }
 
 /// Arguments of `mitoken bridge`.
@@ -157,6 +189,24 @@ pub struct EmulateArgs {
     /// Close a connection whose request is not complete this long after its first bytes.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub request_timeout: Duration,
+    /// The managed-identity source to imitate: `imds` (default; `--flavor` applies),
+    /// `app-service`, `app-service-2017`, `azure-ml`, `cloud-shell` or `arc`
+    /// (docs/sources-emulator.md).
+    #[arg(long, value_name = "SOURCE", default_value = "imds", value_parser = parse_source)]
+    pub source: Source,
+    /// Arc: where the challenge key files are written (mode 0600).
+    #[arg(long, value_name = "DIR", default_value = mitoken_core::source::ARC_TOKENS_DIR_LINUX)]
+    pub arc_tokens_dir: PathBuf,
+    /// Arc: how long one key stays current before a new key file replaces it.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds)]
+    pub arc_key_lifetime: Duration,
+    /// Write the `KEY=VALUE` lines that point SDKs at this emulator to FILE (mode 0600: it
+    /// holds the secret).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Options of the HTTPS sources (`service-fabric`, `workload-identity`).
+    #[command(flatten)]
+    pub tls: crate::emulate_tls::TlsEmulateArgs,
 }
 
 /// Arguments of `mitoken demo`.
@@ -215,6 +265,56 @@ pub struct TokenArgs {
     /// `az account get-access-token`).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// Which managed-identity source to ask. `auto` picks it from the environment the way
+    /// Azure SDKs do (IMDS when no source's variables are set); see docs/sources-client.md.
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+    /// Print to stderr which source was chosen and which variables decided it (secret values
+    /// are shown by length only).
+    #[arg(long)]
+    pub explain: bool,
+    /// Directory Azure Arc key files must be directly inside (default
+    /// /var/opt/azcmagent/tokens; other values are for tests).
+    #[arg(long, value_name = "DIR")]
+    pub arc_tokens_dir: Option<PathBuf>,
+}
+
+/// `--source` of `mitoken token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// Detect from the environment (default).
+    Auto,
+    /// The VM's Instance Metadata Service.
+    Imds,
+    /// App Service / Functions / Container Apps (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`).
+    AppService,
+    /// App Service's legacy 2017-09-01 form (`MSI_ENDPOINT` + `MSI_SECRET`).
+    #[value(name = "app-service-2017")]
+    AppService2017,
+    /// Azure Arc (`IDENTITY_ENDPOINT`, key-file challenge).
+    Arc,
+    /// Azure Cloud Shell (`MSI_ENDPOINT`).
+    CloudShell,
+    /// Service Fabric (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER` + thumbprint; HTTPS).
+    ServiceFabric,
+    /// Azure Machine Learning (`MSI_ENDPOINT` + `MSI_SECRET`, `DEFAULT_IDENTITY_CLIENT_ID`).
+    AzureMl,
+}
+
+impl SourceArg {
+    /// The named source; `None` for `auto`.
+    pub fn source(self) -> Option<Source> {
+        match self {
+            Self::Auto => None,
+            Self::Imds => Some(Source::Imds),
+            Self::AppService => Some(Source::AppService),
+            Self::AppService2017 => Some(Source::AppService2017),
+            Self::Arc => Some(Source::Arc),
+            Self::CloudShell => Some(Source::CloudShell),
+            Self::ServiceFabric => Some(Source::ServiceFabric),
+            Self::AzureMl => Some(Source::AzureMl),
+        }
+    }
 }
 
 /// How `mitoken token` prints the token.

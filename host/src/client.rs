@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use embedded_io_adapters::tokio_1::FromTokio;
+use mitoken_core::arc::ArcError;
 use mitoken_core::client::{ClientError, Outcome};
 use mitoken_core::io::{FetchError, fetch_token_async};
-use mitoken_core::request::{Endpoint, RequestError, TokenRequest};
+use mitoken_core::request::{Endpoint, RequestError, Style, TokenRequest};
 use mitoken_core::token::Token;
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -117,6 +118,9 @@ pub struct ServiceFailure {
     pub description: Option<String>,
     /// `Retry-After`, in seconds.
     pub retry_after: Option<u64>,
+    /// The service's correlation id, when its body has one (boxed: keeps every failure
+    /// value small).
+    pub correlation_id: Option<Box<str>>,
 }
 
 impl fmt::Display for ServiceFailure {
@@ -131,7 +135,68 @@ impl fmt::Display for ServiceFailure {
         if let Some(s) = self.retry_after {
             write!(f, " (retry after {s} s)")?;
         }
+        if let Some(c) = &self.correlation_id {
+            write!(f, " (correlation id {c})")?;
+        }
         Ok(())
+    }
+}
+
+/// Why an Arc key file could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArcKeyError {
+    /// The path or the file breaks a rule every SDK applies.
+    #[error("{0}")]
+    Rule(ArcError),
+    /// The path resolves (through a symlink) outside the tokens directory.
+    #[error("Arc key file {path} resolves outside the tokens directory {dir}")]
+    OutsideDirectory {
+        /// The path the challenge named.
+        path: String,
+        /// The tokens directory.
+        dir: String,
+    },
+    /// The file could not be inspected or read.
+    #[error("cannot read Arc key file {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The system's error.
+        source: Arc<std::io::Error>,
+    },
+    /// The file is not UTF-8 text.
+    #[error("Arc key file {path} is not text")]
+    NotText {
+        /// The path.
+        path: String,
+    },
+}
+
+/// How a connection to an endpoint is made.
+///
+/// Every plain-HTTP source is reached over [`Transport::Tcp`]. Service Fabric
+/// ([`Style::ServiceFabric`]) is HTTPS with the server certificate pinned by
+/// `IDENTITY_SERVER_THUMBPRINT`: [`Transport::PinnedTls`]. The HTTP bytes are the core's either
+/// way; only the stream under them differs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP to the endpoint's address (no proxy).
+    Tcp,
+    /// TLS over TCP, the server's certificate pinned by its SHA-1 thumbprint.
+    PinnedTls(crate::sf_client::PinnedHttps),
+}
+
+impl Transport {
+    /// The transport for an endpoint speaking `style`; `thumbprint` pins an HTTPS one.
+    pub fn for_style(style: Style, thumbprint: Option<&str>) -> Result<Self, FetchFailure> {
+        if !style.uses_tls() {
+            return Ok(Self::Tcp);
+        }
+        let thumbprint = thumbprint.ok_or(FetchFailure::NoTlsTransport)?;
+        crate::sf_client::PinnedHttps::new(thumbprint)
+            .map(Self::PinnedTls)
+            .map_err(|e| FetchFailure::Tls(e.to_string()))
     }
 }
 
@@ -176,6 +241,27 @@ pub enum FetchFailure {
     /// The service answered with an error.
     #[error("token service error: {0}")]
     Service(ServiceFailure),
+    /// Azure Arc challenged the request: the key file at `key_path` must be read and the
+    /// request sent again with it (handled by [`crate::source_fetch`]; seen elsewhere only if a
+    /// challenge was not answered).
+    #[error("Azure Arc asked for the key in {key_path} and the challenge was not answered")]
+    ArcChallenge {
+        /// The key file the challenge names.
+        key_path: String,
+    },
+    /// An Arc key file could not be used; nothing was sent with it.
+    #[error("{0}")]
+    ArcKey(Box<ArcKeyError>),
+    /// The endpoint is HTTPS (Service Fabric) and no thumbprint was given to pin it by.
+    #[error(
+        "service-fabric is HTTPS pinned by IDENTITY_SERVER_THUMBPRINT, which is not set; nothing \
+         was sent"
+    )]
+    NoTlsTransport,
+    /// The TLS transport could not be set up or the handshake failed (e.g. the server's
+    /// certificate does not match the pinned thumbprint).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Seconds since the Unix epoch, now.
@@ -203,6 +289,18 @@ pub async fn fetch_with<R>(
     timeout: Duration,
     on_token: impl FnOnce(&Token<'_>) -> R,
 ) -> Result<R, FetchFailure> {
+    let transport = Transport::for_style(endpoint.style(), None)?;
+    fetch_over(endpoint, request, &transport, timeout, on_token).await
+}
+
+/// Like [`fetch_with`], over `transport`.
+pub async fn fetch_over<R>(
+    endpoint: &Endpoint<'_>,
+    request: &TokenRequest<'_>,
+    transport: &Transport,
+    timeout: Duration,
+    on_token: impl FnOnce(&Token<'_>) -> R,
+) -> Result<R, FetchFailure> {
     request
         .validate(endpoint)
         .map_err(FetchFailure::InvalidRequest)?;
@@ -224,16 +322,33 @@ pub async fn fetch_with<R>(
             source: Arc::new(source),
         })?;
         let _ = stream.set_nodelay(true);
-        let mut io = FromTokio::new(stream);
         let mut buf = vec![0u8; RESPONSE_BUFFER];
-        match fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await {
+        let result = match transport {
+            Transport::Tcp => {
+                let mut io = FromTokio::new(stream);
+                fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await
+            }
+            Transport::PinnedTls(tls) => {
+                let tls = tls.connect(host, stream).await.map_err(|source| {
+                    tracing::debug!(%addr, error = %source, "TLS handshake failed");
+                    FetchFailure::Tls(format!("handshake with {addr}: {source}"))
+                })?;
+                let mut io = FromTokio::new(tls);
+                fetch_token_async(&mut io, request, endpoint, &mut buf, unix_now()).await
+            }
+        };
+        match result {
             Ok(Outcome::Token(t)) => Ok(on_token(&t)),
             Ok(Outcome::Service(e)) => Err(FetchFailure::Service(ServiceFailure {
                 status: e.status,
                 error: e.error.to_owned(),
                 description: e.description.map(str::to_owned),
                 retry_after: e.retry_after,
+                correlation_id: e.correlation_id.map(Box::from),
             })),
+            Ok(Outcome::ArcChallenge { key_path }) => Err(FetchFailure::ArcChallenge {
+                key_path: key_path.to_owned(),
+            }),
             Err(FetchError::Io(source)) => Err(FetchFailure::Io {
                 addr: addr.clone(),
                 source: Arc::new(source),

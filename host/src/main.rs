@@ -11,15 +11,23 @@ fn main() -> ExitCode {
     // The emulator logs one line per request by default; the other commands only warnings.
     let default_log = match cli.command {
         Command::Emulate(_) | Command::Bridge(_) => "info",
-        Command::Token(_) | Command::Demo(_) | Command::Doctor(_) => "warn",
+        Command::Token(_) | Command::Demo(_) | Command::Doctor(_) | Command::Env(_) => "warn",
     };
     mitoken_host::logging::init(cli.log.as_deref(), default_log);
     // Servers given one CPU (`taskset`, a container's CPU limit) get a current-thread runtime:
     // with one worker thread the multi-thread scheduler only adds cross-thread wake-ups and
     // atomics to every request.
+    if let Command::Env(args) = &cli.command {
+        return match mitoken_host::env_cmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => ExitCode::from(failure.code()),
+        };
+    }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut builder = match cli.command {
-        Command::Token(_) | Command::Doctor(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Token(_) | Command::Doctor(_) | Command::Env(_) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         Command::Emulate(_) | Command::Bridge(_) if cores == 1 => {
             let mut b = tokio::runtime::Builder::new_current_thread();
             b.max_blocking_threads(mitoken_host::bridge::MAX_BLOCKING_THREADS);
@@ -48,6 +56,7 @@ fn main() -> ExitCode {
             Command::Emulate(args) => mitoken_host::emulate_cmd::run(args).await,
             Command::Demo(args) => mitoken_host::demo::run(args).await,
             Command::Bridge(args) => mitoken_host::bridge_cmd::run(args).await,
+            Command::Env(args) => mitoken_host::env_cmd::run(&args),
             // Its own exit codes: 0 all good, 1 warnings, 2 failures.
             Command::Doctor(args) => return Ok(mitoken_host::doctor::run(args).await),
         }

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mitoken_core::cache::{CacheKey, CachedToken, Lookup};
+use mitoken_core::client::ClientError;
 use mitoken_core::engine::{
     Answer, Ask, Cause, Engine, EngineConfig, EngineError, Failure, FlightId, Limits, Reply,
     Ticket, Transmit,
@@ -35,7 +36,8 @@ use mitoken_core::retry::{RetryError, RetryPolicy};
 use mitoken_core::token::ServiceError;
 use tokio::sync::{Notify, oneshot};
 
-use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse, fetch_with};
+use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse};
+use crate::source_fetch::{SourceAuth, fetch_source};
 
 /// Distinct (identity, resource) tokens kept; least recently used evicted first.
 pub const CACHE_ENTRIES: usize = 256;
@@ -138,8 +140,13 @@ impl TokenSpec {
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `imds`, `extension` or a base URL (see [`Endpoint::parse_spec`]).
+    /// `imds`, `extension` or a base URL (see [`Endpoint::parse_spec`]) for [`Style::Imds`];
+    /// the source's token URL for the other styles (see [`Endpoint::parse_url_for`]).
     pub endpoint: String,
+    /// The protocol the endpoint speaks (which managed-identity source it is).
+    pub style: Style,
+    /// The source's secret and Arc's key directory.
+    pub auth: SourceAuth,
     /// IMDS api-version.
     pub api_version: String,
     /// Time limit of one attempt (connect + request + response).
@@ -158,6 +165,8 @@ impl ClientConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            style: Style::Imds,
+            auth: SourceAuth::default(),
             api_version: mitoken_core::request::DEFAULT_API_VERSION.to_owned(),
             attempt_timeout: Duration::from_secs(10),
             retry: RetryPolicy::IMDS,
@@ -312,8 +321,13 @@ enum ParsedEndpoint {
 }
 
 impl ParsedEndpoint {
-    fn parse(spec: &str) -> Result<Self, GetTokenError> {
-        match Endpoint::parse_spec(spec) {
+    fn parse(config: &ClientConfig) -> Result<Self, GetTokenError> {
+        let spec = &config.endpoint;
+        let parsed = match config.style {
+            Style::Imds => Endpoint::parse_spec(spec),
+            style => Endpoint::parse_url_for(spec, style),
+        };
+        match parsed {
             Ok(Endpoint::Imds) => Ok(Self::Imds),
             Ok(Endpoint::Extension) => Ok(Self::Extension),
             Ok(Endpoint::Custom {
@@ -328,7 +342,7 @@ impl ParsedEndpoint {
                 style,
             }),
             Err(error) => Err(GetTokenError::Endpoint {
-                spec: spec.to_owned(),
+                spec: spec.clone(),
                 error,
             }),
         }
@@ -387,13 +401,17 @@ fn response_of(cached: &CachedToken<'_>, now: u64) -> TokenResponse {
 /// attempt when it has one.
 fn failed(failure: &Failure<'_>, detail: Option<&FetchFailure>) -> GetTokenError {
     let last = match (failure.cause, detail) {
-        (Cause::Service(s), _) => FetchFailure::Service(ServiceFailure {
+        (Cause::Service(s), detail) => FetchFailure::Service(ServiceFailure {
             status: s.status,
             error: s.error.to_owned(),
             description: s.description.map(str::to_owned),
             retry_after: s.retry_after,
+            correlation_id: match detail {
+                Some(FetchFailure::Service(d)) => d.correlation_id.clone(),
+                _ => None,
+            },
         }),
-        (Cause::Unsendable(e), _) => FetchFailure::InvalidRequest(e),
+        (Cause::Unsendable(e), None) => FetchFailure::InvalidRequest(e),
         (_, Some(detail)) => detail.clone(),
         (Cause::InvalidResponse(error), None) => FetchFailure::Protocol {
             addr: String::new(),
@@ -425,6 +443,14 @@ fn reply_of(f: &FetchFailure) -> Reply<'_> {
             s.description.as_deref(),
             s.retry_after,
         )),
+        // A challenge left unanswered is the 401 it came as.
+        FetchFailure::ArcChallenge { .. } => Reply::Service(ServiceError::new(401, "", None, None)),
+        // Nothing was sent with the key, and trying again will not change the file's rules.
+        FetchFailure::ArcKey(_) => Reply::Unsendable(RequestError::MissingSecret {
+            source: mitoken_core::source::Source::Arc,
+        }),
+        FetchFailure::NoTlsTransport => Reply::Unsendable(RequestError::HttpsNotSupported),
+        FetchFailure::Tls(_) => Reply::InvalidResponse(ClientError::PeerRejected),
     }
 }
 
@@ -447,7 +473,7 @@ impl Drop for WaitGuard<'_> {
 impl TokenClient {
     /// A client; fails if the endpoint does not parse.
     pub fn new(config: ClientConfig) -> Result<Self, GetTokenError> {
-        let endpoint = ParsedEndpoint::parse(&config.endpoint)?;
+        let endpoint = ParsedEndpoint::parse(&config)?;
         let engine = new_engine(
             config.engine_config(),
             getrandom::u32().unwrap_or(0x8000_0001),
@@ -617,18 +643,24 @@ async fn attempt(inner: Arc<Inner>, flight: FlightId, spec: TokenSpec) {
     let config = &inner.config;
     let endpoint = inner.endpoint.get();
     let request = spec.as_request(&config.api_version);
-    let result = fetch_with(&endpoint, &request, config.attempt_timeout, |t| {
-        let now = unix_ms();
-        let mut st = lock(&inner.state);
-        if !st.waiting.is_empty() {
-            st.received
-                .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
-        }
-        if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
-            tracing::debug!(error = %e, "late token answer");
-        }
-        pump(&inner, &mut st, now);
-    })
+    let result = fetch_source(
+        &endpoint,
+        &request,
+        &config.auth,
+        config.attempt_timeout,
+        |t| {
+            let now = unix_ms();
+            let mut st = lock(&inner.state);
+            if !st.waiting.is_empty() {
+                st.received
+                    .insert(spec.clone(), Arc::new(TokenResponse::from_core(t)));
+            }
+            if let Err(e) = st.engine.handle_reply(flight, now, Reply::Token(*t)) {
+                tracing::debug!(error = %e, "late token answer");
+            }
+            pump(&inner, &mut st, now);
+        },
+    )
     .await;
     if let Err(failure) = result {
         tracing::info!(%failure, resource = ?spec.resource, "upstream attempt failed");

@@ -4,29 +4,36 @@ use std::io::Write;
 
 use std::time::Duration;
 
-use mitoken_core::request::{Endpoint, TokenRequest};
+use mitoken_core::request::{Endpoint, Style, TokenRequest};
 
 use crate::cli::{OutputFormat, TokenArgs};
 use crate::client::{FetchFailure, TokenResponse, unix_now};
 use crate::exit::Failure;
 use crate::output::render;
 use crate::token_client::{ClientConfig, IdentitySelector, TokenClient, TokenSpec};
+use crate::token_source::{ProcessEnv, resolve};
 
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
 pub const IMDS_OVERRIDE_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 
 /// Runs `mitoken token`.
 pub async fn run(args: TokenArgs) -> Result<(), Failure> {
-    let override_url = std::env::var(IMDS_OVERRIDE_ENV)
-        .ok()
-        .filter(|v| !v.is_empty());
-    let spec_text = args
-        .endpoint
-        .clone()
-        .or(override_url)
-        .unwrap_or_else(|| "imds".to_owned());
-    if let Err(e) = Endpoint::parse_spec(&spec_text) {
-        eprintln!("mitoken: --endpoint `{spec_text}`: {e}");
+    let resolved = resolve(args.source, args.endpoint.as_deref(), &ProcessEnv).map_err(|e| {
+        eprintln!("mitoken: {e}");
+        Failure::Usage
+    })?;
+    if args.explain {
+        for line in &resolved.explain {
+            eprintln!("mitoken: {line}");
+        }
+    }
+    let spec_text = resolved.endpoint.clone();
+    let parsed = match resolved.style {
+        Style::Imds => Endpoint::parse_spec(&spec_text),
+        style => Endpoint::parse_url_for(&spec_text, style),
+    };
+    if let Err(e) = parsed {
+        eprintln!("mitoken: {} endpoint `{spec_text}`: {e}", resolved.source);
         return Err(Failure::Usage);
     }
     let resource = TokenRequest::from_scope(&args.resource)
@@ -48,10 +55,23 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
                 mi_spelling: false,
             })
     };
+    // Azure ML needs a `clientid` on every request: its default identity unless one is named.
+    let selector = selector.or_else(|| {
+        resolved
+            .default_client_id
+            .clone()
+            .map(IdentitySelector::ClientId)
+    });
     let mut spec = TokenSpec::new(resource).with_selector(selector);
     spec.bypass_cache = args.bypass_cache;
 
     let mut config = ClientConfig::new(spec_text.clone());
+    config.style = resolved.style;
+    config.auth.secret.clone_from(&resolved.secret);
+    config.auth.thumbprint.clone_from(&resolved.thumbprint);
+    if let Some(dir) = &args.arc_tokens_dir {
+        config.auth.arc_tokens_dir.clone_from(dir);
+    }
     config.api_version.clone_from(&args.api_version);
     config.cache = false;
     config.attempt_timeout = args.timeout.min(config.attempt_timeout);
@@ -108,12 +128,14 @@ pub fn unreachable_hint(spec: &str) -> String {
 /// The exit-code class of a fetch failure.
 pub fn failure_of(e: &FetchFailure) -> Failure {
     match e {
-        FetchFailure::InvalidRequest(_) => Failure::Usage,
+        FetchFailure::InvalidRequest(_)
+        | FetchFailure::ArcKey(_)
+        | FetchFailure::NoTlsTransport => Failure::Usage,
         FetchFailure::Connect { .. } | FetchFailure::Io { .. } | FetchFailure::Timeout { .. } => {
             Failure::Network
         }
-        FetchFailure::Protocol { .. } => Failure::Protocol,
-        FetchFailure::Service(_) => Failure::Service,
+        FetchFailure::Protocol { .. } | FetchFailure::Tls(_) => Failure::Protocol,
+        FetchFailure::Service(_) | FetchFailure::ArcChallenge { .. } => Failure::Service,
     }
 }
 

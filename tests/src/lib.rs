@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod hostile;
+pub mod sources;
+pub mod tls_sources;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,6 +50,36 @@ pub fn mitoken_bin() -> &'static Path {
             .map_or_else(|| workspace_root().join("target"), PathBuf::from);
         target.join("debug").join("mitoken")
     })
+}
+
+/// Runs `command` to completion with its output captured, killing it if it is still running after
+/// `within`: a test that expects a quick exit fails instead of hanging the suite.
+///
+/// # Panics
+/// If the command cannot start, or it outlives `within` (it is killed first).
+pub fn output_within(command: &mut Command, within: std::time::Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if child.try_wait().expect("wait for the command").is_some() {
+            return child.wait_with_output().expect("collect the output");
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect the output");
+            panic!(
+                "{command:?} still running after {within:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The pinned Python packages of the end-to-end tests and the compatibility matrix.
@@ -215,7 +247,7 @@ impl EmulatorProcess {
         let mut full = vec!["emulate", "--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
         let (child, addr, banner, stderr_path) = spawn_listening(&full, "emulate", |line| {
-            line.ends_with("identities:") || line == "no identities"
+            line.ends_with("identities:") || line == "no identities" || line == "ready"
         });
         Self {
             child,
@@ -365,7 +397,10 @@ fn spawn_listening(
     std::thread::spawn(move || lines.for_each(drop));
     let addr = banner
         .first()
-        .and_then(|l| l.strip_prefix("listening on http://"))
+        .and_then(|l| {
+            l.strip_prefix("listening on http://")
+                .or_else(|| l.strip_prefix("listening on https://"))
+        })
         .map_or_else(
             || {
                 let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();

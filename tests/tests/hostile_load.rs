@@ -92,8 +92,10 @@ fn slow_loris(kind: Kind) {
     let mut latencies = Vec::new();
     while started.elapsed() < timeout + Duration::from_secs(2) {
         let latency = t.assert_normal_request("during slow-loris");
+        // A server that waited on a trickling client would hold this request for about a
+        // second (the trickle's pace) or until the 2 s timeout; 1.5 s catches both.
         assert!(
-            latency < Duration::from_millis(500),
+            latency < Duration::from_millis(1500),
             "{}: a normal request waited {latency:?} behind slow-loris clients",
             kind.name()
         );
@@ -118,6 +120,17 @@ fn slow_loris(kind: Kind) {
             kind.name()
         );
     }
+    // One scheduling hiccup on a loaded machine is tolerated; a pattern of slow answers is not.
+    let slow = latencies
+        .iter()
+        .filter(|l| **l >= Duration::from_millis(500))
+        .count();
+    assert!(
+        slow <= 1,
+        "{}: {slow} of {} normal requests took 500 ms or more during slow-loris: {latencies:?}",
+        kind.name(),
+        latencies.len()
+    );
     let worst = latencies.iter().max().copied().unwrap_or_default();
     println!(
         "hostile[{}] slow-loris: 8 trickling clients (4 heads, 4 bodies) closed after {:.1?}; {} normal requests meanwhile, slowest {worst:.1?}",

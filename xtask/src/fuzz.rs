@@ -16,14 +16,21 @@ use std::time::Instant;
 use crate::{StepFailed, cargo, run};
 
 /// Every fuzz target, in the order they run.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 14] = [
     "response",
     "request",
     "token",
     "service_error",
     "query",
     "server",
+    "source_server",
     "exchange",
+    "expires_on",
+    "arc",
+    "source_request",
+    "workload_form",
+    "assertion_claims",
+    "service_fabric",
 ];
 
 /// Seconds per target when `--seconds` is not given.
@@ -209,7 +216,50 @@ fn seed_corpora(root: &Path, fuzz_dir: &Path) -> crate::Result {
             _ => {}
         }
     }
+    seed_source_corpora(&fixtures.join("sources"), fuzz_dir).map_err(io)
+}
+
+/// Seeds from `fixtures/sources/<source>/*.json`: token bodies for `token`, error bodies for
+/// `service_error` (both after a `0` split byte), and each string `expires_on` as it is for
+/// `expires_on` (which takes no split byte).
+fn seed_source_corpora(dir: &Path, fuzz_dir: &Path) -> std::io::Result<()> {
+    let Ok(sources) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let corpus = |target: &str, name: &str| fuzz_dir.join("corpus").join(target).join(name);
+    for source in sources {
+        let source = source?.path();
+        let Some(source_name) = source.file_name().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        for file in fs::read_dir(&source)? {
+            let path = file?.path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let bytes = fs::read(&path)?;
+            let name = format!("fixture-{source_name}-{stem}");
+            let target = if stem.contains("error") {
+                "service_error"
+            } else {
+                "token"
+            };
+            let mut seed = vec![b'0'];
+            seed.extend_from_slice(&bytes);
+            fs::write(corpus(target, &name), seed)?;
+            if let Some(on) = expires_on_text(&bytes) {
+                fs::write(corpus("expires_on", &name), on)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// The string value of `"expires_on"` in a fixture body, if it is a string.
+fn expires_on_text(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let rest = text.split_once("\"expires_on\":\"")?.1;
+    Some(rest.split_once('"')?.0.to_owned())
 }
 
 /// Runs one target, streaming libFuzzer's output through a filter that keeps the totals.
@@ -294,7 +344,7 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> crate::Result<Tota
 }
 
 /// What each target asserts beyond "no panic" (the full list heads each target's file).
-const PROPERTIES: [(&str, &str); 7] = [
+const PROPERTIES: [(&str, &str); 8] = [
     (
         "response",
         "`ResponseReader` / `ResponseParser` / `BodyDecoder`: same result whole vs split reads \
@@ -329,6 +379,12 @@ const PROPERTIES: [(&str, &str); 7] = [
         "`Server::handle` on raw bytes, pipelined: same answers whole vs split; `consumed` \
          within the input; each answer is one complete response (status as reported, JSON \
          body); issuer asked only for table identities",
+    ),
+    (
+        "source_server",
+        "`Server::handle` configured as App Service (2019, 2017), Azure ML, Cloud Shell or Arc, \
+         on raw bytes, pipelined: the `server` target's properties, and a token only for a \
+         request that carried the source's secret or key",
     ),
     (
         "exchange",

@@ -143,6 +143,17 @@ fn ci() -> ExitCode {
 }
 
 /// The steps of `cargo xtask ci`, in order; the first failure stops the run.
+/// The real-SDK tests of the emulated managed-identity sources (docs/sources-emulator.md).
+const SOURCE_TESTS: [&str; 7] = [
+    "source_app_service",
+    "source_app_service_2017",
+    "source_azure_ml",
+    "source_cloud_shell",
+    "source_arc",
+    "source_service_fabric",
+    "source_workload_identity",
+];
+
 fn ci_steps(root: &Path, s: &mut Summary) -> Result {
     s.step("fetch the crates of every workspace", "fetch", || {
         fetch::fetch_all(root)
@@ -193,6 +204,13 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
             "--nocapture",
         ]),
     )?;
+    let mut sources = vec!["test", "-p", "mitoken-tests"];
+    for test in SOURCE_TESTS {
+        sources.extend(["--test", test]);
+    }
+    sources.extend(["--", "--ignored", "--nocapture"]);
+    let step = "managed-identity sources (real SDKs per emulated source)";
+    s.test_step(step, "sources", cargo(root).args(&sources))?;
     s.step("C API", "capi", || capi::capi(root))?;
     s.step("package: dist, dpkg -i/-r/--purge", "package", || {
         dist::dist(root).and_then(|a| dist::test_package(&a))

@@ -38,10 +38,14 @@ pub enum Reply<'a> {
 }
 
 impl<'a> From<Outcome<'a>> for Reply<'a> {
+    /// An Arc challenge is not an answer to report: the shell answers it (reads the key, sends
+    /// the authorized request) and reports how *that* ended, so the challenge and the
+    /// authorized request are one attempt. One reported anyway is the `401` it is.
     fn from(o: Outcome<'a>) -> Self {
         match o {
             Outcome::Token(t) => Self::Token(t),
             Outcome::Service(e) => Self::Service(e),
+            Outcome::ArcChallenge { .. } => Self::Service(ServiceError::new(401, "", None, None)),
         }
     }
 }
@@ -228,6 +232,8 @@ impl StoredFailure {
                 error: self.error.as_str(),
                 description: self.description.as_ref().map(heapless::String::as_str),
                 retry_after,
+                // Not kept: the shell has the last attempt's whole answer if it needs it.
+                correlation_id: None,
             }),
             StoredCause::Timeout => Cause::Timeout,
             StoredCause::ConnectFailed => Cause::ConnectFailed,

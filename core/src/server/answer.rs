@@ -7,11 +7,13 @@
 
 use super::conn::{self, Ctx, Framed, Outcome, Response, ServerConnection, Texts};
 use super::respond::{self, Shape, TokenJson};
+use super::sources;
 use super::{
     Config, Decision, Fault, Grant, HandleError, IssueError, IssueRequest, Rejection, RequestView,
     Server,
 };
 use crate::identity::Flavor;
+use crate::query::Plus;
 use crate::token::Secret;
 
 /// What [`Server::receive`] found at the start of the input.
@@ -37,9 +39,9 @@ pub struct Request<'i> {
 
 impl<'i> Request<'i> {
     /// A framed request (the legacy driver builds one too).
-    pub(crate) fn new(view: RequestView<'i>, ctx: Ctx, flavor: Flavor) -> Self {
+    pub(crate) fn new(view: RequestView<'i>, ctx: Ctx, config: &Config<'_>) -> Self {
         Request {
-            own: super::serves_path(flavor, view.path),
+            own: config.serves(view.path),
             view,
             ctx,
         }
@@ -192,6 +194,7 @@ impl<'a, 'w> Issue<'a, 'w> {
             authority: None,
             resource: self.request.resource,
             tenant: self.config.tenant_id.unwrap_or("the VM's tenant"),
+            api_version: "",
         };
         conn::write_rejection_retry(
             &self.config,
@@ -245,6 +248,28 @@ pub(crate) fn token_response<'a>(
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
     let resolved = grant.resolved;
+    if config.is_source() {
+        let identity = resolved.identity;
+        let fields = sources::SourceToken {
+            access_token: minted.token,
+            client_id: identity.client_id,
+            object_id: identity.object_id,
+            resource_id: identity.resource_id,
+            expires_in: minted.expires_on.saturating_sub(now),
+            expires_on: minted.expires_on,
+            not_before: minted.not_before,
+            ext_expires_in: config.ext_expires_in,
+            resource: grant.resource,
+        };
+        let body = |o: &mut [u8]| {
+            sources::write_token_body(config.source, &fields, o).map_err(respond::too_small)
+        };
+        let outcome = Outcome::Token {
+            resolved,
+            bypass_cache: grant.bypass_cache,
+        };
+        return conn::finish(config, 200, None, ctx, body, outcome, out);
+    }
     let fields = TokenJson {
         access_token: Secret::new(minted.token),
         client_id: resolved.identity.client_id,
@@ -290,11 +315,10 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
             }
             Framed::Request(request) => {
                 conn.reset();
-                let flavor = self.config.flavor;
                 Ok(Received::Request(Request::new(
                     request.view,
                     request.ctx,
-                    flavor,
+                    &self.config,
                 )))
             }
         }
@@ -340,11 +364,18 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
             Verdict::Proceed => {}
         }
         let (decision, rest) = super::decide_with(self.table, config, view, work);
+        // A source's error texts quote the resource as asked, decoded (on the stack: the
+        // work buffer holds the decision).
+        let mut decoded = [0u8; 512];
+        let raw_resource = raw_param(view.query, view.body, "resource");
+        let resource = crate::query::decode_into(raw_resource, &mut decoded, Plus::Space)
+            .unwrap_or(raw_resource);
         let texts = Texts {
             path: view.path,
             authority: None,
-            resource: "",
+            resource,
             tenant: config.tenant_id.unwrap_or("the VM's tenant"),
+            api_version: raw_param(view.query, &[], "api-version"),
         };
         let grant = match decision {
             Decision::Token(grant) => grant,
@@ -374,4 +405,15 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
             area: rest,
         }))
     }
+}
+
+/// The raw (still encoded) value of the first `name` parameter in `query` or `form`, for error
+/// texts; empty when absent or not UTF-8. Quoting it needs no decoding: the JSON writer escapes.
+fn raw_param<'r>(query: &'r [u8], form: &'r [u8], name: &str) -> &'r str {
+    [query, form]
+        .into_iter()
+        .flat_map(crate::query::Pairs::new)
+        .find(|(n, _)| *n == name.as_bytes())
+        .and_then(|(_, v)| core::str::from_utf8(v).ok())
+        .unwrap_or_default()
 }

@@ -79,6 +79,7 @@ impl ServerConnection {
         // A relay refuses proxied requests whatever the flavor, `Forwarded` (RFC 7239) too.
         let relay = mode == super::Mode::Relay;
         let (mut metadata, mut content_type, mut forwarded_for) = (None, None, false);
+        let (mut identity_header, mut secret, mut authorization) = (None, None, None);
         for (name, value) in head.headers.fields() {
             if name.eq_ignore_ascii_case(b"Metadata") {
                 metadata = metadata.or(Some(value));
@@ -88,6 +89,12 @@ impl ServerConnection {
                 || (relay && name.eq_ignore_ascii_case(b"Forwarded"))
             {
                 forwarded_for = true;
+            } else if name.eq_ignore_ascii_case(b"X-IDENTITY-HEADER") {
+                identity_header = identity_header.or(Some(value));
+            } else if name.eq_ignore_ascii_case(b"secret") {
+                secret = secret.or(Some(value));
+            } else if name.eq_ignore_ascii_case(b"Authorization") {
+                authorization = authorization.or(Some(value));
             }
         }
         let view = RequestView {
@@ -98,6 +105,9 @@ impl ServerConnection {
             forwarded_for,
             content_type,
             body,
+            identity_header,
+            secret,
+            authorization,
         };
         let ctx = Ctx {
             keep_alive: head.keep_alive,
@@ -319,7 +329,7 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
         out: &mut [u8],
     ) -> Result<Response<'a>, HandleError> {
         let config = self.config;
-        if !super::serves_path(config.flavor, view.path)
+        if !config.serves(view.path)
             && let Some(answer) = self.respond_other(view, ctx, now, issuer, out)
         {
             return answer;
@@ -329,7 +339,7 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
             path: view.path,
             now,
         };
-        let request = Request::new(*view, *ctx, config.flavor);
+        let request = Request::new(*view, *ctx, &config);
         let verdict = match issuer.admit(&admission) {
             Some(fault) => Verdict::Fault(fault),
             None => Verdict::Proceed,
@@ -418,6 +428,8 @@ pub(crate) struct Texts<'t> {
     pub authority: Option<&'t str>,
     pub resource: &'t str,
     pub tenant: &'t str,
+    /// The api-version asked for (as sent), for a source's api-version error.
+    pub api_version: &'t str,
 }
 
 pub(crate) fn finish<'a>(
@@ -468,6 +480,21 @@ pub(crate) fn write_rejection_retry<'a>(
     area: &mut [u8],
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
+    if config.is_source() {
+        let parts = super::sources::source_error(config.source, rejection).into();
+        let retry_after = rejection
+            .has_retry_after()
+            .then(|| retry_after.unwrap_or(config.default_retry_after));
+        let ctx = Ctx {
+            keep_alive: ctx.keep_alive && !rejection.closes_connection(),
+            ..*ctx
+        };
+        let outcome = Outcome::Rejected {
+            rejection,
+            resolved,
+        };
+        return write_source_error(config, &parts, texts, retry_after, &ctx, outcome, out);
+    }
     let flavor = config.flavor;
     let description = rejection.description(flavor);
     // A description with the path / resource / tenant filled in is rendered into `area`.
@@ -529,11 +556,21 @@ pub(crate) fn write_fault<'a>(
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
     let _ = area;
-    let body = |o: &mut [u8]| respond::error_json(fault.error, fault.description, o);
     let retry_after = match fault.status {
         429 | 503 => Some(fault.retry_after.unwrap_or(config.default_retry_after)),
         _ => fault.retry_after,
     };
+    if config.is_source() {
+        let parts = super::sources::ErrorParts {
+            status: fault.status,
+            code: fault.error,
+            message: fault.description.unwrap_or(fault.error),
+        };
+        let outcome = Outcome::Fault { resolved };
+        let texts = Texts::default();
+        return write_source_error(config, &parts, &texts, retry_after, ctx, outcome, out);
+    }
+    let body = |o: &mut [u8]| respond::error_json(fault.error, fault.description, o);
     finish(
         config,
         fault.status,
@@ -543,4 +580,27 @@ pub(crate) fn write_fault<'a>(
         Outcome::Fault { resolved },
         out,
     )
+}
+
+/// Writes a source's error answer (its body shape, its status).
+fn write_source_error<'a>(
+    config: &super::Config<'_>,
+    parts: &super::sources::ErrorParts<'_>,
+    texts: &Texts<'_>,
+    retry_after: Option<u32>,
+    ctx: &Ctx,
+    outcome: Outcome<'a>,
+    out: &mut [u8],
+) -> Result<Response<'a>, HandleError> {
+    let source_texts = super::sources::ErrorTexts {
+        path: texts.path,
+        api_version: texts.api_version,
+        resource: texts.resource,
+        correlation_id: config.correlation_id.unwrap_or_default(),
+    };
+    let body = |o: &mut [u8]| {
+        super::sources::write_error_body(config.source, parts, &source_texts, o)
+            .map_err(respond::too_small)
+    };
+    finish(config, parts.status, retry_after, ctx, body, outcome, out)
 }

@@ -18,6 +18,39 @@ pub(crate) struct Params<'w> {
     pub bypass_cache: bool,
 }
 
+/// The parameter names that select an identity, by kind (they differ per source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SelectorNames {
+    /// Names of a client id selector.
+    pub client: &'static [&'static str],
+    /// Names of an object (principal) id selector.
+    pub object: &'static [&'static str],
+    /// Names of an ARM resource id selector.
+    pub resource: &'static [&'static str],
+}
+
+impl SelectorNames {
+    /// IMDS and the extension: `client_id`, `object_id`, `msi_res_id` (or `mi_res_id`).
+    pub const IMDS: SelectorNames = SelectorNames {
+        client: &["client_id"],
+        object: &["object_id"],
+        resource: &["msi_res_id", "mi_res_id"],
+    };
+
+    /// The selector `name` = `value` makes, if `name` is a selector name.
+    fn selector<'w>(&self, name: &str, value: &'w str) -> Option<Selector<'w>> {
+        if self.client.contains(&name) {
+            Some(Selector::ClientId(value))
+        } else if self.object.contains(&name) {
+            Some(Selector::ObjectId(value))
+        } else if self.resource.contains(&name) {
+            Some(Selector::ResourceId(value))
+        } else {
+            None
+        }
+    }
+}
+
 /// Decodes one raw name or value into the front of `rest` and advances `rest` past it.
 #[allow(clippy::mut_mut)] // a cursor over the work buffer
 fn take_decoded<'w>(rest: &mut &'w mut [u8], raw: &[u8]) -> Result<&'w str, Rejection> {
@@ -54,6 +87,16 @@ fn take_decoded<'w>(rest: &mut &'w mut [u8], raw: &[u8]) -> Result<&'w str, Reje
 #[allow(clippy::type_complexity)]
 pub(crate) fn parse<'w>(
     sources: &[&[u8]],
+    work: &'w mut [u8],
+) -> Result<(Params<'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
+    parse_with(sources, &SelectorNames::IMDS, work)
+}
+
+/// [`parse`] with the selector names of a source.
+#[allow(clippy::type_complexity)]
+pub(crate) fn parse_with<'w>(
+    sources: &[&[u8]],
+    names: &SelectorNames,
     work: &'w mut [u8],
 ) -> Result<(Params<'w>, &'w mut [u8]), (Rejection, &'w mut [u8])> {
     let mut pairs: Vec<(&'w str, &'w str), MAX_PARAMS> = Vec::new();
@@ -100,10 +143,10 @@ pub(crate) fn parse<'w>(
                 params.bypass_cache = value.eq_ignore_ascii_case("true");
                 continue;
             }
-            "client_id" => Selector::ClientId(value),
-            "object_id" => Selector::ObjectId(value),
-            "msi_res_id" | "mi_res_id" => Selector::ResourceId(value),
-            _ => continue,
+            _ => match names.selector(name, value) {
+                Some(selector) => selector,
+                None => continue,
+            },
         };
         params.selector = selector;
         params.selectors = params.selectors.saturating_add(1);

@@ -73,11 +73,25 @@ pub enum Rejection {
     HeadTooLarge,
     /// The body is larger than the limit → 413, connection closed.
     BodyTooLarge,
+    /// App Service, App Service 2017, Azure ML: the secret header is missing or wrong → 403
+    /// (App Service) or 401 (2017, ML).
+    SecretMissing,
+    /// Arc step 1: no `Authorization` header → 401 with `WWW-Authenticate: Basic realm=<key
+    /// file>`.
+    ArcChallenge,
+    /// Arc step 2: `Authorization` does not carry the current key → 401.
+    ArcKeyInvalid,
+    /// Arc: the identity named is not assigned to the machine → 404.
+    IdentityNotAssigned,
+    /// Azure ML: no `clientid` → 400.
+    ClientIdRequired,
+    /// Cloud Shell: the audience is not on the allowlist → 400 `AudienceNotSupported`.
+    AudienceNotSupported,
 }
 
 impl Rejection {
     /// Every rejection, for catalogues and tests.
-    pub const ALL: [Rejection; 22] = [
+    pub const ALL: [Rejection; 28] = [
         Rejection::NotFound,
         Rejection::UnknownSource,
         Rejection::MethodNotAllowed,
@@ -100,19 +114,26 @@ impl Rejection {
         Rejection::MalformedRequest,
         Rejection::HeadTooLarge,
         Rejection::BodyTooLarge,
+        Rejection::SecretMissing,
+        Rejection::ArcChallenge,
+        Rejection::ArcKeyInvalid,
+        Rejection::IdentityNotAssigned,
+        Rejection::ClientIdRequired,
+        Rejection::AudienceNotSupported,
     ];
 
     /// The HTTP status.
     pub const fn status(self, flavor: Flavor) -> u16 {
         match self {
-            Rejection::NotFound => 404,
-            Rejection::UnknownSource => 401,
+            Rejection::NotFound | Rejection::IdentityNotAssigned => 404,
+            Rejection::UnknownSource | Rejection::ArcChallenge | Rejection::ArcKeyInvalid => 401,
             Rejection::MethodNotAllowed => 405,
             Rejection::Throttled => 429,
             Rejection::Unavailable => 503,
             Rejection::IssueFailed => 500,
             Rejection::HeadTooLarge => 431,
             Rejection::BodyTooLarge => 413,
+            Rejection::SecretMissing => 403,
             _ => {
                 let _ = flavor;
                 400
@@ -136,6 +157,10 @@ impl Rejection {
                 Rejection::MalformedRequest | Rejection::HeadTooLarge | Rejection::BodyTooLarge,
                 _,
             ) => "bad_request",
+            (Rejection::SecretMissing, _) => "forbidden",
+            (Rejection::ArcChallenge | Rejection::ArcKeyInvalid, _) => "unauthorized_client",
+            (Rejection::IdentityNotAssigned, _) => "not_found",
+            (Rejection::AudienceNotSupported, _) => "AudienceNotSupported",
             _ => "invalid_request",
         }
     }
@@ -194,6 +219,16 @@ impl Rejection {
             (Rejection::MalformedRequest, _) => "Malformed HTTP request",
             (Rejection::HeadTooLarge, _) => "Request line or header fields too large",
             (Rejection::BodyTooLarge, _) => "Request body too large",
+            (Rejection::SecretMissing, _) => "Missing or invalid X-IDENTITY-HEADER header.",
+            (Rejection::ArcChallenge, _) => {
+                "Authorization header required: read the key file named in WWW-Authenticate"
+            }
+            (Rejection::ArcKeyInvalid, _) => "Invalid or expired key",
+            (Rejection::IdentityNotAssigned, _) => {
+                "The requested identity has not been assigned to this resource."
+            }
+            (Rejection::ClientIdRequired, _) => "Required query variable 'clientid' is missing",
+            (Rejection::AudienceNotSupported, _) => "Audience isn't a supported MSI token audience",
         })
     }
 

@@ -3,6 +3,7 @@
 
 use super::{Config, HandleError};
 use crate::http::{end_head, reason_phrase, write_content_length, write_header, write_status_line};
+use crate::source::Source;
 use crate::token::write_json_string;
 use crate::write::{BufferTooSmall, SliceWriter};
 
@@ -12,7 +13,7 @@ pub(crate) use crate::token::{Shape, TokenJson, write_error_json, write_token_js
 pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
 /// Longest response head we write (the `Server` header is dropped if it would not fit).
-const HEAD_MAX: usize = 384;
+const HEAD_MAX: usize = 640;
 
 /// A body that did not fit `out`: the response needs its size plus a head.
 pub(crate) fn too_small(e: BufferTooSmall) -> HandleError {
@@ -82,6 +83,22 @@ fn write_head(w: &mut SliceWriter<'_>, config: &Config<'_>, head: HeadParams, bo
     }
     if !head.keep_alive {
         let _ = write_header(w, "Connection", "close");
+    }
+    if let Some(id) = config.correlation_id.filter(|s| s.len() <= 64) {
+        let _ = write_header(w, "X-CORRELATION-ID", id);
+    }
+    if head.status == 401
+        && config.source == Source::Arc
+        && let Some(realm) = config.realm.filter(|s| s.len() <= HEAD_MAX / 2)
+    {
+        // Unquoted, as HIMDS sends it: every SDK splits the value on `=`.
+        let mut value = [0u8; HEAD_MAX / 2 + 16];
+        let mut v = SliceWriter::new(&mut value);
+        v.put_str("Basic realm=");
+        v.put_str(realm);
+        if let Ok(n) = v.finish() {
+            let _ = write_header(w, "WWW-Authenticate", value.get(..n).unwrap_or_default());
+        }
     }
     if let Some(server) = config.server_header.filter(|s| s.len() <= HEAD_MAX / 2) {
         // A value with CR/LF is refused by the writer and simply not sent.

@@ -20,15 +20,18 @@
 //! ~2 KB `access_token` dominates the cost and is scanned 16 bytes per step.
 
 mod emit;
-mod scan;
+mod expiry;
+pub(crate) mod scan;
 
 use core::fmt;
 
 pub use emit::{
     IMDS_EXT_EXPIRES_IN, Shape, TokenJson, write_error_json, write_json_string, write_token_json,
 };
+pub use expiry::parse_expires_on;
 pub use scan::MAX_DEPTH;
 
+use crate::request::Style;
 use crate::write::{BufferTooSmall, SliceWriter};
 use scan::{RawStr, Scanner, Value};
 
@@ -58,10 +61,22 @@ pub enum Field {
     ObjectId,
     /// `msi_res_id`
     MsiResId,
+    /// `mi_res_id` (Arc's echo may use App Service's spelling)
+    MiResId,
     /// `error`
     Error,
     /// `error_description`
     ErrorDescription,
+    /// `message` / `Message` (App Service and the 2017 shape)
+    Message,
+    /// `correlationId` / `CorrelationId`
+    CorrelationId,
+    /// `statusCode` / `StatusCode`
+    StatusCode,
+    /// `ErrorCode` (the 2017 Functions shape)
+    ErrorCode,
+    /// `ExceptionMessage` (the 2017 Functions shape)
+    ExceptionMessage,
 }
 
 impl Field {
@@ -79,8 +94,14 @@ impl Field {
             Self::RefreshToken => "refresh_token",
             Self::ObjectId => "object_id",
             Self::MsiResId => "msi_res_id",
+            Self::MiResId => "mi_res_id",
             Self::Error => "error",
             Self::ErrorDescription => "error_description",
+            Self::Message => "message",
+            Self::CorrelationId => "correlationId",
+            Self::StatusCode => "statusCode",
+            Self::ErrorCode => "ErrorCode",
+            Self::ExceptionMessage => "ExceptionMessage",
         }
     }
 
@@ -297,6 +318,8 @@ pub struct Token<'a> {
     pub object_id: Option<&'a str>,
     /// ARM resource ID of the identity, if the source reports it.
     pub msi_res_id: Option<&'a str>,
+    /// The same under App Service's name `mi_res_id` (an Arc agent's echo may use it).
+    pub mi_res_id: Option<&'a str>,
 }
 
 /// Decodes escaped strings into consecutive parts of the caller's scratch buffer.
@@ -398,6 +421,30 @@ fn number(v: Value<'_>, field: Field) -> Result<Option<u64>, JsonError> {
     }
 }
 
+/// `expires_on`: a number as [`number`] reads it, or a date string ([`parse_expires_on`]).
+fn expires_on(v: Value<'_>) -> Result<Option<u64>, JsonError> {
+    let field = Field::ExpiresOn;
+    let Value::Str(s) = v else {
+        return number(v, field);
+    };
+    let mut buf = [0u8; 64];
+    let text = if s.escaped {
+        let mut w = SliceWriter::new(&mut buf);
+        scan::unescape(s, &mut w)?;
+        let n = w.finish().map_err(|_| JsonError::InvalidNumber { field })?;
+        core::str::from_utf8(buf.get(..n).unwrap_or_default())
+            .map_err(|_| JsonError::InvalidNumber { field })?
+    } else {
+        s.raw
+    };
+    if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
+        return digits(text.as_bytes(), field).map(Some);
+    }
+    parse_expires_on(text)
+        .map(Some)
+        .ok_or(JsonError::InvalidNumber { field })
+}
+
 /// Resolves a key to a known field; escaped keys are decoded into `buf`.
 fn field_of(
     key: RawStr<'_>,
@@ -414,7 +461,7 @@ fn field_of(
 }
 
 /// The members of a token body, looked up by [`token_field`].
-const TOKEN_FIELDS: [Field; 11] = [
+const TOKEN_FIELDS: [Field; 12] = [
     Field::AccessToken,
     Field::ClientId,
     Field::ExpiresIn,
@@ -426,6 +473,7 @@ const TOKEN_FIELDS: [Field; 11] = [
     Field::RefreshToken,
     Field::ObjectId,
     Field::MsiResId,
+    Field::MiResId,
 ];
 
 /// A loop over a table rather than a `match` on byte strings, which compiles to a large
@@ -467,8 +515,27 @@ fn has_del(bytes: &[u8]) -> bool {
 impl<'a> Token<'a> {
     /// Parses a token body. `scratch` backs strings that contain JSON escapes (see the module
     /// docs); pass `&mut []` to require that there are none.
-    #[allow(clippy::similar_names)] // expires_in / expires_on are the protocol's names
     pub fn parse(body: &'a [u8], scratch: &'a mut [u8]) -> Result<Self, JsonError> {
+        Self::parse_inner(body, scratch, true)
+    }
+
+    /// Parses a token body from an endpoint speaking `style`: as [`Token::parse`], except
+    /// that Cloud Shell's body may omit `resource` (no SDK reads it there and no recorded
+    /// body shows it), which then parses as `""`. Every other source must echo it.
+    pub fn parse_for(
+        style: Style,
+        body: &'a [u8],
+        scratch: &'a mut [u8],
+    ) -> Result<Self, JsonError> {
+        Self::parse_inner(body, scratch, style != Style::CloudShell)
+    }
+
+    #[allow(clippy::similar_names)] // expires_in / expires_on are the protocol's names
+    fn parse_inner(
+        body: &'a [u8],
+        scratch: &'a mut [u8],
+        need_resource: bool,
+    ) -> Result<Self, JsonError> {
         let mut sc = Scratch::new(scratch);
         let mut seen = 0u32;
         let mut access_token = None;
@@ -483,6 +550,7 @@ impl<'a> Token<'a> {
         let mut refresh_token = None;
         let mut object_id = None;
         let mut msi_res_id = None;
+        let mut mi_res_id = None;
         let mut keybuf = [0u8; 24];
         Scanner::new(body)?.top_object(|key, value| {
             let Some(field) = field_of(key, &mut keybuf, token_field) else {
@@ -496,7 +564,7 @@ impl<'a> Token<'a> {
                 }
                 Field::ClientId => client_id = sc.string(value, field)?,
                 Field::ExpiresIn => expires_in = number(value, field)?,
-                Field::ExpiresOn => expires_on = number(value, field)?,
+                Field::ExpiresOn => expires_on = self::expires_on(value)?,
                 Field::ExtExpiresIn => ext_expires_in = number(value, field)?,
                 Field::NotBefore => not_before = number(value, field)?,
                 Field::Resource => resource = sc.string(value, field)?,
@@ -504,7 +572,8 @@ impl<'a> Token<'a> {
                 Field::RefreshToken => refresh_token = sc.string(value, field)?,
                 Field::ObjectId => object_id = sc.string(value, field)?,
                 Field::MsiResId => msi_res_id = sc.string(value, field)?,
-                Field::Error | Field::ErrorDescription => {}
+                Field::MiResId => mi_res_id = sc.string(value, field)?,
+                _ => {}
             }
             Ok(())
         })?;
@@ -526,9 +595,15 @@ impl<'a> Token<'a> {
             })?,
             Field::TokenType,
         )?;
-        let resource = resource.ok_or(JsonError::MissingField {
-            field: Field::Resource,
-        })?;
+        let resource = match resource {
+            Some(r) => r,
+            None if !need_resource => "",
+            None => {
+                return Err(JsonError::MissingField {
+                    field: Field::Resource,
+                });
+            }
+        };
         if expires_on.is_none() && expires_in.is_none() {
             return Err(JsonError::MissingExpiry);
         }
@@ -544,6 +619,7 @@ impl<'a> Token<'a> {
             refresh_token: refresh_token.map(Secret),
             object_id,
             msi_res_id,
+            mi_res_id,
         })
     }
 
@@ -560,28 +636,44 @@ impl<'a> Token<'a> {
 }
 
 /// An error answer from the token endpoint: HTTP status, `Retry-After` (both from the HTTP
-/// layer) and the body's `error` / `error_description`.
+/// layer) and what the body says, in one shape for every source.
 ///
-/// Accepts IMDS's `{"error":"…","error_description":"…"}`, the non-identity
-/// `{"error":"Not found"}`, and the nested `{"error":{"code":"…","message":"…"}}` of App Service,
-/// Service Fabric and Cloud Shell (`code` → `error`, `message` → `description`).
+/// | body | `error` | `description` | `correlation_id` |
+/// |---|---|---|---|
+/// | IMDS `{"error":"…","error_description":"…"}` (and `{"error":"Not found"}`) | `error` | `error_description` | — |
+/// | nested `{"error":{"code":…,"message":…,"correlationId":…}}` (Service Fabric, Cloud Shell, `UnsupportedApiVersion`) | `code` | `message` | `correlationId` |
+/// | App Service `{"statusCode":…,"message":…,"correlationId":…}` | `""` | `message` | `correlationId` |
+/// | 2017 Functions `{"ExceptionMessage":…,"ErrorCode":…,"StatusCode":…,"Message":…,"CorrelationId":…}` | `ErrorCode` | `Message`, else `ExceptionMessage` | `CorrelationId` |
+///
+/// An empty `message` / `Message` / `ExceptionMessage` / correlation id counts as absent (the
+/// 2017 shape sends `"ExceptionMessage":""` and `"Message":null`). A body with none of
+/// `error`, `ErrorCode`, `message`/`Message`, `ExceptionMessage`, `statusCode`/`StatusCode` is
+/// not an error body ([`JsonError::MissingField`] naming `error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServiceError<'a> {
     /// HTTP status code.
     pub status: u16,
-    /// The `error` code, e.g. `invalid_request`. Branch on this, not on the description.
+    /// The error code, e.g. `invalid_request`; empty when the body has none (App Service).
+    /// Branch on this, not on the description.
     pub error: &'a str,
     /// Human text; may change at any time.
     pub description: Option<&'a str>,
     /// `Retry-After` in seconds, if the response had one.
     pub retry_after: Option<u64>,
+    /// The service's correlation id, if the body has one (quote it to Azure support).
+    pub correlation_id: Option<&'a str>,
 }
 
 fn error_field(key: &[u8]) -> Option<Field> {
     match key {
         b"error" => Some(Field::Error),
         b"error_description" => Some(Field::ErrorDescription),
+        b"message" | b"Message" => Some(Field::Message),
+        b"correlationId" | b"CorrelationId" => Some(Field::CorrelationId),
+        b"statusCode" | b"StatusCode" => Some(Field::StatusCode),
+        b"ErrorCode" => Some(Field::ErrorCode),
+        b"ExceptionMessage" => Some(Field::ExceptionMessage),
         _ => None,
     }
 }
@@ -590,8 +682,13 @@ fn nested_error_field(key: &[u8]) -> Option<Field> {
     match key {
         b"code" => Some(Field::Error),
         b"message" => Some(Field::ErrorDescription),
+        b"correlationId" => Some(Field::CorrelationId),
         _ => None,
     }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
 }
 
 impl<'a> ServiceError<'a> {
@@ -607,7 +704,15 @@ impl<'a> ServiceError<'a> {
             error,
             description,
             retry_after,
+            correlation_id: None,
         }
+    }
+
+    /// With a correlation id.
+    #[must_use]
+    pub const fn with_correlation_id(mut self, id: Option<&'a str>) -> Self {
+        self.correlation_id = id;
+        self
     }
 
     /// Parses an error body; `status` and `retry_after` come from the HTTP head. `scratch`
@@ -621,8 +726,13 @@ impl<'a> ServiceError<'a> {
         let mut sc = Scratch::new(scratch);
         let mut seen = 0u32;
         let mut error = None;
+        let mut error_code = None;
         let mut description = None;
         let mut nested_description = None;
+        let mut message = None;
+        let mut exception_message = None;
+        let mut correlation_id = None;
+        let mut nested_correlation_id = None;
         let mut keybuf = [0u8; 24];
         Scanner::new(body)?.top_object(|key, value| {
             let Some(field) = field_of(key, &mut keybuf, error_field) else {
@@ -640,33 +750,68 @@ impl<'a> ServiceError<'a> {
                         mark(&mut inner_seen, f)?;
                         match f {
                             Field::Error => error = sc.string(v, f)?,
+                            Field::CorrelationId => nested_correlation_id = sc.string(v, f)?,
                             _ => nested_description = sc.string(v, f)?,
                         }
                         Ok(())
                     })?;
+                    // The nested shape always names its code; without one it is not that shape.
+                    if error.is_none() {
+                        return Err(JsonError::MissingField {
+                            field: Field::Error,
+                        });
+                    }
                 }
                 (Field::Error, v) => error = sc.string(v, field)?,
+                (Field::ErrorCode, v) => error_code = sc.string(v, field)?,
+                (Field::Message, v) => message = sc.string(v, field)?,
+                (Field::ExceptionMessage, v) => exception_message = sc.string(v, field)?,
+                (Field::CorrelationId, v) => correlation_id = sc.string(v, field)?,
+                // Any JSON value: the HTTP status is the one that counts.
+                (Field::StatusCode, _) => {}
                 (_, v) => description = sc.string(v, field)?,
             }
             Ok(())
         })?;
         sc.finish()?;
+        let marker = [
+            Field::Error,
+            Field::ErrorCode,
+            Field::Message,
+            Field::ExceptionMessage,
+            Field::StatusCode,
+        ]
+        .iter()
+        .any(|f| seen & f.bit() != 0);
+        if !marker {
+            return Err(JsonError::MissingField {
+                field: Field::Error,
+            });
+        }
         Ok(Self {
             status,
-            error: error.ok_or(JsonError::MissingField {
-                field: Field::Error,
-            })?,
-            description: description.or(nested_description),
+            error: error.or(error_code).unwrap_or(""),
+            description: description
+                .or(nested_description)
+                .or(non_empty(message))
+                .or(non_empty(exception_message)),
             retry_after,
+            correlation_id: non_empty(correlation_id).or(non_empty(nested_correlation_id)),
         })
     }
 }
 
 impl fmt::Display for ServiceError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {} {}", self.status, self.error)?;
+        write!(f, "HTTP {}", self.status)?;
+        if !self.error.is_empty() {
+            write!(f, " {}", self.error)?;
+        }
         if let Some(d) = self.description {
             write!(f, ": {d}")?;
+        }
+        if let Some(c) = self.correlation_id {
+            write!(f, " (correlation id {c})")?;
         }
         if let Some(s) = self.retry_after {
             write!(f, " (retry after {s} s)")?;

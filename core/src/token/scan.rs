@@ -45,8 +45,8 @@ pub(crate) enum Value<'a> {
     Bool,
     /// An object, skipped; its full text (braces included) and offset.
     Object(&'a str, usize),
-    /// An array, skipped.
-    Array,
+    /// An array, skipped; its full text (brackets included) and offset.
+    Array(&'a str, usize),
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -364,7 +364,14 @@ impl<'a> Scanner<'a> {
                     self.offset(start),
                 ))
             }
-            Some(b'[') => self.skip_compound().map(|()| Value::Array),
+            Some(b'[') => {
+                let start = self.pos;
+                self.skip_compound()?;
+                Ok(Value::Array(
+                    self.slice(start, self.pos)?,
+                    self.offset(start),
+                ))
+            }
             _ => Err(self.syntax()),
         }
     }
@@ -452,6 +459,38 @@ where
     F: FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError>,
 {
     Scanner::from_str(text, base).top_object(member)
+}
+
+/// Calls `item` for each element of the array `text` (a [`Value::Array`] at body offset
+/// `base`); nested elements arrive as skipped [`Value::Object`] / [`Value::Array`] values.
+pub(crate) fn array_items<'a, F>(text: &'a str, base: usize, mut item: F) -> Result<(), JsonError>
+where
+    F: FnMut(Value<'a>) -> Result<(), JsonError>,
+{
+    let mut s = Scanner::from_str(text, base);
+    s.expect(b'[')?;
+    if s.skip_ws() == Some(b']') {
+        s.pos += 1;
+    } else {
+        loop {
+            let v = s.value()?;
+            item(v)?;
+            match s.skip_ws() {
+                Some(b',') => s.pos += 1,
+                Some(b']') => {
+                    s.pos += 1;
+                    break;
+                }
+                _ => return Err(s.syntax()),
+            }
+        }
+    }
+    if s.skip_ws().is_some() {
+        return Err(JsonError::TrailingData {
+            offset: s.offset(s.pos),
+        });
+    }
+    Ok(())
 }
 
 /// Writes the unescaped form of `s` (validated by the scanner) to `w`.

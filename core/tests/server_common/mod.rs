@@ -214,8 +214,18 @@ pub fn parse_response(bytes: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
 
 /// Runs `request` through a fresh server of `flavor` over `vm`.
 pub fn run(flavor: Flavor, vm: Vm, issuer: &mut TestIssuer, request: &str) -> Reply {
+    run_with(
+        Config::new(flavor).with_tenant_id(TENANT),
+        vm,
+        issuer,
+        request,
+    )
+}
+
+/// Runs `request` through a fresh server configured by `config` over `vm`.
+pub fn run_with(config: Config<'static>, vm: Vm, issuer: &mut TestIssuer, request: &str) -> Reply {
+    let flavor = config.flavor;
     let table: &'static IdentityTable<&'static str, 8> = Box::leak(Box::new(table(flavor, vm)));
-    let config = Config::new(flavor).with_tenant_id(TENANT);
     let work: &'static mut [u8] = Box::leak(vec![0u8; 16 * 1024].into_boxed_slice());
     let mut server = Server::new(table, config, work);
     let mut conn = server.connection();

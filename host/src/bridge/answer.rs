@@ -6,9 +6,10 @@
 
 use mitoken_core::cache::CachedToken;
 use mitoken_core::catalogue;
+use mitoken_core::client::ClientError;
 use mitoken_core::engine::{Cause, Description, ErrorAnswer as CoreAnswer, Failure};
 use mitoken_core::identity::Selector;
-use mitoken_core::request::{ResIdParam, Selector as RequestSelector, TokenRequest};
+use mitoken_core::request::{RequestError, ResIdParam, Selector as RequestSelector, TokenRequest};
 use mitoken_core::server::RelayRequest;
 use mitoken_core::token::{Secret, ServiceError, TokenJson};
 
@@ -166,7 +167,12 @@ fn detail_is_empty(f: &FetchFailure) -> bool {
         | FetchFailure::Io { addr, .. }
         | FetchFailure::Timeout { addr, .. }
         | FetchFailure::Protocol { addr, .. } => addr.is_empty(),
-        FetchFailure::InvalidRequest(_) | FetchFailure::Service(_) => true,
+        FetchFailure::InvalidRequest(_)
+        | FetchFailure::Service(_)
+        | FetchFailure::ArcChallenge { .. }
+        | FetchFailure::ArcKey(_)
+        | FetchFailure::NoTlsTransport
+        | FetchFailure::Tls(_) => true,
     }
 }
 
@@ -184,6 +190,13 @@ fn cause_of(last: &FetchFailure) -> Cause<'_> {
             s.description.as_deref(),
             s.retry_after,
         )),
+        // The bridge asks IMDS only; these come from other sources' protocols.
+        FetchFailure::ArcChallenge { .. } => Cause::Service(ServiceError::new(401, "", None, None)),
+        FetchFailure::ArcKey(_) => Cause::Unsendable(RequestError::MissingSecret {
+            source: mitoken_core::source::Source::Arc,
+        }),
+        FetchFailure::NoTlsTransport => Cause::Unsendable(RequestError::HttpsNotSupported),
+        FetchFailure::Tls(_) => Cause::InvalidResponse(ClientError::PeerRejected),
     }
 }
 
@@ -324,6 +337,7 @@ mod tests {
             error: error.to_owned(),
             description: description.map(str::to_owned),
             retry_after: ra,
+            correlation_id: None,
         })
     }
 

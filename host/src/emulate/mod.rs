@@ -30,6 +30,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod serve;
 pub mod signing;
+pub mod sources;
 pub mod throttle;
 
 use core::fmt::Write as _;

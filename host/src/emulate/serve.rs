@@ -42,11 +42,14 @@ use super::faults::{
 use super::jwks::{JWKS_PATH, Jwks, OPENID_CONFIGURATION_PATH, OpenIdConfiguration};
 use super::jwt::TokenMinter;
 use super::signing::{KeyError, SigningKey};
+use super::sources::{ArcKey, ArcKeyError, ArcKeys, SecretValue};
 use super::throttle::{ThrottleLimits, ThrottlePermit};
 use super::{NonLoopbackAddress, check_listen_addr};
 use crate::client::unix_now;
 use crate::serve_loop::connection::{Answerer, Exchange, Step};
 use crate::serve_loop::{self, AcceptPolicy, write_growing};
+use mitoken_core::source::Source;
+use std::path::PathBuf;
 
 /// Capacity of the identity table: IMDS's limit of user-assigned identities.
 pub const TABLE_CAPACITY: usize = mitoken_core::identity::IMDS_MAX_USER_ASSIGNED;
@@ -92,6 +95,16 @@ pub struct EmulatorOptions {
     pub throttle: Option<ThrottleLimits>,
     /// Connection bounds.
     pub limits: ConnectionLimits,
+    /// The source imitated: [`Source::Imds`] (the default) serves `flavor`; the others are
+    /// [`super::sources::SERVED`].
+    pub source: Source,
+    /// The secret App Service, App Service 2017 and Azure ML check; `None` generates one
+    /// (see [`RunningEmulator::secret`]).
+    pub secret: Option<SecretValue>,
+    /// Arc: the directory of the challenge key files (default `/var/opt/azcmagent/tokens`).
+    pub arc_tokens_dir: PathBuf,
+    /// Arc: how long one key stays current before a new key file replaces it.
+    pub arc_key_lifetime: Duration,
 }
 
 impl EmulatorOptions {
@@ -107,9 +120,16 @@ impl EmulatorOptions {
             faults: Vec::new(),
             throttle: None,
             limits: ConnectionLimits::default(),
+            source: Source::Imds,
+            secret: None,
+            arc_tokens_dir: PathBuf::from(mitoken_core::source::ARC_TOKENS_DIR_LINUX),
+            arc_key_lifetime: DEFAULT_ARC_KEY_LIFETIME,
         }
     }
 }
+
+/// How long an Arc key stays current by default.
+pub const DEFAULT_ARC_KEY_LIFETIME: Duration = Duration::from_mins(5);
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +164,12 @@ pub enum StartError {
     /// The initial fault rules are invalid.
     #[error("fault rules: {0}")]
     Faults(#[from] super::faults::FaultDocumentError),
+    /// The source is not served by this emulator.
+    #[error("--source {0} is not served by this emulator")]
+    UnsupportedSource(Source),
+    /// Arc's key directory cannot be written.
+    #[error(transparent)]
+    ArcKeys(#[from] ArcKeyError),
 }
 
 /// Entry point: see [`Emulator::start`].
@@ -166,6 +192,12 @@ struct Shared {
     limits: ConnectionLimits,
     /// The complete 503 answer for a connection over the limit.
     refusal: Vec<u8>,
+    /// The source imitated.
+    source: Source,
+    /// The secret of App Service, App Service 2017 and Azure ML.
+    secret: Option<SecretValue>,
+    /// Arc's challenge keys.
+    arc: Option<ArcKeys>,
 }
 
 impl fmt::Debug for Shared {
@@ -183,6 +215,9 @@ impl fmt::Debug for Shared {
 pub struct RunningEmulator {
     local_addr: SocketAddr,
     flavor: Flavor,
+    source: Source,
+    secret: Option<SecretValue>,
+    arc_key_dir: Option<PathBuf>,
     key: Arc<SigningKey>,
     controls: Arc<EmulatorControls>,
     shutdown: watch::Sender<bool>,
@@ -217,6 +252,31 @@ impl RunningEmulator {
         self.flavor
     }
 
+    /// The source imitated.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// The secret clients must send (App Service, App Service 2017, Azure ML).
+    pub fn secret(&self) -> Option<&SecretValue> {
+        self.secret.as_ref()
+    }
+
+    /// Arc: the directory the key files are written to.
+    pub fn arc_key_dir(&self) -> Option<&std::path::Path> {
+        self.arc_key_dir.as_deref()
+    }
+
+    /// The token URL clients use.
+    pub fn token_url(&self) -> String {
+        let path = if self.source == Source::Imds && self.flavor == Flavor::Extension {
+            mitoken_core::server::EXTENSION_TOKEN_PATH
+        } else {
+            super::sources::token_path(self.source)
+        };
+        format!("{}{path}", self.base_url())
+    }
+
     /// The signing key (its public half is the JWKS).
     pub fn signing_key(&self) -> &Arc<SigningKey> {
         &self.key
@@ -248,12 +308,57 @@ impl RunningEmulator {
     }
 }
 
+/// Values a source's answer carries that change per request: App Service's correlation id,
+/// Arc's current key.
+#[derive(Default)]
+struct PerRequest {
+    correlation_id: Option<String>,
+    arc_key: Option<Arc<ArcKey>>,
+}
+
 impl Shared {
-    /// The core server's configuration, borrowing the tenant.
-    fn server_config(&self) -> Config<'_> {
-        Config::new(self.flavor)
+    /// The per-request values of the source (none for IMDS: no allocation, no randomness).
+    fn per_request(&self) -> PerRequest {
+        let correlation_id = matches!(
+            self.source,
+            Source::AppService | Source::AppService2017 | Source::AzureMl
+        )
+        .then(super::sources::random_guid);
+        let arc_key = self.arc.as_ref().and_then(|keys| match keys.current() {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        });
+        PerRequest {
+            correlation_id,
+            arc_key,
+        }
+    }
+
+    /// The core server's configuration, borrowing the tenant and the per-request values.
+    fn server_config<'s>(&'s self, per: &'s PerRequest) -> Config<'s> {
+        let mut config = if self.source == Source::Imds {
+            Config::new(self.flavor)
+        } else {
+            Config::for_source(self.source)
+        };
+        config = config
             .with_tenant_id(&self.tenant)
-            .with_limits(self.http_limits)
+            .with_limits(self.http_limits);
+        if let Some(secret) = &self.secret {
+            config = config.with_secret(secret.expose().as_bytes());
+        }
+        if let Some(key) = &per.arc_key {
+            config = config
+                .with_secret(key.key.expose().as_bytes())
+                .with_realm(&key.path);
+        }
+        if let Some(id) = &per.correlation_id {
+            config = config.with_correlation_id(id);
+        }
+        config
     }
 }
 
@@ -288,7 +393,27 @@ impl Emulator {
                     .map_err(|e| StartError::KeyTask(e.to_string()))??,
             ),
         };
-        let flavor = options.flavor;
+        let source = options.source;
+        if !super::sources::is_served(source) {
+            return Err(StartError::UnsupportedSource(source));
+        }
+        // Every source but the extension keeps IMDS's table (up to 1000 user-assigned).
+        let flavor = if source == Source::Imds {
+            options.flavor
+        } else {
+            Flavor::Imds
+        };
+        let secret = super::sources::has_secret(source)
+            .then(|| options.secret.unwrap_or_else(SecretValue::generate));
+        let arc = if source == Source::Arc {
+            Some(ArcKeys::new(
+                &options.arc_tokens_dir,
+                options.arc_key_lifetime,
+            )?)
+        } else {
+            None
+        };
+        let arc_key_dir = arc.as_ref().map(|k| k.dir().to_owned());
         let table = build_table(flavor, &options.config)?;
         let plan = FaultPlan::new(options.faults)?;
         let listener = serve_loop::bind(options.listen).map_err(|source| StartError::Bind {
@@ -321,15 +446,21 @@ impl Emulator {
             jwks_json,
             limits: options.limits,
             refusal: Vec::new(),
+            source,
+            secret: secret.clone(),
+            arc,
         };
-        shared.refusal = refusal_bytes(&shared.table, shared.server_config());
+        shared.refusal = refusal_bytes(&shared.table, shared.server_config(&PerRequest::default()));
         let shared = Arc::new(shared);
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, rx));
-        tracing::info!(%local_addr, %flavor, "emulator listening");
+        tracing::info!(%local_addr, %flavor, %source, "emulator listening");
         Ok(RunningEmulator {
             local_addr,
             flavor,
+            source,
+            secret,
+            arc_key_dir,
             key,
             controls,
             shutdown,
@@ -421,7 +552,8 @@ impl Chosen {
 impl Answerer for EmulatorAnswerer {
     async fn answer(&mut self, ex: Exchange<'_>) -> Step {
         let shared = Arc::clone(&self.shared);
-        let server = Server::new(&shared.table, shared.server_config(), &mut []);
+        let per = shared.per_request();
+        let server = Server::new(&shared.table, shared.server_config(&per), &mut []);
         let request = match server.receive(&mut self.conn, ex.input, ex.out) {
             Ok(Received::Partial) => return Step::Partial,
             Ok(Received::Request(request)) => request,
