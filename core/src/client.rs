@@ -279,7 +279,11 @@ impl<'b> Exchange<'b> {
         if response.status == 200 {
             return Ok(Outcome::Token(Token::parse_for(self.style, body, scratch)?));
         }
-        if response.status == 401 && self.style == Style::Arc && !self.authorized {
+        if cfg!(feature = "sources")
+            && response.status == 401
+            && self.style == Style::Arc
+            && !self.authorized
+        {
             let challenge = self
                 .reader
                 .head(used)
@@ -307,6 +311,9 @@ pub fn check_outcome(
     request: &TokenRequest<'_>,
     endpoint: &Endpoint<'_>,
 ) -> Result<(), ClientError> {
+    if !cfg!(feature = "sources") {
+        return Ok(());
+    }
     if let (Outcome::Token(token), Some(selector), Style::Arc) =
         (outcome, &request.selector, endpoint.style())
     {

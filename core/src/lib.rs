@@ -96,6 +96,7 @@ pub mod server;
 pub mod service_fabric;
 pub mod source;
 pub mod token;
+#[cfg(feature = "sources")]
 pub mod workload;
 pub mod write;
 

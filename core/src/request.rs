@@ -119,6 +119,10 @@ pub enum RequestError {
     InvalidPort,
     /// The URL is `https://…`; managed-identity endpoints of this kind speak plain HTTP only.
     HttpsNotSupported,
+    /// The endpoint speaks a managed-identity source other than IMDS and the VM extension, and
+    /// this build of the core was made without its `sources` feature (a guest that only ever
+    /// talks to IMDS leaves those protocols out of its image).
+    SourceNotBuilt,
     /// The URL does not start with `http://`.
     NotHttpUrl,
     /// The URL has no host (`http://` or `http:///path`).
@@ -152,6 +156,18 @@ pub enum RequestError {
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Without the `sources` feature these cannot happen (a request to another source is
+            // refused first, with `SourceNotBuilt`): one text keeps their formatting out of the
+            // image.
+            Self::SourceNotBuilt
+            | Self::HttpsRequired
+            | Self::MissingSecret { .. }
+            | Self::SelectorNotSupported { .. }
+            | Self::ClientIdRequired
+                if !cfg!(feature = "sources") =>
+            {
+                f.write_str("this build speaks IMDS and the VM extension only")
+            }
             Self::BufferTooSmall { required } => {
                 write!(f, "request buffer too small: {required} bytes required")
             }
@@ -172,6 +188,9 @@ impl fmt::Display for RequestError {
             Self::HttpsNotSupported => {
                 f.write_str("https URLs are not supported: the endpoint must be http://")
             }
+            Self::SourceNotBuilt => f.write_str(
+                "this build speaks IMDS and the VM extension only (mitoken-core without `sources`)",
+            ),
             Self::NotHttpUrl => f.write_str("endpoint URL must start with http://"),
             Self::MissingHost => f.write_str("endpoint URL has no host"),
             Self::UserInfoInUrl => f.write_str("endpoint URL must not contain user@"),
@@ -391,6 +410,17 @@ impl Style {
             source,
             selector: selector.field(),
         })
+    }
+}
+
+/// `style` if this build speaks it: without the `sources` feature only IMDS and the VM
+/// extension are built, and the checks after this one let the compiler drop the others' code.
+#[inline]
+fn built(style: Style) -> Result<Style, RequestError> {
+    if cfg!(feature = "sources") || matches!(style, Style::Imds | Style::Extension) {
+        Ok(style)
+    } else {
+        Err(RequestError::SourceNotBuilt)
     }
 }
 
@@ -780,7 +810,7 @@ impl<'a> TokenRequest<'a> {
     /// Checks every value this request would send to `endpoint`, without writing anything.
     pub fn validate(&self, endpoint: &Endpoint<'_>) -> Result<(), RequestError> {
         endpoint.validate()?;
-        let style = endpoint.style();
+        let style = built(endpoint.style())?;
         check_value(self.resource, RequestField::Resource)?;
         if style == Style::Imds {
             check_value(self.api_version, RequestField::ApiVersion)?;
@@ -831,7 +861,7 @@ impl<'a> TokenRequest<'a> {
     /// buffer, it returns `Ok` with the same length for any buffer at least that long.
     pub fn write(&self, endpoint: &Endpoint<'_>, out: &mut [u8]) -> Result<usize, RequestError> {
         self.validate(endpoint)?;
-        let style = endpoint.style();
+        let style = built(endpoint.style())?;
         let mut w = SliceWriter::new(out);
         let post = style == Style::CloudShell;
         w.put_str(if post { "POST " } else { "GET " });

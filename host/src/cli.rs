@@ -190,8 +190,8 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub request_timeout: Duration,
     /// The managed-identity source to imitate: `imds` (default; `--flavor` applies),
-    /// `app-service`, `app-service-2017`, `azure-ml`, `cloud-shell` or `arc`
-    /// (docs/sources-emulator.md).
+    /// `app-service`, `app-service-2017`, `azure-ml`, `cloud-shell`, `arc`, and over HTTPS
+    /// `service-fabric` or `workload-identity` (docs/sources-emulator.md, docs/sources-tls.md).
     #[arg(long, value_name = "SOURCE", default_value = "imds", value_parser = parse_source)]
     pub source: Source,
     /// Arc: where the challenge key files are written (mode 0600).

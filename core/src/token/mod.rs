@@ -424,9 +424,13 @@ fn number(v: Value<'_>, field: Field) -> Result<Option<u64>, JsonError> {
 /// `expires_on`: a number as [`number`] reads it, or a date string ([`parse_expires_on`]).
 fn expires_on(v: Value<'_>) -> Result<Option<u64>, JsonError> {
     let field = Field::ExpiresOn;
+    // Without the `sources` feature only IMDS's and the extension's epoch forms are read.
     let Value::Str(s) = v else {
         return number(v, field);
     };
+    if !cfg!(feature = "sources") {
+        return number(v, field);
+    }
     let mut buf = [0u8; 64];
     let text = if s.escaped {
         let mut w = SliceWriter::new(&mut buf);
@@ -527,7 +531,11 @@ impl<'a> Token<'a> {
         body: &'a [u8],
         scratch: &'a mut [u8],
     ) -> Result<Self, JsonError> {
-        Self::parse_inner(body, scratch, style != Style::CloudShell)
+        Self::parse_inner(
+            body,
+            scratch,
+            !cfg!(feature = "sources") || style != Style::CloudShell,
+        )
     }
 
     #[allow(clippy::similar_names)] // expires_in / expires_on are the protocol's names
@@ -572,7 +580,9 @@ impl<'a> Token<'a> {
                 Field::RefreshToken => refresh_token = sc.string(value, field)?,
                 Field::ObjectId => object_id = sc.string(value, field)?,
                 Field::MsiResId => msi_res_id = sc.string(value, field)?,
-                Field::MiResId => mi_res_id = sc.string(value, field)?,
+                Field::MiResId if cfg!(feature = "sources") => {
+                    mi_res_id = sc.string(value, field)?;
+                }
                 _ => {}
             }
             Ok(())
@@ -669,6 +679,8 @@ fn error_field(key: &[u8]) -> Option<Field> {
     match key {
         b"error" => Some(Field::Error),
         b"error_description" => Some(Field::ErrorDescription),
+        // The other sources' shapes (App Service, 2017) are read with the `sources` feature.
+        _ if !cfg!(feature = "sources") => None,
         b"message" | b"Message" => Some(Field::Message),
         b"correlationId" | b"CorrelationId" => Some(Field::CorrelationId),
         b"statusCode" | b"StatusCode" => Some(Field::StatusCode),
@@ -740,7 +752,9 @@ impl<'a> ServiceError<'a> {
             };
             mark(&mut seen, field)?;
             match (field, value) {
-                (Field::Error, Value::Object(text, offset)) => {
+                // The nested shape is the other sources' (App Service, Service Fabric, Cloud
+                // Shell); IMDS-only builds leave it out.
+                (Field::Error, Value::Object(text, offset)) if cfg!(feature = "sources") => {
                     let mut inner_seen = 0u32;
                     let mut inner_buf = [0u8; 24];
                     scan::nested_object(text, offset, |k, v| {
@@ -763,6 +777,8 @@ impl<'a> ServiceError<'a> {
                     }
                 }
                 (Field::Error, v) => error = sc.string(v, field)?,
+                // IMDS-only builds read `error` and `error_description` alone.
+                (f, _) if !cfg!(feature = "sources") && f != Field::ErrorDescription => {}
                 (Field::ErrorCode, v) => error_code = sc.string(v, field)?,
                 (Field::Message, v) => message = sc.string(v, field)?,
                 (Field::ExceptionMessage, v) => exception_message = sc.string(v, field)?,

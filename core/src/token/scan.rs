@@ -45,7 +45,9 @@ pub(crate) enum Value<'a> {
     Bool,
     /// An object, skipped; its full text (braces included) and offset.
     Object(&'a str, usize),
-    /// An array, skipped; its full text (brackets included) and offset.
+    /// An array, skipped; its full text (brackets included) and offset (`""` and 0 without the
+    /// `sources` feature, whose readers are the only ones that look inside).
+    #[cfg_attr(not(feature = "sources"), allow(dead_code))]
     Array(&'a str, usize),
 }
 
@@ -364,6 +366,10 @@ impl<'a> Scanner<'a> {
                     self.offset(start),
                 ))
             }
+            // Only the `sources` feature's readers (workload identity) look inside arrays.
+            Some(b'[') if !cfg!(feature = "sources") => {
+                self.skip_compound().map(|()| Value::Array("", 0))
+            }
             Some(b'[') => {
                 let start = self.pos;
                 self.skip_compound()?;
@@ -461,6 +467,7 @@ where
     Scanner::from_str(text, base).top_object(member)
 }
 
+#[cfg(feature = "sources")]
 /// Calls `item` for each element of the array `text` (a [`Value::Array`] at body offset
 /// `base`); nested elements arrive as skipped [`Value::Object`] / [`Value::Array`] values.
 pub(crate) fn array_items<'a, F>(text: &'a str, base: usize, mut item: F) -> Result<(), JsonError>
