@@ -97,7 +97,7 @@ fn real_sdks_get_service_fabric_tokens_and_its_errors() {
         token["expires_on"].as_str().is_some_and(|e| e.len() == 10),
         "{token}"
     );
-    assert_eq!(s.read("pin.rc").trim(), "4", "{}", s.read("pin.err"));
+    assert_eq!(s.read("pin.rc").trim(), "5", "{}", s.read("pin.err"));
     assert!(
         s.read("pin.err").contains("invalid peer certificate"),
         "{}",
