@@ -179,14 +179,61 @@ pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<S
     Ok(Syscalls(out))
 }
 
-/// The callgrind command every server runs under (instrumentation off until told).
+/// The callgrind command every server runs under (instrumentation off until told). One file
+/// per process (`<out>.<pid>`): nginx's master and worker both run under it, and sharing one
+/// path let the master's exit overwrite the worker's counts (a run with "no totals").
 fn callgrind(out: &Path) -> Vec<String> {
     vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
         "--instr-atstart=no".into(),
-        format!("--callgrind-out-file={}", out.display()),
+        format!("--callgrind-out-file={}.%p", out.display()),
     ]
+}
+
+/// `callgrind_annotate`'s text for each process's file of `out` (see [`callgrind`]), each file
+/// removed once read; the one with the most instructions (nginx: its worker) comes first.
+fn annotate_all(out: &Path) -> crate::Result<Vec<(u64, String)>> {
+    let dir = out.parent().unwrap_or_else(|| Path::new("."));
+    let prefix = format!(
+        "{}.",
+        out.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    let mut texts = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| fail("callgrind output", e))? {
+        let path = entry.map_err(|e| fail("callgrind output", e))?.path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        {
+            continue;
+        }
+        let annotated = Command::new("callgrind_annotate")
+            .args(["--inclusive=yes", "--threshold=100"])
+            .arg(&path)
+            .output()
+            .map_err(|e| fail("callgrind_annotate", e))?;
+        let _ = std::fs::remove_file(&path);
+        let text = String::from_utf8_lossy(&annotated.stdout).into_owned();
+        let total = text
+            .lines()
+            .find(|l| l.contains("PROGRAM TOTALS"))
+            .and_then(leading_count)
+            .unwrap_or(0);
+        texts.push((total, text));
+    }
+    texts.sort_by_key(|t| std::cmp::Reverse(t.0));
+    Ok(texts)
+}
+
+/// The number that starts an annotate line (`1,234 (12%) …`).
+fn leading_count(line: &str) -> Option<u64> {
+    line.split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
 }
 
 fn callgrind_control(pid: u32, on: bool) -> crate::Result {
@@ -219,25 +266,12 @@ fn measure_one(
     callgrind_control(pid, false)?;
     proc.stop(); // callgrind writes its file at exit
     let requests = run.requests;
-    let annotated = Command::new("callgrind_annotate")
-        .args(["--inclusive=yes", "--threshold=100"])
-        .arg(out)
-        .output()
-        .map_err(|e| fail("callgrind_annotate", e))?;
-    let text = String::from_utf8_lossy(&annotated.stdout);
-    let _ = std::fs::remove_file(out);
-    let count = |line: &str| -> Option<u64> {
-        line.split_whitespace()
-            .next()?
-            .replace(',', "")
-            .parse()
-            .ok()
-    };
-    let total = text
-        .lines()
-        .find(|l| l.contains("PROGRAM TOTALS"))
-        .and_then(count)
+    let (total, text) = annotate_all(out)?
+        .into_iter()
+        .next()
+        .filter(|(total, _)| *total > 0)
         .ok_or_else(|| fail("callgrind_annotate", format!("{name}: no totals")))?;
+    let count = leading_count;
     let per = |n: u64| n / requests.max(1);
     let steps = if name == "nginx" {
         Vec::new()
