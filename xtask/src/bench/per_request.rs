@@ -179,61 +179,14 @@ pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<S
     Ok(Syscalls(out))
 }
 
-/// The callgrind command every server runs under (instrumentation off until told). One file
-/// per process (`<out>.<pid>`): nginx's master and worker both run under it, and sharing one
-/// path let the master's exit overwrite the worker's counts (a run with "no totals").
+/// The callgrind command every server runs under (instrumentation off until told).
 fn callgrind(out: &Path) -> Vec<String> {
     vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
         "--instr-atstart=no".into(),
-        format!("--callgrind-out-file={}.%p", out.display()),
+        format!("--callgrind-out-file={}", out.display()),
     ]
-}
-
-/// `callgrind_annotate`'s text for each process's file of `out` (see [`callgrind`]), each file
-/// removed once read; the one with the most instructions (nginx: its worker) comes first.
-fn annotate_all(out: &Path) -> crate::Result<Vec<(u64, String)>> {
-    let dir = out.parent().unwrap_or_else(|| Path::new("."));
-    let prefix = format!(
-        "{}.",
-        out.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    );
-    let mut texts = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| fail("callgrind output", e))? {
-        let path = entry.map_err(|e| fail("callgrind output", e))?.path();
-        if !path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-        {
-            continue;
-        }
-        let annotated = Command::new("callgrind_annotate")
-            .args(["--inclusive=yes", "--threshold=100"])
-            .arg(&path)
-            .output()
-            .map_err(|e| fail("callgrind_annotate", e))?;
-        let _ = std::fs::remove_file(&path);
-        let text = String::from_utf8_lossy(&annotated.stdout).into_owned();
-        let total = text
-            .lines()
-            .find(|l| l.contains("PROGRAM TOTALS"))
-            .and_then(leading_count)
-            .unwrap_or(0);
-        texts.push((total, text));
-    }
-    texts.sort_by_key(|t| std::cmp::Reverse(t.0));
-    Ok(texts)
-}
-
-/// The number that starts an annotate line (`1,234 (12%) …`).
-fn leading_count(line: &str) -> Option<u64> {
-    line.split_whitespace()
-        .next()?
-        .replace(',', "")
-        .parse()
-        .ok()
 }
 
 fn callgrind_control(pid: u32, on: bool) -> crate::Result {
@@ -266,12 +219,25 @@ fn measure_one(
     callgrind_control(pid, false)?;
     proc.stop(); // callgrind writes its file at exit
     let requests = run.requests;
-    let (total, text) = annotate_all(out)?
-        .into_iter()
-        .next()
-        .filter(|(total, _)| *total > 0)
+    let annotated = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(out)
+        .output()
+        .map_err(|e| fail("callgrind_annotate", e))?;
+    let text = String::from_utf8_lossy(&annotated.stdout);
+    let _ = std::fs::remove_file(out);
+    let count = |line: &str| -> Option<u64> {
+        line.split_whitespace()
+            .next()?
+            .replace(',', "")
+            .parse()
+            .ok()
+    };
+    let total = text
+        .lines()
+        .find(|l| l.contains("PROGRAM TOTALS"))
+        .and_then(count)
         .ok_or_else(|| fail("callgrind_annotate", format!("{name}: no totals")))?;
-    let count = leading_count;
     let per = |n: u64| n / requests.max(1);
     let steps = if name == "nginx" {
         Vec::new()
@@ -305,6 +271,31 @@ fn measure_one(
     })
 }
 
+/// Starts a server under callgrind (`start`) and measures it, up to three times: now and then a
+/// run ends with no counts in callgrind's file (seen with nginx), and
+/// one lost count should not fail the whole bench.
+fn measure_retrying(
+    name: &'static str,
+    out: &Path,
+    s: Settings,
+    cpus: Cpus,
+    mut start: impl FnMut() -> crate::Result<(procs::Proc, String)>,
+) -> crate::Result<Cost> {
+    let mut attempt = 1;
+    loop {
+        println!("bench: {name} under callgrind ({} s of wrk)", s.seconds);
+        let (mut proc, url) = start()?;
+        match measure_one(name, &mut proc, &url, out, s, cpus) {
+            Ok(cost) => return Ok(cost),
+            Err(e) if attempt < 3 => {
+                println!("bench:   {name}, attempt {attempt}: {e}; once more");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Instructions per request of nginx, the emulator and the bridge (the bridge's upstream is the
 /// native emulator at `upstream`), each alone under callgrind on the server CPU.
 pub fn instructions(
@@ -318,47 +309,22 @@ pub fn instructions(
     let mut costs = Vec::new();
     let out = work.join("callgrind.out");
     let wrapper = callgrind(&out);
-    println!("bench: nginx under callgrind ({} s of wrk)", s.seconds);
-    let (mut nginx, addr) = procs::nginx_wrapped(&work.join("nginx-cg"), body, cpus, &wrapper)?;
-    costs.push(measure_one(
-        "nginx",
-        &mut nginx,
-        &format!("http://{addr}/token.json"),
-        &out,
-        s,
-        cpus,
-    )?);
-    println!(
-        "bench: mitoken emulate under callgrind ({} s of wrk)",
-        s.seconds
-    );
-    let (mut emu, addr) = procs::emulator_wrapped(mitoken, cpus, &wrapper)?;
-    costs.push(measure_one(
-        "mitoken emulate",
-        &mut emu,
-        &format!("http://{addr}{}", procs::IMDS_PATH),
-        &out,
-        s,
-        cpus,
-    )?);
-    println!(
-        "bench: mitoken bridge under callgrind ({} s of wrk)",
-        s.seconds
-    );
-    let (mut bridge, addr) = procs::bridge_wrapped(mitoken, cpus, upstream, &wrapper)?;
-    let url = format!("http://{addr}{}", procs::EXTENSION_PATH);
-    let (status, _) = procs::get(addr, procs::EXTENSION_PATH)?;
-    if status != 200 {
-        return Err(fail("bridge", format!("token request answered {status}")));
-    }
-    costs.push(measure_one(
-        "mitoken bridge",
-        &mut bridge,
-        &url,
-        &out,
-        s,
-        cpus,
-    )?);
+    costs.push(measure_retrying("nginx", &out, s, cpus, || {
+        let (nginx, addr) = procs::nginx_wrapped(&work.join("nginx-cg"), body, cpus, &wrapper)?;
+        Ok((nginx, format!("http://{addr}/token.json")))
+    })?);
+    costs.push(measure_retrying("mitoken emulate", &out, s, cpus, || {
+        let (emu, addr) = procs::emulator_wrapped(mitoken, cpus, &wrapper)?;
+        Ok((emu, format!("http://{addr}{}", procs::IMDS_PATH)))
+    })?);
+    costs.push(measure_retrying("mitoken bridge", &out, s, cpus, || {
+        let (bridge, addr) = procs::bridge_wrapped(mitoken, cpus, upstream, &wrapper)?;
+        let (status, _) = procs::get(addr, procs::EXTENSION_PATH)?;
+        if status != 200 {
+            return Err(fail("bridge", format!("token request answered {status}")));
+        }
+        Ok((bridge, format!("http://{addr}{}", procs::EXTENSION_PATH)))
+    })?);
     for c in &costs {
         println!(
             "bench:   {}: {} instructions per request ({} requests)",
