@@ -157,16 +157,15 @@ impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // Without the `sources` feature these cannot happen (a request to another source is
-            // refused first, with `SourceNotBuilt`): one text keeps their formatting out of the
+            // refused first, with `SourceNotBuilt`): its text keeps their formatting out of the
             // image.
-            Self::SourceNotBuilt
-            | Self::HttpsRequired
+            Self::HttpsRequired
             | Self::MissingSecret { .. }
             | Self::SelectorNotSupported { .. }
             | Self::ClientIdRequired
                 if !cfg!(feature = "sources") =>
             {
-                f.write_str("this build speaks IMDS and the VM extension only")
+                fmt::Display::fmt(&Self::SourceNotBuilt, f)
             }
             Self::BufferTooSmall { required } => {
                 write!(f, "request buffer too small: {required} bytes required")

@@ -58,6 +58,7 @@ pub fn mitoken_bin() -> &'static Path {
 /// # Panics
 /// If the command cannot start, or it outlives `within` (it is killed first).
 pub fn output_within(command: &mut Command, within: std::time::Duration) -> std::process::Output {
+    use std::io::Read as _;
     use std::process::Stdio;
     let mut child = command
         .stdin(Stdio::null())
@@ -65,20 +66,38 @@ pub fn output_within(command: &mut Command, within: std::time::Duration) -> std:
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
+    // Drained while it runs: a child filling a pipe would otherwise block and look hung.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = std::time::Instant::now() + within;
-    loop {
-        if child.try_wait().expect("wait for the command").is_some() {
-            return child.wait_with_output().expect("collect the output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break status;
         }
         if std::time::Instant::now() >= deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("collect the output");
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
             panic!(
                 "{command:?} still running after {within:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr)
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 
