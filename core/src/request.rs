@@ -860,6 +860,8 @@ impl<'a> TokenRequest<'a> {
     /// buffer, it returns `Ok` with the same length for any buffer at least that long.
     pub fn write(&self, endpoint: &Endpoint<'_>, out: &mut [u8]) -> Result<usize, RequestError> {
         self.validate(endpoint)?;
+        // Checked again although `validate` did: the compiler drops the other sources' code
+        // below only when it sees the check here (1,088 B of the guest's `.text` without it).
         let style = built(endpoint.style())?;
         let mut w = SliceWriter::new(out);
         let post = style == Style::CloudShell;
