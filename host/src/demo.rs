@@ -18,7 +18,9 @@ use crate::emulate::jwt::verify_rs256;
 use crate::emulate::serve::{Emulator, EmulatorOptions, RunningEmulator};
 use crate::emulate::signing::SigningKey;
 use crate::exit::Failure;
-use crate::token_client::{ClientConfig, GetTokenError, IdentitySelector, TokenClient, TokenSpec};
+use crate::token_client::{
+    ClientConfig, EngineSize, GetTokenError, IdentitySelector, TokenClient, TokenSpec,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,6 +74,7 @@ async fn fetch(
     });
     let mut config = ClientConfig::new(emulator.base_url());
     config.cache = false;
+    config.engine_size = EngineSize::OneShot;
     config.attempt_timeout = TIMEOUT;
     let client = TokenClient::new(config).map_err(GetTokenError::into_fetch_failure)?;
     client

@@ -28,8 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mitoken_core::cache::{CacheKey, CachedToken, Lookup};
 use mitoken_core::client::ClientError;
 use mitoken_core::engine::{
-    Answer, Ask, Cause, Engine, EngineConfig, EngineError, Failure, FlightId, Limits, Reply,
-    Ticket, Transmit,
+    Answer, Ask, Cause, EngineConfig, EngineError, Failure, FlightId, Limits, Reply, Ticket,
+    Transmit,
 };
 use mitoken_core::request::{Endpoint, RequestError, ResIdParam, Selector, Style, TokenRequest};
 use mitoken_core::retry::{RetryError, RetryPolicy};
@@ -39,20 +39,13 @@ use tokio::sync::{Notify, oneshot};
 use crate::client::{AccessToken, FetchFailure, ServiceFailure, TokenResponse};
 use crate::source_fetch::{SourceAuth, fetch_source};
 
-/// Distinct (identity, resource) tokens kept; least recently used evicted first.
-pub const CACHE_ENTRIES: usize = 256;
-/// Largest token kept (access token + type + client id). Tokens are handed out from the cache,
-/// so a larger one fails its callers (`502` from the bridge).
-pub const CACHE_TOKEN_BYTES: usize = 8192;
-/// Largest cache key (endpoint, selector, resource).
-pub const CACHE_KEY_BYTES: usize = 512;
-/// Distinct (identity, resource) tokens being fetched at once.
-pub const MAX_FLIGHTS: usize = 64;
-/// Callers waiting for a token at once.
-pub const MAX_WAITERS: usize = 1024;
+mod engine_size;
 
-type HostEngine =
-    Engine<CACHE_ENTRIES, CACHE_TOKEN_BYTES, CACHE_KEY_BYTES, MAX_FLIGHTS, MAX_WAITERS>;
+pub use engine_size::{
+    CACHE_ENTRIES, CACHE_KEY_BYTES, CACHE_TOKEN_BYTES, EngineSize, MAX_FLIGHTS, MAX_WAITERS,
+    ONE_SHOT_ENTRIES, ONE_SHOT_FLIGHTS, ONE_SHOT_WAITERS,
+};
+use engine_size::{TokenEngine, new_engine};
 
 /// Which user-assigned identity a request names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -158,6 +151,9 @@ pub struct ClientConfig {
     /// Serve [`TokenClient::with_cached`] lookups and refresh tokens ahead of expiry. Off, the
     /// engine still shares one request's token among the callers waiting for it.
     pub cache: bool,
+    /// How many tokens, fetches and waiting callers the client holds: [`EngineSize::OneShot`]
+    /// for a process that asks once and exits (it starts faster), else the default service size.
+    pub engine_size: EngineSize,
 }
 
 impl ClientConfig {
@@ -172,6 +168,7 @@ impl ClientConfig {
             retry: RetryPolicy::IMDS,
             upstream_limits: Some(Limits::IMDS_IDENTITY),
             cache: true,
+            engine_size: EngineSize::Service,
         }
     }
 
@@ -262,7 +259,7 @@ struct Waiting {
 
 /// Everything behind the lock: the engine and the shell's bookkeeping around it.
 struct State {
-    engine: Box<HostEngine>,
+    engine: Box<dyn TokenEngine>,
     waiting: HashMap<Ticket, Waiting>,
     /// The last attempt's failure per request, with the shell's detail (address, OS error).
     last_failure: HashMap<TokenSpec, FetchFailure>,
@@ -367,20 +364,6 @@ impl ParsedEndpoint {
     }
 }
 
-/// Builds the engine (about 2.3 MB, mostly the cache) on a helper thread with a large stack:
-/// the core builds it by value, and an unoptimised build would otherwise hold it on the
-/// caller's stack (2 MiB on a tokio worker) before moving it to the heap.
-fn new_engine(config: EngineConfig, seed: u32) -> Box<HostEngine> {
-    let build = move || Box::new(HostEngine::new(config, seed));
-    std::thread::Builder::new()
-        .name("mitoken-engine-init".into())
-        .stack_size(32 << 20)
-        .spawn(build)
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or_else(build)
-}
-
 /// The owned answer for a token the engine handed out, at `now` (Unix ms).
 fn response_of(cached: &CachedToken<'_>, now: u64) -> TokenResponse {
     TokenResponse {
@@ -475,6 +458,7 @@ impl TokenClient {
     pub fn new(config: ClientConfig) -> Result<Self, GetTokenError> {
         let endpoint = ParsedEndpoint::parse(&config)?;
         let engine = new_engine(
+            config.engine_size,
             config.engine_config(),
             getrandom::u32().unwrap_or(0x8000_0001),
         );

@@ -10,7 +10,7 @@ use crate::cli::{OutputFormat, TokenArgs};
 use crate::client::{FetchFailure, TokenResponse, unix_now};
 use crate::exit::Failure;
 use crate::output::render;
-use crate::token_client::{ClientConfig, IdentitySelector, TokenClient, TokenSpec};
+use crate::token_client::{ClientConfig, EngineSize, IdentitySelector, TokenClient, TokenSpec};
 use crate::token_source::{ProcessEnv, resolve};
 
 /// Environment variable the Azure SDKs read to redirect IMDS (e.g. to an emulator).
@@ -74,6 +74,7 @@ pub async fn run(args: TokenArgs) -> Result<(), Failure> {
     }
     config.api_version.clone_from(&args.api_version);
     config.cache = false;
+    config.engine_size = EngineSize::OneShot;
     config.attempt_timeout = args.timeout.min(config.attempt_timeout);
     config.retry.deadline_ms = u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX);
     if args.no_retry {
