@@ -1,6 +1,9 @@
 //! Every managed-identity source, client side: the request bytes, every token and error body
 //! form (fixtures under `fixtures/sources/`), the `expires_on` date forms (a property test
 //! against chrono), Arc's challenge, and detection (one row per case of the SDK-order table).
+//! Built with the core's `sources` feature (its default); `imds_only.rs` covers the build without.
+
+#![cfg(feature = "sources")]
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use mitoken_core::client::{ClientError, Exchange, Outcome, Progress};

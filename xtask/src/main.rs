@@ -3,7 +3,8 @@
 //! Plain Rust over `std::process::Command`, so there is no shell script to keep in sync.
 //!
 //! - `ci`: everything CI runs: `cargo fetch` of every workspace, format check, clippy
-//!   (`-D warnings`), the whole test suite, the compatibility matrix (real Azure SDKs), the
+//!   (`-D warnings`), the whole test suite, mitoken-core's tests and clippy without its
+//!   `sources` feature (the guest's IMDS-only build), the compatibility matrix (real Azure SDKs), the
 //!   no_std proof, the C API, the Debian package's install test, `cargo deny`, a benchmark
 //!   smoke run, firmware-sim fmt + clippy, `sim`, and 30 s of each fuzz target; it ends with
 //!   the compatibility matrix and one line of totals (tests per step and overall, each step's
@@ -105,8 +106,9 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      fetch, format check, clippy -D warnings, all tests, compatibility matrix (real SDKs),\n          \
-                 no_std proof, C API, package test, cargo deny, bench smoke, sim, fuzz 30 s each\n  \
+         ci      fetch, format check, clippy -D warnings, all tests (and the core's without sources),\n          \
+                 no_std proof, cargo deny, bench smoke, compatibility matrix and sources (real SDKs),\n          \
+                 C API, package test, sim, fuzz 30 s each\n  \
          fresh-ci  rehearse a fresh machine: .ci/run in a fresh clone of HEAD, empty CARGO_HOME, apt tools removed\n  \
          nostd   build a #![no_std] staticlib that links mitoken-core\n  \
          capi    C API: header check, nm (no malloc), fetch_token.c vs the emulator + valgrind, size, stack\n  \
@@ -181,6 +183,7 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
         "doc tests",
         cargo(root).args(["test", "--workspace", "--doc", "--no-fail-fast"]),
     )?;
+    imds_only_steps(root, s)?;
     s.step("no_std proof", "nostd", || nostd::prove(root))?;
     s.step(
         "cargo deny (licenses, bans, sources, advisories)",
@@ -241,6 +244,35 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
     })?;
     print_compat_table(root);
     Ok(())
+}
+
+/// mitoken-core without its `sources` feature — the guest's and the C API's build: IMDS only,
+/// the other sources refused. Clippy, then its tests.
+fn imds_only_steps(root: &Path, s: &mut Summary) -> Result {
+    s.step("clippy, core without sources", "clippy imds-only", || {
+        run(cargo(root).args([
+            "clippy",
+            "-p",
+            "mitoken-core",
+            "--no-default-features",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    s.test_step(
+        "tests, core without sources",
+        "imds-only",
+        cargo(root).args([
+            "test",
+            "-p",
+            "mitoken-core",
+            "--no-default-features",
+            "--all-targets",
+            "--no-fail-fast",
+        ]),
+    )
 }
 
 /// Prints the compatibility matrix the "compatibility matrix" step wrote into
