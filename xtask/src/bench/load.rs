@@ -122,6 +122,26 @@ impl Server {
             .filter(|r| r.valid())
             .max_by(|a, b| a.rps.total_cmp(&b.rps))
     }
+
+    /// The median p99 latency (µs) of the valid rounds: one round's p99 moves by 2× on a
+    /// shared machine (a few ms stalls of either side), so a tail is compared round against
+    /// round, not from the one run with the most req/s.
+    pub fn median_p99(&self) -> Option<f64> {
+        let mut p99: Vec<f64> = self
+            .runs
+            .iter()
+            .filter(|r| r.valid())
+            .map(|r| r.percentile(99.0))
+            .filter(|v| v.is_finite())
+            .collect();
+        p99.sort_by(f64::total_cmp);
+        let n = p99.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => p99.get(n / 2).copied(),
+            _ => Some((p99.get(n / 2 - 1)? + p99.get(n / 2)?) / 2.0),
+        }
+    }
 }
 
 /// Everything the load measurement found.

@@ -122,7 +122,7 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
             seconds: 8,
             connections: 32,
             threads: 1,
-            rounds: 3,
+            rounds: 5,
         }
     };
     let (mut emu, emu_addr) = procs::emulator(&mitoken, cpus)?;
