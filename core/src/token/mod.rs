@@ -480,12 +480,36 @@ const TOKEN_FIELDS: [Field; 12] = [
     Field::MiResId,
 ];
 
-/// A loop over a table rather than a `match` on byte strings, which compiles to a large
-/// comparison tree (about 1 KB of firmware `.text`).
+/// With the `small-code` feature, a loop over a table: a `match` on byte strings compiles to
+/// a comparison tree of about 1 KB of firmware `.text`.
+#[cfg(feature = "small-code")]
 fn token_field(key: &[u8]) -> Option<Field> {
     TOKEN_FIELDS
         .into_iter()
         .find(|f| f.as_str().as_bytes() == key)
+}
+
+/// Without `small-code` (hosts), a `match`: the key's length picks one or two candidates,
+/// where the table loop called `memcmp` for each entry (`cargo xtask bench`, parse).
+#[cfg(not(feature = "small-code"))]
+fn token_field(key: &[u8]) -> Option<Field> {
+    let field = match key {
+        b"access_token" => Field::AccessToken,
+        b"client_id" => Field::ClientId,
+        b"expires_in" => Field::ExpiresIn,
+        b"expires_on" => Field::ExpiresOn,
+        b"ext_expires_in" => Field::ExtExpiresIn,
+        b"not_before" => Field::NotBefore,
+        b"resource" => Field::Resource,
+        b"token_type" => Field::TokenType,
+        b"refresh_token" => Field::RefreshToken,
+        b"object_id" => Field::ObjectId,
+        b"msi_res_id" => Field::MsiResId,
+        b"mi_res_id" => Field::MiResId,
+        _ => return None,
+    };
+    debug_assert!(TOKEN_FIELDS.contains(&field));
+    Some(field)
 }
 
 /// Records `field` as seen; a second sighting is an error.
@@ -840,7 +864,24 @@ impl core::error::Error for ServiceError<'_> {}
 
 #[cfg(test)]
 mod tests {
-    use super::has_del;
+    use super::{Field, TOKEN_FIELDS, has_del, token_field};
+
+    #[test]
+    fn every_token_field_is_found_by_its_name_and_nothing_else_is() {
+        for f in TOKEN_FIELDS {
+            assert_eq!(token_field(f.as_str().as_bytes()), Some(f), "{f:?}");
+        }
+        for other in [
+            &b""[..],
+            b"error",
+            b"access_tokenx",
+            b"Access_Token",
+            b"expires",
+        ] {
+            assert_eq!(token_field(other), None);
+        }
+        assert_eq!(token_field(b"mi_res_id"), Some(Field::MiResId));
+    }
 
     #[test]
     fn has_del_at_every_position() {

@@ -119,7 +119,8 @@ fn hex4(bytes: &[u8], i: usize) -> Result<u16, Option<usize>> {
     Ok(v)
 }
 
-/// The callback that receives each member of an object.
+/// The callback that receives each member of an object, behind `dyn` (`small-code`).
+#[cfg(feature = "small-code")]
 type Member<'a, 'f> = dyn FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError> + 'f;
 
 /// Scanner over one complete JSON text.
@@ -199,17 +200,25 @@ impl<'a> Scanner<'a> {
 
     /// Parses the single top-level object, calling `member` for each key/value, then checks
     /// that only whitespace follows.
+    ///
+    /// With the `small-code` feature the callback goes behind `dyn`: one copy of the object walk
+    /// however many callbacks there are (the firmware image keeps one walker instead of one per
+    /// parser). Hosts get a walker per callback, with the callback inlined into it.
     pub fn top_object<F>(self, mut member: F) -> Result<(), JsonError>
     where
         F: FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError>,
     {
-        self.top_object_dyn(&mut member)
+        #[cfg(feature = "small-code")]
+        let member: &mut Member<'a, '_> = &mut member;
+        #[cfg(not(feature = "small-code"))]
+        let member = &mut member;
+        self.walk_top(member)
     }
 
-    /// [`top_object`](Self::top_object) with the callback behind `dyn`: one copy of the object
-    /// walk however many callbacks there are (a call per member costs nothing next to the
-    /// scan, and the firmware image keeps one walker instead of one per parser).
-    fn top_object_dyn(mut self, member: &mut Member<'a, '_>) -> Result<(), JsonError> {
+    fn walk_top<M>(mut self, member: &mut M) -> Result<(), JsonError>
+    where
+        M: FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError> + ?Sized,
+    {
         match self.skip_ws() {
             Some(b'{') => {}
             Some(_) => return Err(JsonError::NotAnObject),
@@ -225,7 +234,10 @@ impl<'a> Scanner<'a> {
     }
 
     /// Parses an object starting at `{` at the current position.
-    fn object(&mut self, member: &mut Member<'a, '_>) -> Result<(), JsonError> {
+    fn object<M>(&mut self, member: &mut M) -> Result<(), JsonError>
+    where
+        M: FnMut(RawStr<'a>, Value<'a>) -> Result<(), JsonError> + ?Sized,
+    {
         self.expect(b'{')?;
         if self.skip_ws() == Some(b'}') {
             self.pos += 1;
