@@ -93,6 +93,18 @@ pub const IDENTITY_API_VERSIONS: [&str; 30] = [
     "2018-02-01",
 ];
 
+/// Whether `version` is one of `accepted`. A dated version (`YYYY-MM-DD`, ten bytes) is
+/// compared as a ten-byte array, in line: a `memcmp` call per entry cost ~1,000 instructions
+/// per request over the 30 defaults (`cargo xtask bench`).
+pub(crate) fn api_version_accepted(accepted: &[&str], version: &str) -> bool {
+    match <&[u8; 10]>::try_from(version.as_bytes()) {
+        Ok(dated) => accepted
+            .iter()
+            .any(|a| <&[u8; 10]>::try_from(a.as_bytes()).is_ok_and(|a| a == dated)),
+        Err(_) => accepted.contains(&version),
+    }
+}
+
 /// How a server behaves. Build with [`Config::new`] and the `with_*` methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -720,7 +732,7 @@ pub(crate) fn validate<'w>(
     if flavor == Flavor::Imds
         && !params
             .api_version
-            .is_some_and(|v| config.api_versions.contains(&v))
+            .is_some_and(|v| api_version_accepted(config.api_versions, v))
     {
         return Err((Rejection::ApiVersion, rest));
     }
@@ -758,3 +770,32 @@ pub(crate) fn is_form_urlencoded(content_type: &[u8]) -> bool {
 
 /// The spellings of the selector parameters; `mi_res_id` is an alternative to `msi_res_id`.
 pub const SELECTOR_PARAMS: [&str; 4] = ["client_id", "object_id", "msi_res_id", "mi_res_id"];
+
+#[cfg(test)]
+mod tests {
+    use super::{IDENTITY_API_VERSIONS, api_version_accepted};
+
+    #[test]
+    fn api_versions_are_matched_exactly_whatever_their_length() {
+        for v in IDENTITY_API_VERSIONS {
+            assert!(api_version_accepted(&IDENTITY_API_VERSIONS, v), "{v}");
+        }
+        for v in [
+            "",
+            "2018-02-0",
+            "2018-02-01 ",
+            "2018-02-02",
+            "2017-12-01",
+            "2018-02-01\0",
+        ] {
+            assert!(!api_version_accepted(&IDENTITY_API_VERSIONS, v), "{v:?}");
+        }
+        let custom = ["v1", "2018-02-01-preview", "2020-01-01"];
+        for v in custom {
+            assert!(api_version_accepted(&custom, v), "{v}");
+        }
+        for v in ["v2", "2018-02-01", "2018-02-01-previe"] {
+            assert!(!api_version_accepted(&custom, v), "{v}");
+        }
+    }
+}

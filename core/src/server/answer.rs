@@ -364,19 +364,6 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
             Verdict::Proceed => {}
         }
         let (decision, rest) = super::decide_with(self.table, config, view, work);
-        // A source's error texts quote the resource as asked, decoded (on the stack: the
-        // work buffer holds the decision).
-        let mut decoded = [0u8; 512];
-        let raw_resource = raw_param(view.query, view.body, "resource");
-        let resource = crate::query::decode_into(raw_resource, &mut decoded, Plus::Space)
-            .unwrap_or(raw_resource);
-        let texts = Texts {
-            path: view.path,
-            authority: None,
-            resource,
-            tenant: config.tenant_id.unwrap_or("the VM's tenant"),
-            api_version: raw_param(view.query, &[], "api-version"),
-        };
         let grant = match decision {
             Decision::Token(grant) => grant,
             Decision::Info => {
@@ -386,6 +373,20 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
                     .map(Answer::Response);
             }
             Decision::Reject(rejection) => {
+                // A source's error texts quote the resource as asked, decoded (on the stack:
+                // the work buffer holds the decision). Built for a rejection only: a token
+                // answer needs none of it.
+                let mut decoded = [0u8; 512];
+                let raw_resource = raw_param(view.query, view.body, "resource");
+                let resource = crate::query::decode_into(raw_resource, &mut decoded, Plus::Space)
+                    .unwrap_or(raw_resource);
+                let texts = Texts {
+                    path: view.path,
+                    authority: None,
+                    resource,
+                    tenant: config.tenant_id.unwrap_or("the VM's tenant"),
+                    api_version: raw_param(view.query, &[], "api-version"),
+                };
                 return conn::write_rejection(config, rejection, None, &texts, ctx, rest, out)
                     .map(Answer::Response);
             }

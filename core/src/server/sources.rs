@@ -186,7 +186,7 @@ pub(crate) fn validate<'w>(
         Source::AppService2017 | Source::AzureMl => params.api_version == Some(LEGACY_API_VERSION),
         Source::Arc => params
             .api_version
-            .is_some_and(|v| config.api_versions.contains(&v)),
+            .is_some_and(|v| super::api_version_accepted(config.api_versions, v)),
         _ => true,
     };
     if !version_ok {
