@@ -431,22 +431,33 @@ fn expires_on(v: Value<'_>) -> Result<Option<u64>, JsonError> {
     if !cfg!(feature = "sources") {
         return number(v, field);
     }
-    let mut buf = [0u8; 64];
-    let text = if s.escaped {
-        let mut w = SliceWriter::new(&mut buf);
-        scan::unescape(s, &mut w)?;
-        let n = w.finish().map_err(|_| JsonError::InvalidNumber { field })?;
-        core::str::from_utf8(buf.get(..n).unwrap_or_default())
-            .map_err(|_| JsonError::InvalidNumber { field })?
-    } else {
-        s.raw
-    };
-    if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
-        return digits(text.as_bytes(), field).map(Some);
+    if !s.escaped {
+        return epoch_or_date(s.raw);
     }
-    parse_expires_on(text)
-        .map(Some)
-        .ok_or(JsonError::InvalidNumber { field })
+    let mut buf = [0u8; 64];
+    let mut w = SliceWriter::new(&mut buf);
+    scan::unescape(s, &mut w)?;
+    let n = w.finish().map_err(|_| JsonError::InvalidNumber { field })?;
+    let text = core::str::from_utf8(buf.get(..n).unwrap_or_default())
+        .map_err(|_| JsonError::InvalidNumber { field })?;
+    epoch_or_date(text)
+}
+
+/// An `expires_on` text: epoch digits (IMDS's form, read in one pass), else a date.
+fn epoch_or_date(text: &str) -> Result<Option<u64>, JsonError> {
+    let field = Field::ExpiresOn;
+    match digits(text.as_bytes(), field) {
+        Ok(n) => Ok(Some(n)),
+        // Not all digits (a date), or digits past u64 followed by more text: try a date.
+        Err(JsonError::InvalidNumber { .. } | JsonError::NumberOverflow { .. })
+            if !text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            parse_expires_on(text)
+                .map(Some)
+                .ok_or(JsonError::InvalidNumber { field })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Resolves a key to a known field; escaped keys are decoded into `buf`.
