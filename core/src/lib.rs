@@ -25,6 +25,7 @@
 //! | [`diagnose`] | what an answer from 169.254.169.254 says: IMDS or not, which IMDS error, clock skew (for `mitoken doctor`) |
 //! | [`io`] | small drivers over `embedded-io` (blocking and async): one-call fetch and serve |
 //! | [`write`] | bounded writers into caller-lent buffers |
+//! | [`secret`] | [`secret::Secret`]: text that never shows in `Debug` or `Display` |
 //! | [`error`] | [`Error`], every layer's error rolled up |
 //!
 //! # Example: the token engine on a virtual clock
@@ -92,6 +93,7 @@ pub mod io;
 pub mod query;
 pub mod request;
 pub mod retry;
+pub mod secret;
 pub mod server;
 pub mod service_fabric;
 pub mod source;

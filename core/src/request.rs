@@ -21,8 +21,8 @@
 use core::fmt;
 
 use crate::query;
+use crate::secret::Secret;
 use crate::source::Source;
-use crate::token::Secret;
 use crate::write::{BufferTooSmall, SliceWriter};
 
 /// IMDS address (link-local, plain HTTP).

@@ -7,8 +7,8 @@ use crate::bridge::report::{default_status_socket, fetch_report, serving_status_
 use crate::bridge::{Bridge, BridgeOptions, StartError, startup_banner};
 use crate::cli::{BridgeAction, BridgeArgs, BridgeStatusArgs};
 use crate::client::unix_now;
-use crate::emulate_cmd::{print_banner, wait_for_signal};
 use crate::exit::Failure;
+use crate::process::{print_banner, wait_for_signal};
 use crate::serve_loop::ConnectionLimits;
 
 /// Runs `mitoken bridge` until a signal (or `mitoken bridge status`).

@@ -70,7 +70,7 @@ pub struct EnvArgs {
     pub client_id: Option<String>,
     /// Options of the HTTPS sources (`service-fabric`, `workload-identity`).
     #[command(flatten)]
-    pub tls: crate::emulate_tls::env::TlsEnvArgs,
+    pub tls: TlsEnvArgs,
 }
 
 /// Arguments of `mitoken bridge`.
@@ -206,7 +206,7 @@ pub struct EmulateArgs {
     pub env_file: Option<PathBuf>,
     /// Options of the HTTPS sources (`service-fabric`, `workload-identity`).
     #[command(flatten)]
-    pub tls: crate::emulate_tls::TlsEmulateArgs,
+    pub tls: TlsEmulateArgs,
 }
 
 /// Arguments of `mitoken demo`.
@@ -363,4 +363,54 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     } else {
         Err(format!("`{s}`: expected a number of seconds in (0, 86400]"))
     }
+}
+
+/// Options of `mitoken emulate` that only the HTTPS sources use.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TlsEmulateArgs {
+    /// Directory for the generated files (certificate or CA bundle, workload identity's
+    /// projected token). Default: a new directory under the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Service Fabric: the application's secret (`IDENTITY_HEADER`). Default: a random one.
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Workload identity: the pod's service account as `NAMESPACE:NAME` (the projected token's
+    /// subject is `system:serviceaccount:NAMESPACE:NAME`).
+    #[arg(long, value_name = "NS:NAME", default_value = "default:workload")]
+    pub service_account: String,
+    /// Workload identity: the subject the applications' federated credential expects
+    /// (default: the `--service-account`'s subject). A different one makes every exchange fail
+    /// with AADSTS700213, as in Entra.
+    #[arg(long, value_name = "SUBJECT")]
+    pub federated_subject: Option<String>,
+    /// Workload identity: lifetime of the projected service-account token, in seconds
+    /// (Kubernetes: 3600–86400); it is rewritten at 80% of its life.
+    #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub token_lifetime: u64,
+}
+
+/// Options of `mitoken env` for the HTTPS sources.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TlsEnvArgs {
+    /// Service Fabric: the server certificate's SHA-1 thumbprint (as the emulator printed it).
+    #[arg(long, value_name = "HEX")]
+    pub thumbprint: Option<String>,
+    /// Service Fabric: the application's secret (`IDENTITY_HEADER`): `mitoken env --secret`.
+    #[arg(skip)]
+    pub secret: Option<String>,
+    /// Service Fabric: the server certificate's PEM file, for clients that validate the chain
+    /// instead of pinning (msal-node): sets `NODE_EXTRA_CA_CERTS`.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Workload identity: the emulator's `--state-dir` (holds the projected token and the CA).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Workload identity: the application's client id (default: the built-in configuration's
+    /// first user-assigned identity): `mitoken env --client-id`.
+    #[arg(skip)]
+    pub client_id: Option<String>,
+    /// Workload identity: the tenant (default: the built-in configuration's).
+    #[arg(long, value_name = "GUID")]
+    pub tenant_id: Option<String>,
 }

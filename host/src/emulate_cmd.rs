@@ -4,7 +4,6 @@
 //! SIGINT or SIGTERM, then shuts down gracefully and exits 0.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use crate::cli::EmulateArgs;
@@ -17,6 +16,7 @@ use crate::emulate::sources::{self, SecretValue};
 use crate::emulate::startup_banner;
 use crate::emulate::throttle::ThrottleLimits;
 use crate::exit::Failure;
+use crate::process::{print_banner, wait_for_signal};
 use mitoken_core::source::Source;
 
 /// Runs `mitoken emulate` until a signal.
@@ -150,37 +150,4 @@ fn write_env(
     })?;
     let _ = writeln!(banner, "environment written to {}", path.display());
     Ok(())
-}
-
-/// Prints a server's start-up banner on stdout (its first line is `listening on http://ADDR`,
-/// which tests and scripts wait for) and flushes it.
-pub(crate) fn print_banner(banner: &str) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(banner.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|_| Failure::Internal)
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

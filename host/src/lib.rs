@@ -17,6 +17,7 @@ pub mod env_cmd;
 pub mod exit;
 pub mod logging;
 pub mod output;
+pub mod process;
 pub mod procnet;
 pub mod serve_loop;
 pub mod sf_client;

@@ -23,6 +23,7 @@ mod emit;
 mod expiry;
 pub(crate) mod scan;
 
+pub use crate::secret::Secret;
 use core::fmt;
 
 pub use emit::{
@@ -247,45 +248,6 @@ impl fmt::Display for JsonError {
 }
 
 impl core::error::Error for JsonError {}
-
-/// A secret string (an access or refresh token). `Debug` and `Display` never show it; call
-/// [`Secret::expose`] where the text is really needed, e.g. to build an `Authorization` header.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct Secret<'a>(&'a str);
-
-impl<'a> Secret<'a> {
-    /// Wraps `text`.
-    pub const fn new(text: &'a str) -> Self {
-        Self(text)
-    }
-
-    /// The secret text. Keep it out of logs.
-    pub const fn expose(&self) -> &'a str {
-        self.0
-    }
-
-    /// Length in bytes (not secret).
-    pub const fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True for an empty secret (legacy responses send `"refresh_token":""`).
-    pub const fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret(<redacted, {} bytes>)", self.0.len())
-    }
-}
-
-impl fmt::Display for Secret<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// A successful token response (protocol §1.7). Times are Unix epoch seconds; durations are
 /// seconds. `Debug` shows everything except the secrets.
@@ -653,7 +615,7 @@ impl<'a> Token<'a> {
             return Err(JsonError::MissingExpiry);
         }
         Ok(Self {
-            access_token: Secret(access_token),
+            access_token: Secret::new(access_token),
             client_id,
             expires_in,
             expires_on,
@@ -661,7 +623,7 @@ impl<'a> Token<'a> {
             not_before,
             resource,
             token_type,
-            refresh_token: refresh_token.map(Secret),
+            refresh_token: refresh_token.map(Secret::new),
             object_id,
             msi_res_id,
             mi_res_id,

@@ -1,45 +1,18 @@
 //! `mitoken env service-fabric|workload-identity`: the environment that points SDKs at a
 //! running HTTPS emulator, as `export` lines for a shell.
 
-use std::path::PathBuf;
-
 use std::fmt::Write as _;
 
-use clap::Args;
 use mitoken_core::source::Source;
 
 use super::workload::TOKEN_FILE_NAME;
+use crate::cli::TlsEnvArgs;
 use crate::emulate::config::EmulatorConfig;
 
 /// The CA bundle's file name inside an emulator's state directory.
 pub const CA_FILE_NAME: &str = "ca.pem";
 /// Service Fabric's certificate file name inside its state directory.
 pub const CERT_FILE_NAME: &str = "server.pem";
-
-/// Options of `mitoken env` for the HTTPS sources.
-#[derive(Debug, Clone, Args, Default)]
-pub struct TlsEnvArgs {
-    /// Service Fabric: the server certificate's SHA-1 thumbprint (as the emulator printed it).
-    #[arg(long, value_name = "HEX")]
-    pub thumbprint: Option<String>,
-    /// Service Fabric: the application's secret (`IDENTITY_HEADER`): `mitoken env --secret`.
-    #[arg(skip)]
-    pub secret: Option<String>,
-    /// Service Fabric: the server certificate's PEM file, for clients that validate the chain
-    /// instead of pinning (msal-node): sets `NODE_EXTRA_CA_CERTS`.
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// Workload identity: the emulator's `--state-dir` (holds the projected token and the CA).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Workload identity: the application's client id (default: the built-in configuration's
-    /// first user-assigned identity): `mitoken env --client-id`.
-    #[arg(skip)]
-    pub client_id: Option<String>,
-    /// Workload identity: the tenant (default: the built-in configuration's).
-    #[arg(long, value_name = "GUID")]
-    pub tenant_id: Option<String>,
-}
 
 /// Why the environment cannot be printed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

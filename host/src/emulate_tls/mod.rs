@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use core::net::SocketAddr;
 
-use clap::Args;
 use mitoken_core::source::Source;
 
 use crate::cli::EmulateArgs;
@@ -24,35 +23,10 @@ use crate::emulate::faults::{FaultAction, FaultPlan, FaultRequest, FaultResponse
 use crate::emulate::jwt::TokenMinter;
 use crate::emulate::signing::SigningKey;
 use crate::emulate::throttle::{Throttle, ThrottleLimits};
-use crate::emulate_cmd::{print_banner, wait_for_signal};
 use crate::exit::Failure;
+use crate::process::{print_banner, wait_for_signal};
 use crate::tls::certs::ServerIdentity;
 use crate::tls::server::{Answer, TlsLimits, TlsServer};
-
-/// Options of `mitoken emulate` that only the HTTPS sources use.
-#[derive(Debug, Clone, Args, Default)]
-pub struct TlsEmulateArgs {
-    /// Directory for the generated files (certificate or CA bundle, workload identity's
-    /// projected token). Default: a new directory under the system's temporary directory.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Service Fabric: the application's secret (`IDENTITY_HEADER`). Default: a random one.
-    #[arg(long, value_name = "SECRET")]
-    pub secret: Option<String>,
-    /// Workload identity: the pod's service account as `NAMESPACE:NAME` (the projected token's
-    /// subject is `system:serviceaccount:NAMESPACE:NAME`).
-    #[arg(long, value_name = "NS:NAME", default_value = "default:workload")]
-    pub service_account: String,
-    /// Workload identity: the subject the applications' federated credential expects
-    /// (default: the `--service-account`'s subject). A different one makes every exchange fail
-    /// with AADSTS700213, as in Entra.
-    #[arg(long, value_name = "SUBJECT")]
-    pub federated_subject: Option<String>,
-    /// Workload identity: lifetime of the projected service-account token, in seconds
-    /// (Kubernetes: 3600–86400); it is rewritten at 80% of its life.
-    #[arg(long, value_name = "SECONDS", default_value = "3600", value_parser = clap::value_parser!(u64).range(10..=86_400))]
-    pub token_lifetime: u64,
-}
 
 /// The faults and throttle shared by a source's requests.
 #[derive(Debug)]
