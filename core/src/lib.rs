@@ -24,7 +24,7 @@
 //! | [`source`] | the managed-identity sources (IMDS, App Service, Arc, Cloud Shell, Service Fabric, Azure ML, workload identity) and each one's wire vocabulary |
 //! | [`diagnose`] | what an answer from 169.254.169.254 says: IMDS or not, which IMDS error, clock skew (for `mitoken doctor`) |
 //! | [`io`] | small drivers over `embedded-io` (blocking and async): one-call fetch and serve |
-//! | [`write`] | bounded writers into caller-lent buffers |
+//! | [`write`](mod@write) | bounded writers into caller-lent buffers |
 //! | [`secret`] | [`secret::Secret`]: text that never shows in `Debug` or `Display` |
 //! | [`error`] | [`Error`], every layer's error rolled up |
 //!

@@ -30,6 +30,7 @@
 
 mod answer;
 mod conn;
+mod handle;
 mod params;
 mod reject;
 mod relay;
@@ -39,7 +40,8 @@ pub mod sources;
 use core::fmt;
 
 pub use answer::{Answer, Issue, Minted, Received, Request, Verdict};
-pub use conn::{Handled, Outcome, Response, ServerConnection};
+pub use conn::{Outcome, Response, ServerConnection};
+pub use handle::Handled;
 pub use reject::{Provenance, Rejection};
 pub use relay::{Relay, RelayRequest, Relayed, Reply};
 pub use respond::CONTENT_TYPE;

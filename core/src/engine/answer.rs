@@ -3,7 +3,7 @@
 //!
 //! | upstream failure (after the retries the policy allows) | answer |
 //! |---|---|
-//! | an error status 400–599 | the same status, `error`, description and `Retry-After`; a missing `error` from the [catalogue](crate::catalogue), a missing description says so |
+//! | an error status 400–599 | the same status, `error`, description and `Retry-After`; a missing `error` from the [catalogue], a missing description says so |
 //! | any other status (a redirect, say) | `502 bad_gateway` |
 //! | unreachable (connection refused or reset, timeouts) | `503 service_unavailable`, `Retry-After: 5` |
 //! | not a token response, or a token too large to keep | `502 bad_gateway` |

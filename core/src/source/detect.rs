@@ -108,7 +108,7 @@ impl fmt::Display for DetectError {
 impl core::error::Error for DetectError {}
 
 /// Picks the source from the environment (`env` looks a variable up; an empty value counts as
-/// unset) and whether the Arc agent is installed. See the [module](self) docs for the order.
+/// unset) and whether the Arc agent is installed. See the module docs of `source::detect` for the order.
 ///
 /// ```
 /// use mitoken_core::source::{Source, detect};
