@@ -24,6 +24,7 @@ mod procs;
 mod report;
 mod tools;
 mod wallclock;
+mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -111,14 +112,14 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
     };
     let cpus = procs::Cpus::detect();
     let settings = if smoke {
-        load::Settings {
+        wrk::Settings {
             seconds: 1,
             connections: 32,
             threads: 1,
             rounds: 1,
         }
     } else {
-        load::Settings {
+        wrk::Settings {
             seconds: 8,
             connections: 32,
             threads: 1,
@@ -141,7 +142,7 @@ pub fn run_bench(root: &Path, smoke: bool) -> crate::Result {
     let mut costs = Vec::new();
     step("instructions per request (servers under callgrind)", || {
         let (_, body) = procs::get(emu_addr, procs::IMDS_PATH)?;
-        let s = load::Settings {
+        let s = wrk::Settings {
             seconds: if smoke { 1 } else { 5 },
             ..settings
         };

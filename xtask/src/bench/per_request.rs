@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::fail;
-use super::load::Settings;
 use super::procs::{self, Cpus};
+use super::wrk::{Settings, wrk};
 
 /// A step of `mitoken`'s request path and the function whose inclusive cost is that step
 /// (a substring of callgrind's function name; functions inlined into their caller are counted
@@ -143,7 +143,7 @@ pub fn syscalls(pid: u32, url: &str, s: Settings, cpus: Cpus) -> crate::Result<S
         .spawn()
         .map_err(|e| fail("perf", e))?;
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let run = super::load::wrk(url, s, cpus, pid);
+    let run = wrk(url, s, cpus, pid);
     let perf = perf.wait_with_output().map_err(|e| fail("perf", e))?;
     let run = run?;
     #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
@@ -213,9 +213,9 @@ fn measure_one(
 ) -> crate::Result<Cost> {
     let pid = proc.pid();
     let warm = Settings { seconds: 1, ..s };
-    super::load::wrk(url, warm, cpus, pid)?;
+    wrk(url, warm, cpus, pid)?;
     callgrind_control(pid, true)?;
-    let run = super::load::wrk(url, s, cpus, pid)?;
+    let run = wrk(url, s, cpus, pid)?;
     callgrind_control(pid, false)?;
     proc.stop(); // callgrind writes its file at exit
     let requests = run.requests;

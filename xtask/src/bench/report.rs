@@ -503,8 +503,8 @@ fn render_load(o: &mut String, r: &Results) {
         s.command(),
         s.rounds,
         r.load.body_len,
-        super::load::GENERATOR_LIMIT,
-        super::load::SERVER_SATURATED
+        super::wrk::GENERATOR_LIMIT,
+        super::wrk::SERVER_SATURATED
     );
     let nginx = r.load.nginx();
     for srv in &r.load.servers {
