@@ -163,16 +163,7 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
     s.step("format check", "fmt", || {
         run(cargo(root).args(["fmt", "--all", "--", "--check"]))
     })?;
-    s.step("clippy", "clippy", || {
-        run(cargo(root).args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
-    })?;
+    s.step("clippy", "clippy", || clippy(root, &["--workspace"]))?;
     s.test_step(
         "tests",
         "tests",
@@ -222,14 +213,7 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
         run(cargo(&root.join("firmware-sim")).args(["fmt", "--", "--check"]))
     })?;
     s.step("firmware-sim clippy", "sim clippy", || {
-        run(cargo(&root.join("firmware-sim")).args([
-            "clippy",
-            "--release",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        clippy(&root.join("firmware-sim"), &["--release"])
     })?;
     s.step("firmware sim", "sim", || sim::sim(root))?;
     s.step("fuzz (30 s per target)", "fuzz", || {
@@ -246,20 +230,19 @@ fn ci_steps(root: &Path, s: &mut Summary) -> Result {
     Ok(())
 }
 
+/// `cargo clippy <what> --all-targets -- -D warnings` in the workspace at `root`.
+fn clippy(root: &Path, what: &[&str]) -> Result {
+    run(cargo(root)
+        .arg("clippy")
+        .args(what)
+        .args(["--all-targets", "--", "-D", "warnings"]))
+}
+
 /// mitoken-core without its `sources` feature — the guest's and the C API's build: IMDS only,
 /// the other sources refused. Clippy, then its tests.
 fn imds_only_steps(root: &Path, s: &mut Summary) -> Result {
     s.step("clippy, core without sources", "clippy imds-only", || {
-        run(cargo(root).args([
-            "clippy",
-            "-p",
-            "mitoken-core",
-            "--no-default-features",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        clippy(root, &["-p", "mitoken-core", "--no-default-features"])
     })?;
     s.test_step(
         "tests, core without sources",
