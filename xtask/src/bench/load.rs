@@ -4,8 +4,8 @@
 //!
 //! Every run records the load generator's own CPU use (from `/proc/<pid>/stat`, utime + stime
 //! over the middle of the run, as a share of its one CPU) and the server's. A run whose
-//! generator used more than [`GENERATOR_LIMIT`](super::wrk::GENERATOR_LIMIT) of its CPU measured the generator, not the
-//! server: it is marked invalid and never enters a ratio. The nginx rounds are the calibration:
+//! generator used more than [`GENERATOR_LIMIT`](super::wrk::GENERATOR_LIMIT) of its CPU
+//! measured the generator, not the server: it is marked invalid and never enters a ratio. The nginx rounds are the calibration:
 //! they show the rate the generator reaches on the same seat against a server known to be
 //! fast.
 
@@ -84,9 +84,14 @@ impl Load {
         self.servers.first().and_then(Server::best).map(|b| b.rps)
     }
 
+    /// The server the report calls `name`.
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
     /// `name`'s best valid req/s over nginx's.
     pub fn vs_nginx(&self, name: &str) -> Option<f64> {
-        let best = self.servers.iter().find(|s| s.name == name)?.best()?;
+        let best = self.server(name)?.best()?;
         Some(best.rps / self.nginx()?)
     }
 }

@@ -153,7 +153,7 @@ fn headline(r: &Results) -> Headline {
 ///
 /// [`Server::median_p99`]: super::load::Server::median_p99
 fn p99s(r: &Results, name: &str) -> Option<(f64, f64)> {
-    let of = |n: &str| r.load.servers.iter().find(|s| s.name == n)?.median_p99();
+    let of = |n: &str| r.load.server(n)?.median_p99();
     Some((of(name)?, of("nginx")?))
 }
 
@@ -591,12 +591,7 @@ fn render_costs(o: &mut String, r: &Results) {
          | server | instructions per request | system calls per request | of which |\n|---|---:|---:|---|"
     );
     for c in &r.costs {
-        let sys = r
-            .load
-            .servers
-            .iter()
-            .find(|s| s.name == c.name)
-            .map(|s| &s.syscalls);
+        let sys = r.load.server(c.name).map(|s| &s.syscalls);
         let (total, calls) = match sys {
             Some(Ok(sc)) => {
                 let total =
@@ -713,9 +708,7 @@ fn readme_server_rows(o: &mut String, r: &Results, h: &Headline) {
     let nginx = r.load.nginx();
     let nginx_p99 = r
         .load
-        .servers
-        .iter()
-        .find(|s| s.name == "nginx")
+        .server("nginx")
         .and_then(super::load::Server::median_p99);
     let nginx_text = match (nginx, nginx_p99) {
         (Some(rps), Some(p99)) => format!("{rps:.0} (p99 {p99:.0} µs)"),
@@ -726,7 +719,7 @@ fn readme_server_rows(o: &mut String, r: &Results, h: &Headline) {
         ("mitoken emulate", h.emulator),
         ("mitoken bridge", h.bridge),
     ] {
-        let server = r.load.servers.iter().find(|s| s.name == name);
+        let server = r.load.server(name);
         let best = server.and_then(super::load::Server::best);
         let p99 = server.and_then(super::load::Server::median_p99);
         match (best, v) {
