@@ -175,14 +175,7 @@ impl<'a, 'w> Issue<'a, 'w> {
                 });
             }
             IssueError::Fault(fault) => {
-                return conn::write_fault(
-                    &self.config,
-                    &fault,
-                    Some(resolved),
-                    &self.ctx,
-                    self.area,
-                    out,
-                );
+                return conn::write_fault(&self.config, &fault, Some(resolved), &self.ctx, out);
             }
             IssueError::UnknownResource => (Rejection::InvalidResource, None),
             IssueError::Throttled { retry_after } => (Rejection::Throttled, retry_after),
@@ -347,8 +340,7 @@ impl<'s, 'a, S: AsRef<str>, const N: usize> Server<'s, 'a, S, N> {
         let view = &request.view;
         match *verdict {
             Verdict::Fault(fault) => {
-                return conn::write_fault(config, &fault, None, ctx, work, out)
-                    .map(Answer::Response);
+                return conn::write_fault(config, &fault, None, ctx, out).map(Answer::Response);
             }
             Verdict::Json { status, body } => {
                 let write = |o: &mut [u8]| {

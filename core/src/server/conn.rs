@@ -380,15 +380,15 @@ pub(crate) fn write_rejection_retry<'a>(
     )
 }
 
+/// Writes `fault` as a whole response for `ctx`'s request, or with no request behind it
+/// ([`bare_fault`]).
 pub(crate) fn write_fault<'a>(
     config: &super::Config<'_>,
     fault: &Fault<'_>,
     resolved: Option<Resolved<'a>>,
     ctx: &Ctx,
-    area: &mut [u8],
     out: &mut [u8],
 ) -> Result<Response<'a>, HandleError> {
-    let _ = area;
     let retry_after = match fault.status {
         429 | 503 => Some(fault.retry_after.unwrap_or(config.default_retry_after)),
         _ => fault.retry_after,
@@ -413,6 +413,23 @@ pub(crate) fn write_fault<'a>(
         Outcome::Fault { resolved },
         out,
     )
+}
+
+/// Writes `fault` with no request behind it (`Connection: close` unless `keep_alive`), e.g. to
+/// turn a connection away before reading it: [`Server::write_fault`] and
+/// [`Relay::write_fault`](super::Relay::write_fault). Returns the response length.
+pub(crate) fn bare_fault(
+    config: &super::Config<'_>,
+    fault: &Fault<'_>,
+    keep_alive: bool,
+    out: &mut [u8],
+) -> Result<usize, HandleError> {
+    let ctx = Ctx {
+        keep_alive,
+        head_only: false,
+        consumed: 0,
+    };
+    write_fault(config, fault, None, &ctx, out).map(|r| r.len)
 }
 
 /// Writes a source's error answer (its body shape, its status).

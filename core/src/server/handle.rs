@@ -3,8 +3,8 @@
 
 use super::answer::{self, Answer, Minted, Request, Verdict};
 use super::conn::{
-    Ctx, Framed, MIN_JSON_ROOM, Outcome, Response, ServerConnection, Texts, finish, framing_failed,
-    write_fault, write_rejection,
+    Ctx, Framed, MIN_JSON_ROOM, Outcome, Response, ServerConnection, Texts, bare_fault, finish,
+    framing_failed, write_rejection,
 };
 use super::respond;
 use super::{
@@ -65,13 +65,7 @@ impl<'a, S: AsRef<str>, const N: usize> Server<'_, 'a, S, N> {
         keep_alive: bool,
         out: &mut [u8],
     ) -> Result<usize, HandleError> {
-        let ctx = Ctx {
-            keep_alive,
-            head_only: false,
-            consumed: 0,
-        };
-        let config = self.config;
-        write_fault(&config, fault, None, &ctx, self.work, out).map(|r| r.len)
+        bare_fault(&self.config, fault, keep_alive, out)
     }
 
     /// Offers a request for a path the server does not own to [`Issuer::serve_other`]; `None`

@@ -224,13 +224,7 @@ impl<'s> Relay<'s> {
         keep_alive: bool,
         out: &mut [u8],
     ) -> Result<usize, HandleError> {
-        let ctx = Ctx {
-            keep_alive,
-            head_only: false,
-            consumed: 0,
-        };
-        let mut area = [0u8; 0];
-        conn::write_fault(&self.config, fault, None, &ctx, &mut area, out).map(|r| r.len)
+        conn::bare_fault(&self.config, fault, keep_alive, out)
     }
 
     /// Writes the 200 answer carrying `token` for the request `reply` belongs to: the legacy
@@ -279,7 +273,6 @@ impl<'s> Relay<'s> {
         error: &Fault<'_>,
         out: &mut [u8],
     ) -> Result<Response<'static>, HandleError> {
-        let mut area = [0u8; 0];
         let error = Fault {
             status: if (100..=999).contains(&error.status) {
                 error.status
@@ -288,8 +281,7 @@ impl<'s> Relay<'s> {
             },
             ..*error
         };
-        let mut response =
-            conn::write_fault(&self.config, &error, None, &reply.ctx, &mut area, out)?;
+        let mut response = conn::write_fault(&self.config, &error, None, &reply.ctx, out)?;
         response.outcome = Outcome::Upstream;
         Ok(response)
     }
