@@ -23,13 +23,19 @@ fn main() -> ExitCode {
             Err(failure) => ExitCode::from(failure.code()),
         };
     }
-    // Asked only by the servers: it reads cgroup files, which `mitoken token` need not pay for.
-    let cores = || std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // Asked only by the servers, once: it reads cgroup files, which `mitoken token` need not
+    // pay for.
+    let cores = match cli.command {
+        Command::Emulate(_) | Command::Bridge(_) => {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        }
+        _ => 1,
+    };
     let mut builder = match cli.command {
         Command::Token(_) | Command::Doctor(_) | Command::Env(_) => {
             tokio::runtime::Builder::new_current_thread()
         }
-        Command::Emulate(_) | Command::Bridge(_) if cores() == 1 => {
+        Command::Emulate(_) | Command::Bridge(_) if cores == 1 => {
             let mut b = tokio::runtime::Builder::new_current_thread();
             b.max_blocking_threads(mitoken_host::bridge::MAX_BLOCKING_THREADS);
             b
@@ -39,7 +45,7 @@ fn main() -> ExitCode {
             // A small, bounded thread count whatever the VM's size: the systemd unit caps
             // tasks (TasksMax=64), and the cached path needs no more than a few cores.
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(cores().min(mitoken_host::bridge::MAX_WORKER_THREADS))
+            b.worker_threads(cores.min(mitoken_host::bridge::MAX_WORKER_THREADS))
                 .max_blocking_threads(mitoken_host::bridge::MAX_BLOCKING_THREADS);
             b
         }

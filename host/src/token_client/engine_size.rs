@@ -2,9 +2,10 @@
 //!
 //! The core's [`Engine`] has its capacities in its type and holds its cache inline (no heap):
 //! the service size below is about 1.2 MB, which a process must write and fault in before its
-//! first request — a millisecond or more on a VM — and keeps resident. A process that asks for one token and exits (`mitoken
-//! token`, `mitoken demo`) takes the one-shot size (about 36 KB) instead. The client drives
-//! either through [`TokenEngine`], so nothing else in the shell depends on the size.
+//! first request (a millisecond or more on a VM) and keeps resident. A process that asks for
+//! one token and exits (`mitoken token`, `mitoken demo`) takes the one-shot size (about 41 KB)
+//! instead. The client drives either through [`TokenEngine`], so nothing else in the shell
+//! depends on the size.
 
 use mitoken_core::cache::{CacheKey, CachedToken, Lookup};
 use mitoken_core::engine::{
