@@ -83,10 +83,10 @@ fn a_request_to_another_source_fails_its_caller_without_a_byte_sent() {
         .request("2019-08-01")
         .with_secret("s")
         .write(&endpoint, &mut [0; 1024]);
-    assert_eq!(written, Err(RequestError::SourceNotBuilt));
-    let Err(e) = written else { unreachable!() };
+    let refused = written.unwrap_err();
+    assert_eq!(refused, RequestError::SourceNotBuilt);
     engine
-        .handle_reply(flight, now, Reply::Unsendable(e))
+        .handle_reply(flight, now, Reply::Unsendable(refused))
         .unwrap();
     assert!(engine.poll_transmit(now).is_none(), "not retried");
     let wake = engine
